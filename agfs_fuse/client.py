@@ -1,0 +1,421 @@
+"""The async AGFS client: the only module that knows URLs, query parameters and JSON keys.
+
+Every method returns domain objects (``FileInfo``, ``bytes``, ``int``) and raises the
+typed errors of ``errors``; callers never see an ``httpx.Response``. Paths are always
+sent fully percent-encoded in the query string, because Go decodes a literal ``+`` in a
+query as a space.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import datetime
+from typing import Any, BinaryIO
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+import trio
+
+from . import errors
+from .models import FileInfo, Health, MountPoint
+
+log = logging.getLogger(__name__)
+
+API_SUFFIX = "/api/v1"
+UPLOAD_CHUNK = 1 << 20
+
+# Go's os.FileMode keeps its type and special bits high up (protocol section 2).
+_GO_SYMLINK = 1 << 27
+_GO_SPECIAL_BITS = ((1 << 23, 0o4000), (1 << 22, 0o2000), (1 << 20, 0o1000))
+
+# AGFS handle flags are AGFS's own values, not Linux's (protocol section 5).
+_AGFS_ACCESS = {os.O_RDONLY: 0, os.O_WRONLY: 1, os.O_RDWR: 2}
+_AGFS_FLAG_BITS = ((os.O_APPEND, 8), (os.O_CREAT, 16), (os.O_EXCL, 32), (os.O_TRUNC, 64))
+
+_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|z|[+-]\d\d:\d\d)$")
+
+_announced_suffix: set[str] = set()
+
+
+def normalize_base_url(url: str) -> str:
+    """Return the API base URL, appending ``/api/v1`` (and saying so once) when missing.
+
+    Raises ``InvalidArgument`` for anything that is not an http(s) URL with a host.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https"):
+        raise errors.InvalidArgument(f"server URL must start with http:// or https://, got {url!r}")
+    if not parts.hostname:
+        raise errors.InvalidArgument(f"server URL has no host: {url!r}")
+    if parts.query or parts.fragment:
+        raise errors.InvalidArgument(f"server URL must not have a query or fragment: {url!r}")
+    path = parts.path.rstrip("/")
+    if not path.endswith(API_SUFFIX):
+        path += API_SUFFIX
+        fixed = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+        if fixed not in _announced_suffix:
+            _announced_suffix.add(fixed)
+            log.info("server URL %s has no %s suffix; using %s", url, API_SUFFIX, fixed)
+        return fixed
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def parse_mtime_ns(text: str) -> int:
+    """RFC 3339 with up to nine fractional digits -> nanoseconds since the epoch (>= 0)."""
+    match = _RFC3339.match(text)
+    if not match:
+        raise errors.ProtocolError(f"bad modTime {text!r}")
+    whole, fraction, zone = match.groups()
+    zone = "+00:00" if zone in ("Z", "z") else zone
+    seconds = int(datetime.fromisoformat(whole + zone).timestamp())
+    nanos = int((fraction or "").ljust(9, "0"))
+    return max(0, seconds * 1_000_000_000 + nanos)
+
+
+def agfs_open_flags(os_flags: int) -> int:
+    """Translate ``os.O_*`` flags to the AGFS handle API's values."""
+    value = _AGFS_ACCESS.get(os_flags & os.O_ACCMODE, 0)
+    for linux_bit, agfs_bit in _AGFS_FLAG_BITS:
+        if os_flags & linux_bit:
+            value |= agfs_bit
+    return value
+
+
+def _perm_from_mode(mode: int) -> int:
+    perm = mode & 0o7777
+    for go_bit, posix_bit in _GO_SPECIAL_BITS:
+        if mode & go_bit:
+            perm |= posix_bit
+    return perm
+
+
+def _field(obj: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
+    value = obj.get(key, default)
+    if value is None:
+        return default
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise errors.ProtocolError(f"field {key!r} should be {kind.__name__}, got {value!r}")
+    return value
+
+
+def parse_file_info(obj: Any) -> FileInfo:
+    """Build a ``FileInfo`` from the server's JSON, tolerating its known variations."""
+    if not isinstance(obj, dict):
+        raise errors.ProtocolError(f"expected a file object, got {type(obj).__name__}")
+    meta = obj.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise errors.ProtocolError("field 'meta' should be an object")
+    meta_name = meta.get("Name", meta.get("name")) or ""
+    meta_type = meta.get("Type", meta.get("type")) or ""
+    content = meta.get("Content", meta.get("content"))
+    mode = _field(obj, "mode", int, 0)
+    mod_time = _field(obj, "modTime", str, "")
+    return FileInfo(
+        name=_field(obj, "name", str, ""),
+        size=max(0, _field(obj, "size", int, 0)),
+        perm=_perm_from_mode(mode),
+        is_dir=_field(obj, "isDir", bool, False),
+        is_symlink=meta_type == "symlink" or bool(mode & _GO_SYMLINK),
+        mtime_ns=parse_mtime_ns(mod_time) if mod_time else 0,
+        meta_name=str(meta_name),
+        meta_type=str(meta_type),
+        meta_content=content if isinstance(content, dict) else None,
+    )
+
+
+class AgfsClient:
+    """One connection pool to one AGFS server.
+
+    ``timeout`` is the per-request inactivity deadline: no single read, write or pool wait
+    may take longer, so a silent server gives ``RequestTimeout`` instead of a hang.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        max_connections: int = 32,
+        transport: httpx.AsyncBaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        self.base_url = normalize_base_url(base_url)
+        self.timeout = timeout
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+            headers=dict(headers or {}),
+            verify=verify,
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def _url(self, route: str, path: str | None = None, **params: Any) -> str:
+        query = []
+        if path is not None:
+            query.append("path=" + quote(path, safe="/"))
+        for key, value in params.items():
+            if value is not None:
+                query.append(f"{key}={quote(str(value), safe='')}")
+        url = self.base_url + route
+        return url + ("?" + "&".join(query) if query else "")
+
+    async def _send(
+        self,
+        method: str,
+        route: str,
+        path: str | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        content: bytes | AsyncIterator[bytes] | None = None,
+        headers: Mapping[str, str] | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """Send one request; return a successful response or raise a typed error."""
+        url = self._url(route, path, **(params or {}))
+        request = self._http.build_request(
+            method,
+            url,
+            content=json.dumps(json_body).encode() if json_body is not None else content,
+            headers={
+                **({"Content-Type": "application/json"} if json_body is not None else {}),
+                **(headers or {}),
+            },
+        )
+        try:
+            response = await self._http.send(request, stream=stream)
+        except httpx.ConnectTimeout as exc:
+            raise errors.ServerUnreachable(
+                f"cannot connect to {self.base_url}: timed out", path=path
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise errors.RequestTimeout(
+                f"{method} {route}: no answer from {self.base_url} within {self.timeout:g} s",
+                path=path,
+            ) from exc
+        except httpx.ConnectError as exc:
+            raise errors.ServerUnreachable(
+                f"cannot connect to {self.base_url}: {exc}", path=path
+            ) from exc
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            raise errors.ServerUnreachable(
+                f"{method} {route}: connection to {self.base_url} lost: {exc!r}", path=path
+            ) from exc
+        if response.status_code < 300:
+            return response
+        if stream:
+            await response.aread()
+            await response.aclose()
+        raise self._error_for(response, route, path)
+
+    def _error_for(
+        self, response: httpx.Response, route: str, path: str | None
+    ) -> errors.AgfsError:
+        status = response.status_code
+        if 300 <= status < 400:
+            target = response.headers.get("location", "?")
+            return errors.ProtocolError(
+                f"{route}: unexpected redirect {status} to {target}", path=path, status=status
+            )
+        try:
+            body = response.json()
+            message = body.get("error") if isinstance(body, dict) else None
+        except ValueError:
+            message = None
+        if isinstance(message, str):
+            return errors.error_from_answer(status, message, path)
+        if status == 404:
+            return errors.ProtocolError(
+                f"{self.base_url}{route} is not an AGFS route (HTTP 404 {response.text[:60]!r});"
+                " is the URL the server's /api/v1 endpoint?",
+                path=path,
+                status=status,
+            )
+        cls = errors.error_class_for(status, "")
+        return cls(f"HTTP {status} from server: {response.text[:80]!r}", path=path, status=status)
+
+    async def _json(self, method: str, route: str, path: str | None = None, **kw: Any) -> Any:
+        response = await self._send(method, route, path, **kw)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise errors.ProtocolError(
+                f"{route}: answer is not JSON: {response.text[:80]!r}", path=path
+            ) from exc
+
+    # -- server ---------------------------------------------------------------------
+
+    async def health(self) -> Health:
+        body = await self._json("GET", "/health")
+        if not isinstance(body, dict) or "status" not in body:
+            raise errors.ProtocolError(f"/health answer is not AGFS: {str(body)[:80]!r}")
+        return Health(
+            status=str(body.get("status")),
+            version=str(body.get("version", "")),
+            ready=bool(body.get("ready", True)),
+            degraded=bool(body.get("degraded", False)),
+        )
+
+    async def mounts(self) -> list[MountPoint]:
+        body = await self._json("GET", "/mounts")
+        items = body.get("mounts") if isinstance(body, dict) else None
+        return [
+            MountPoint(
+                path=str(m.get("path", "")),
+                plugin=str(m.get("pluginName", "")),
+                status=str(m.get("status", "")),
+            )
+            for m in items or []
+            if isinstance(m, dict)
+        ]
+
+    # -- metadata -------------------------------------------------------------------
+
+    async def stat(self, path: str) -> FileInfo:
+        return parse_file_info(await self._json("GET", "/stat", path))
+
+    async def list(self, path: str) -> list[FileInfo]:
+        body = await self._json("GET", "/directories", path)
+        if not isinstance(body, dict):
+            raise errors.ProtocolError("/directories answer is not an object", path=path)
+        files = body.get("files")
+        if files is None:
+            return []
+        if not isinstance(files, list):
+            raise errors.ProtocolError("'files' should be a list", path=path)
+        return [parse_file_info(item) for item in files]
+
+    # -- data -----------------------------------------------------------------------
+
+    async def read(self, path: str, offset: int = 0, size: int = -1) -> bytes:
+        """Ranged read; a short (or empty) answer means end of file."""
+        params = {"offset": offset, "size": size} if (offset or size >= 0) else None
+        response = await self._send("GET", "/files", path, params=params)
+        return response.content
+
+    async def read_into(self, path: str, sink: Callable[[bytes], object]) -> int:
+        """Stream the whole file into ``sink`` chunk by chunk; returns the byte count."""
+        total = 0
+        response = await self._send("GET", "/files", path, stream=True)
+        try:
+            async for chunk in response.aiter_raw():
+                sink(chunk)
+                total += len(chunk)
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            raise errors.ServerUnreachable(
+                f"connection lost while reading {path}: {exc!r}", path=path
+            ) from exc
+        finally:
+            await response.aclose()
+        return total
+
+    async def write(self, path: str, data: bytes) -> None:
+        """Replace the whole file with ``data``."""
+        await self._send("PUT", "/files", path, content=data)
+
+    async def write_from(self, path: str, source: BinaryIO, size: int) -> None:
+        """Replace the whole file with ``size`` bytes streamed from ``source`` (from 0).
+
+        The body is streamed with a Content-Length, so a large spool never sits in memory
+        and the server can refuse an oversized body (413 -> EFBIG) before reading it.
+        """
+
+        async def chunks() -> AsyncIterator[bytes]:
+            remaining = size
+            offset = 0
+            while remaining > 0:
+                n = min(UPLOAD_CHUNK, remaining)
+                block = await trio.to_thread.run_sync(os.pread, source.fileno(), n, offset)
+                if not block:
+                    raise errors.ServerError(f"spool for {path} shrank during upload")
+                offset += len(block)
+                remaining -= len(block)
+                yield block
+
+        await self._send(
+            "PUT", "/files", path, content=chunks(), headers={"Content-Length": str(size)}
+        )
+
+    # -- namespace ------------------------------------------------------------------
+
+    async def create(self, path: str) -> None:
+        await self._send("POST", "/files", path)
+
+    async def mkdir(self, path: str, mode: int = 0o755) -> None:
+        await self._send("POST", "/directories", path, params={"mode": format(mode & 0o7777, "o")})
+
+    async def delete(self, path: str, *, recursive: bool = False) -> None:
+        await self._send(
+            "DELETE", "/files", path, params={"recursive": "true"} if recursive else None
+        )
+
+    async def rmdir(self, path: str) -> None:
+        await self._send("DELETE", "/directories", path)
+
+    async def rename(self, old: str, new: str) -> None:
+        await self._send("POST", "/rename", old, json_body={"newPath": new})
+
+    async def chmod(self, path: str, mode: int) -> None:
+        await self._send("POST", "/chmod", path, json_body={"mode": mode & 0o7777})
+
+    async def truncate(self, path: str, size: int) -> None:
+        await self._send("POST", "/truncate", path, params={"size": size})
+
+    async def touch(self, path: str) -> None:
+        await self._send("POST", "/touch", path)
+
+    async def symlink(self, target: str, link: str) -> None:
+        await self._send("POST", "/symlink", link, json_body={"target": target})
+
+    async def readlink(self, path: str) -> str:
+        body = await self._json("GET", "/readlink", path)
+        target = body.get("target") if isinstance(body, dict) else None
+        if not isinstance(target, str):
+            raise errors.ProtocolError("/readlink answer has no target", path=path)
+        return target
+
+    # -- handles --------------------------------------------------------------------
+
+    async def open_handle(self, path: str, os_flags: int, mode: int = 0o644) -> int:
+        body = await self._json(
+            "POST",
+            "/handles/open",
+            path,
+            params={"flags": agfs_open_flags(os_flags), "mode": format(mode & 0o7777, "o")},
+        )
+        handle = body.get("handle_id") if isinstance(body, dict) else None
+        if not isinstance(handle, int) or isinstance(handle, bool):
+            raise errors.ProtocolError("/handles/open answer has no handle_id", path=path)
+        return handle
+
+    async def handle_read(self, handle: int, offset: int, size: int) -> bytes:
+        response = await self._send(
+            "GET", f"/handles/{handle}/read", params={"offset": offset, "size": size}
+        )
+        return response.content
+
+    async def handle_write(self, handle: int, offset: int, data: bytes) -> int:
+        body = await self._json(
+            "PUT", f"/handles/{handle}/write", params={"offset": offset}, content=data
+        )
+        written = body.get("bytes_written") if isinstance(body, dict) else None
+        if not isinstance(written, int):
+            raise errors.ProtocolError("handle write answer has no bytes_written")
+        return written
+
+    async def close_handle(self, handle: int) -> None:
+        await self._send("DELETE", f"/handles/{handle}")

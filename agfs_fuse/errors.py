@@ -1,0 +1,148 @@
+"""Typed errors that carry an errno, and the one table that maps AGFS answers to them.
+
+AGFS status codes are unreliable: memfs and localfs return untyped errors, which all
+arrive as HTTP 500 with a message. The meaning is in the text, so the errno comes from
+the message first and the status code second (protocol section 6). Every layer above the
+client deals only in these classes; the FUSE layer turns ``errno`` into ``FUSEError``.
+"""
+
+from __future__ import annotations
+
+import errno as E
+import re
+
+
+class AgfsError(Exception):
+    """Base of every error the client raises; ``errno`` is what the kernel will see."""
+
+    errno: int = E.EIO
+
+    def __init__(self, message: str, *, path: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.status = status
+
+    def __str__(self) -> str:
+        where = f" ({self.path})" if self.path else ""
+        return f"{self.message}{where}"
+
+
+class NotFound(AgfsError):
+    errno = E.ENOENT
+
+
+class AlreadyExists(AgfsError):
+    errno = E.EEXIST
+
+
+class NotADirectory(AgfsError):
+    errno = E.ENOTDIR
+
+
+class IsADirectory(AgfsError):
+    errno = E.EISDIR
+
+
+class DirectoryNotEmpty(AgfsError):
+    errno = E.ENOTEMPTY
+
+
+class PermissionDenied(AgfsError):
+    errno = E.EACCES
+
+
+class NotSupported(AgfsError):
+    errno = E.EOPNOTSUPP
+
+
+class CrossDevice(AgfsError):
+    errno = E.EXDEV
+
+
+class FileTooLarge(AgfsError):
+    errno = E.EFBIG
+
+
+class InvalidArgument(AgfsError):
+    errno = E.EINVAL
+
+
+class NameTooLong(AgfsError):
+    errno = E.ENAMETOOLONG
+
+
+class ReadOnly(AgfsError):
+    errno = E.EROFS
+
+
+class ServerError(AgfsError):
+    """The server answered with an error we cannot classify: EIO."""
+
+
+class ProtocolError(AgfsError):
+    """The answer is not AGFS: HTML, a redirect, truncated JSON, an unknown route."""
+
+
+class ServerUnreachable(AgfsError):
+    """Connection refused, DNS failure, TLS failure: never ENOENT, always EIO."""
+
+
+class RequestTimeout(AgfsError):
+    """The server accepted the request but stopped answering within the deadline."""
+
+    errno = E.ETIMEDOUT
+
+
+# Message fragments in the order they are tried: more specific phrases first, because
+# "no such file or directory" also contains "directory" and "is a directory" contains "a dir".
+_MESSAGE_TABLE: tuple[tuple[str, type[AgfsError]], ...] = (
+    ("across different mounts", CrossDevice),
+    ("not empty", DirectoryNotEmpty),
+    ("not a directory", NotADirectory),
+    ("is a directory", IsADirectory),
+    ("already exists", AlreadyExists),
+    ("no such", NotFound),
+    ("not found", NotFound),
+    ("does not exist", NotFound),
+    ("permission denied", PermissionDenied),
+    ("is write-only", PermissionDenied),
+    ("is read-only", PermissionDenied),
+    ("read-only file system", ReadOnly),
+    ("not supported", NotSupported),
+    ("not implemented", NotSupported),
+    ("name too long", NameTooLong),
+    ("exceeds maximum size", FileTooLarge),
+    ("too large", FileTooLarge),
+    ("invalid", InvalidArgument),
+)
+
+_STATUS_TABLE: dict[int, type[AgfsError]] = {
+    400: InvalidArgument,
+    403: PermissionDenied,
+    404: NotFound,
+    409: AlreadyExists,
+    413: FileTooLarge,
+    501: NotSupported,
+}
+
+# proxyfs wraps the remote status into its 500 text: "HTTP 404: ...".
+_INNER_STATUS = re.compile(r"\bHTTP (\d{3})\b")
+
+
+def error_class_for(status: int, message: str) -> type[AgfsError]:
+    """Pick the error class for an AGFS error answer: message first, then status."""
+    lowered = message.lower()
+    for fragment, cls in _MESSAGE_TABLE:
+        if fragment in lowered:
+            return cls
+    inner = _INNER_STATUS.search(message)
+    if inner and int(inner.group(1)) in _STATUS_TABLE:
+        return _STATUS_TABLE[int(inner.group(1))]
+    return _STATUS_TABLE.get(status, ServerError)
+
+
+def error_from_answer(status: int, message: str, path: str | None = None) -> AgfsError:
+    """Build the typed error for an AGFS error answer."""
+    cls = error_class_for(status, message)
+    return cls(message, path=path, status=status)
