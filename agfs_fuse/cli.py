@@ -1,0 +1,175 @@
+"""The ``agfs-fuse`` command line: ``mount`` (the product) and ``serve`` (the reference server).
+
+Without ``-f`` the mount runs in a detached child process and this command returns only
+once the mount is usable, or with the child's one-line error: scripts and fstab can rely
+on the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import select
+import subprocess
+import sys
+import time
+
+from . import __version__
+from .options import OptionError, options_help, parse_options
+
+PROG = "agfs-fuse"
+BACKGROUND_START_TIMEOUT = 120.0
+
+MOUNT_EPILOG = f"""\
+mount options (-o, comma-separated, may repeat):
+{options_help()}
+
+examples:
+  agfs-fuse mount http://127.0.0.1:8080/api/v1 /mnt/agfs
+  agfs-fuse mount http://agfs:8080 /mnt/agfs -o root=/memfs,attr_timeout=5
+  echo > /mnt/agfs/reload                          # reconnect
+  echo http://other:8080/api/v1 > /mnt/agfs/reload # switch servers
+  fusermount3 -u /mnt/agfs                          # unmount
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Mount a remote AGFS server as a local directory (FUSE), "
+        "or run the AGFS-compatible reference server.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    mount = commands.add_parser(
+        "mount",
+        help="mount an AGFS server on a local directory",
+        description="Mount the AGFS server at URL (http(s)://host:port/api/v1; the /api/v1 "
+        "suffix is added when missing) on MOUNTPOINT. Returns once the mount is usable; "
+        "unmount with 'fusermount3 -u MOUNTPOINT'.",
+        epilog=MOUNT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mount.add_argument("url", metavar="URL", help="AGFS API base URL")
+    mount.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing, empty directory")
+    mount.add_argument(
+        "-f", "--foreground", action="store_true", help="stay in the foreground until unmounted"
+    )
+    mount.add_argument(
+        "-o",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="OPT[,OPT...]",
+        help="mount options, see below",
+    )
+    mount.add_argument("--debug", action="store_true", help="log every operation and request")
+    mount.add_argument("--log-file", metavar="FILE", help="write the log to FILE")
+    mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the AGFS-compatible reference server (memfs, localfs, queuefs)",
+        description="Run an AGFS-compatible HTTP server for tests and demos. It behaves "
+        "like the real Go server, quirks included.",
+    )
+    from .server.cli import configure_parser
+
+    configure_parser(serve)
+    return parser
+
+
+def setup_logging(debug: bool, log_file: str | None) -> None:
+    handler: logging.Handler = (
+        logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    for noisy in ("httpx", "httpcore", "pyfuse3"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _start_in_background(argv: list[str]) -> int:
+    """Run the mount in a detached child; wait for its 'ok' or its one-line error."""
+    read_end, write_end = os.pipe()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "agfs_fuse", *argv, "--foreground", "--ready-fd", str(write_end)],
+        pass_fds=(write_end,),
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    os.close(write_end)
+    answer = b""
+    deadline = time.monotonic() + BACKGROUND_START_TIMEOUT
+    with os.fdopen(read_end, "rb") as pipe:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([pipe], [], [], 0.5)
+            if ready:
+                chunk = os.read(pipe.fileno(), 4096)
+                if not chunk:
+                    break
+                answer += chunk
+            elif child.poll() is not None:
+                break
+        else:
+            child.kill()
+            return _fail("the mount did not become ready in time")
+    text = answer.decode("utf-8", "replace").strip()
+    if text == "ok":
+        return 0
+    if text:
+        return _fail(text)
+    return _fail(f"the mount process exited with status {child.wait()} before mounting")
+
+
+def _mount(args: argparse.Namespace, argv: list[str]) -> int:
+    try:
+        options = parse_options(args.options)
+    except OptionError as exc:
+        return _fail(str(exc))
+    if not args.foreground:
+        return _start_in_background(argv)
+
+    from .mount import MountRequest, run_mount
+
+    setup_logging(args.debug or options.debug, args.log_file)
+
+    def ready(error: str | None) -> None:
+        if args.ready_fd is None:
+            if error:
+                _fail(error)
+            return
+        os.write(args.ready_fd, b"ok\n" if error is None else error.encode() + b"\n")
+        os.close(args.ready_fd)
+        args.ready_fd = None
+        if error is None and not args.log_file:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (1, 2):
+                os.dup2(devnull, fd)
+            os.close(devnull)
+
+    request = MountRequest(url=args.url, mountpoint=args.mountpoint, options=options)
+    return run_mount(request, ready)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if args.command == "mount":
+        return _mount(args, argv)
+    from .server.cli import run
+
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,346 @@
+"""The filesystem core: POSIX semantics on top of AGFS, by remote path, without FUSE.
+
+This is where AGFS's gaps are bridged: rename that replaces (memfs refuses), symlink
+rename (links cannot be renamed), the choice of write strategy per file, fetch-once reads
+of files whose size or reads cannot be trusted, and ``/reload``. It knows neither inodes
+nor the kernel, so it can be tested by calling it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable
+
+import trio
+
+from . import paths
+from .cache import AttrCache, Clock
+from .client import AgfsClient
+from .errors import (
+    AgfsError,
+    AlreadyExists,
+    DirectoryNotEmpty,
+    InvalidArgument,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    ServerUnreachable,
+)
+from .models import FileInfo, MountPoint
+from .spool import SpoolDir
+from .writes import MessageWriter, SpoolWriter, Writer
+
+log = logging.getLogger(__name__)
+
+# Plugins whose every file has an untrusted size or destructive reads (protocol section 8).
+VOLATILE_PLUGINS = frozenset(
+    {"queuefs", "streamfs", "streamrotatefs", "heartbeatfs", "serverinfofs", "sqlfs2"}
+)
+MESSAGE_TYPES = frozenset({"control", "query", "ctl", "session-ctl"})
+ASIDE_PREFIX = ".agfs-fuse-replaced-"
+
+ClientFactory = Callable[[str], AgfsClient]
+
+
+class ReloadFailed(AgfsError):
+    """A reload could not reach the new server; the old client stays."""
+
+
+class AgfsFilesystem:
+    def __init__(
+        self,
+        client: AgfsClient,
+        spool_dir: SpoolDir,
+        *,
+        client_factory: ClientFactory,
+        attr_ttl: float = 1.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.client = client
+        self.spool_dir = spool_dir
+        self._client_factory = client_factory
+        self.attrs = AttrCache(attr_ttl, clock) if clock else AttrCache(attr_ttl)
+        self._mounts: list[MountPoint] = []
+        self._spools: dict[int, SpoolWriter] = {}
+        self._retired: list[AgfsClient] = []
+        self._reload_lock = trio.Lock()
+
+    def current_client(self) -> AgfsClient:
+        return self.client
+
+    # -- plugins --------------------------------------------------------------------
+
+    async def refresh_mounts(self) -> None:
+        """Learn which plugin serves which path; a server without /mounts is not fatal."""
+        try:
+            self._mounts = sorted(
+                await self.client.mounts(), key=lambda m: len(m.path), reverse=True
+            )
+        except (ServerUnreachable, AgfsError) as exc:
+            log.warning("cannot list the server's mounts (%s); assuming plain files", exc)
+            self._mounts = []
+
+    def plugin_for(self, path: str) -> str:
+        for mount in self._mounts:
+            if paths.is_within(path, mount.path):
+                return mount.plugin
+        return ""
+
+    def is_volatile(self, path: str, info: FileInfo) -> bool:
+        """Size untrusted or reads destructive: read with one GET per open, no caching."""
+        return not info.is_dir and (info.untrusted or self.plugin_for(path) in VOLATILE_PLUGINS)
+
+    def wants_messages(self, path: str, info: FileInfo) -> bool:
+        """Write-only and control files take the message strategy."""
+        return info.write_only or info.meta_type in MESSAGE_TYPES
+
+    # -- metadata -------------------------------------------------------------------
+
+    async def stat(self, path: str, *, fresh: bool = False) -> FileInfo:
+        if not fresh:
+            cached = self.attrs.get(path)
+            if cached is not None:
+                return cached
+        info = await self.client.stat(path)
+        if not self.is_volatile(path, info):
+            self.attrs.put(path, info)
+        return info
+
+    async def exists(self, path: str) -> bool:
+        try:
+            await self.stat(path, fresh=True)
+        except NotFound:
+            return False
+        return True
+
+    async def list(self, path: str) -> list[FileInfo]:
+        entries = await self.client.list(path)
+        for info in entries:
+            if not info.is_symlink:  # listings report links with size 0
+                self.attrs.put(paths.join(path, info.name), info)
+        return entries
+
+    def forget_attrs(self, path: str) -> None:
+        self.attrs.invalidate(path)
+
+    # -- namespace ------------------------------------------------------------------
+
+    async def mkdir(self, path: str, mode: int) -> None:
+        self.attrs.invalidate(path)
+        await self.client.mkdir(path, mode)
+
+    async def create(self, path: str, mode: int) -> None:
+        """Create an empty file (EEXIST when it exists) and give it ``mode``."""
+        self.attrs.invalidate(path)
+        await self.client.create(path)
+        if mode & 0o7777 != 0o644:
+            try:
+                await self.client.chmod(path, mode)
+            except AgfsError as exc:
+                log.debug("chmod after create of %s failed: %s", path, exc)
+
+    async def unlink(self, path: str) -> None:
+        self.attrs.invalidate(path)
+        await self.client.delete(path)
+        for writer in self._spools.values():
+            if writer.path == path:
+                writer.unlinked = True
+
+    async def rmdir(self, path: str) -> None:
+        self.attrs.invalidate_tree(path)
+        await self.client.rmdir(path)
+
+    async def symlink(self, target: str, link: str) -> None:
+        self.attrs.invalidate(link)
+        await self.client.symlink(target, link)
+
+    async def readlink(self, path: str) -> str:
+        return await self.client.readlink(path)
+
+    async def chmod(self, path: str, mode: int) -> None:
+        self.attrs.invalidate(path)
+        await self.client.chmod(path, mode)
+
+    async def rename(self, old: str, new: str, *, noreplace: bool = False) -> None:
+        """POSIX rename: replaces ``new`` even where the plugin refuses, never loses it."""
+        if old == new:
+            return
+        if paths.is_within(new, old):
+            raise InvalidArgument("cannot move a directory into itself", path=new)
+        source = await self.stat(old, fresh=True)
+        self.attrs.invalidate_tree(old)
+        self.attrs.invalidate_tree(new)
+        if noreplace and await self.exists(new):
+            raise AlreadyExists("file exists", path=new)
+        if source.is_symlink:
+            await self._rename_link(old, new, noreplace=noreplace)
+        else:
+            try:
+                await self.client.rename(old, new)
+            except AlreadyExists:
+                if noreplace:
+                    raise
+                await self._replace(old, new, source)
+        for writer in self._spools.values():
+            if paths.is_within(writer.path, old):
+                writer.retarget(paths.rebase(writer.path, old, new))
+
+    async def _check_replaceable(self, source: FileInfo, new: str) -> FileInfo:
+        target = await self.stat(new, fresh=True)
+        if target.is_symlink:
+            return target
+        if target.is_dir and not source.is_dir:
+            raise IsADirectory("is a directory", path=new)
+        if source.is_dir and not target.is_dir:
+            raise NotADirectory("not a directory", path=new)
+        if target.is_dir and await self.client.list(new):
+            raise DirectoryNotEmpty("directory not empty", path=new)
+        return target
+
+    async def _replace(self, old: str, new: str, source: FileInfo) -> None:
+        """Move the target aside, rename, then delete it; move it back on failure."""
+        target = await self._check_replaceable(source, new)
+        if target.is_symlink:
+            link_target = await self.client.readlink(new)
+            await self.client.delete(new)
+            try:
+                await self.client.rename(old, new)
+            except AgfsError:
+                await self.client.symlink(link_target, new)
+                raise
+            return
+        parent, _ = paths.split(new)
+        aside = paths.join(parent, f"{ASIDE_PREFIX}{uuid.uuid4().hex[:12]}")
+        await self.client.rename(new, aside)
+        try:
+            await self.client.rename(old, new)
+        except AgfsError:
+            await self.client.rename(aside, new)
+            raise
+        try:
+            await self.client.delete(aside, recursive=target.is_dir)
+        except AgfsError as exc:
+            log.warning("replaced %s but could not delete its old copy %s: %s", new, aside, exc)
+
+    async def _rename_link(self, old: str, new: str, *, noreplace: bool) -> None:
+        """AGFS links cannot be renamed: make the new link, then remove the old one."""
+        link_target = await self.client.readlink(old)
+        if not noreplace and await self.exists(new):
+            target = await self.stat(new, fresh=True)
+            if target.is_dir and not target.is_symlink:
+                raise IsADirectory("is a directory", path=new)
+            await self.client.delete(new)
+        await self.client.symlink(link_target, new)
+        await self.client.delete(old)
+
+    # -- data -----------------------------------------------------------------------
+
+    async def read(self, path: str, offset: int, size: int) -> bytes:
+        return await self.client.read(path, offset, size)
+
+    async def fetch_all(self, path: str) -> bytes:
+        """One GET for the whole content: for files whose size or reads are untrusted."""
+        return await self.client.read(path)
+
+    async def truncate(self, key: int, path: str, size: int) -> None:
+        """Set a file's size. A full PUT is the only thing every plugin honours."""
+        self.attrs.invalidate(path)
+        writer = self._spools.get(key)
+        if writer is not None:
+            await writer.truncate(size)
+            return
+        if size == 0:
+            await self.client.write(path, b"")
+            return
+        info = await self.stat(path, fresh=True)
+        temporary = SpoolWriter(self.current_client, self.spool_dir, path, info, self.url)
+        await temporary.truncate(size)
+        await temporary.close()
+
+    @property
+    def url(self) -> str:
+        return self.client.base_url
+
+    def open_writer(self, key: int, path: str, info: FileInfo, flags: int) -> Writer:
+        """The write strategy for a handle opened for writing on ``path``."""
+        if self.wants_messages(path, info):
+            return MessageWriter(self.current_client, path)
+        writer = self._spools.get(key)
+        if writer is None:
+            writer = SpoolWriter(self.current_client, self.spool_dir, path, info, self.url)
+            self._spools[key] = writer
+        writer.users += 1
+        if flags & os.O_TRUNC:
+            writer.start_empty()
+        return writer
+
+    def open_new_file(self, key: int, path: str) -> Writer:
+        """A file we just created: empty, nothing to fetch, nothing to upload yet."""
+        writer = SpoolWriter(self.current_client, self.spool_dir, path, None, self.url)
+        writer.users = 1
+        self._spools[key] = writer
+        return writer
+
+    def spool_of(self, key: int) -> SpoolWriter | None:
+        return self._spools.get(key)
+
+    async def release_writer(self, key: int, writer: Writer) -> None:
+        """A handle is closed. The last handle of a spool uploads and removes it."""
+        self.attrs.invalidate(writer.path)
+        if isinstance(writer, SpoolWriter):
+            writer.users -= 1
+            if writer.users > 0:
+                return
+            self._spools.pop(key, None)
+        await writer.close()
+
+    async def flush_all(self) -> list[str]:
+        """Upload every dirty spool (unmount, server switch); returns the paths that failed."""
+        failed = []
+        for writer in list(self._spools.values()):
+            try:
+                await writer.flush()
+            except AgfsError as exc:
+                log.error("upload of %s failed: %s", writer.path, exc)
+                failed.append(writer.path)
+        return failed
+
+    # -- reload ---------------------------------------------------------------------
+
+    async def reload(self, text: str) -> str:
+        """``/reload``: a fresh client for the same URL, or a switch to a new server."""
+        request = text.strip()
+        if request and not request.startswith(("http://", "https://")):
+            raise InvalidArgument(f"reload expects nothing or an http(s) URL, got {request!r}")
+        async with self._reload_lock:
+            try:
+                fresh = self._client_factory(request or self.url)
+            except InvalidArgument:
+                raise
+            switching = fresh.base_url != self.url
+            try:
+                health = await fresh.health()
+            except AgfsError as exc:
+                await fresh.aclose()
+                raise ReloadFailed(f"reload failed: {exc}") from exc
+            if health.status not in ("healthy", "degraded", "starting"):
+                await fresh.aclose()
+                raise ReloadFailed(f"reload failed: server says {health.status!r}")
+            if switching and await self.flush_all():
+                await fresh.aclose()
+                raise ReloadFailed("reload failed: pending writes could not be uploaded")
+            self._retired.append(self.client)
+            self.client = fresh
+            self.attrs.clear()
+            await self.refresh_mounts()
+            log.info("reloaded: now serving %s", self.url)
+            return self.url
+
+    def drop_caches(self) -> None:
+        self.attrs.clear()
+
+    async def aclose(self) -> None:
+        for client in [*self._retired, self.client]:
+            await client.aclose()

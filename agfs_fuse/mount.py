@@ -1,0 +1,205 @@
+"""The mount's lifecycle: checks, pyfuse3 init, the main loop, signals, clean unmount.
+
+Nothing here translates file operations; it builds the pieces, runs them in one trio
+nursery and tears them down in reverse, uploading pending writes before unmounting.
+Readiness is reported through a callback, so the CLI can return only once the mount
+is usable (background mode) and systemd can be told ``READY=1``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyfuse3
+import trio
+
+from . import errors
+from .client import AgfsClient, normalize_base_url
+from .filesystem import AgfsFilesystem
+from .inodes import InodeTable
+from .operations import AgfsOperations, AttrPolicy
+from .options import MountOptions
+from .spool import default_cache_dir, mount_spool_dir
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_UPLOAD_GRACE = 60.0
+Ready = Callable[[str | None], None]
+"""Called once: with None when the mount is usable, or with a one-line error."""
+
+
+class MountError(Exception):
+    """A mount-time failure; the message is the one line the user sees."""
+
+
+@dataclass
+class MountRequest:
+    url: str
+    mountpoint: str
+    options: MountOptions
+
+
+def check_mountpoint(mountpoint: str, nonempty: bool) -> None:
+    """Refuse a missing, busy or non-empty mountpoint; clear a stale one left by a crash."""
+    try:
+        os.stat(mountpoint)
+    except FileNotFoundError:
+        raise MountError(f"mountpoint {mountpoint} does not exist") from None
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            raise MountError(f"cannot use mountpoint {mountpoint}: {exc.strerror}") from None
+        log.warning("clearing a stale mount on %s left by a crashed mount", mountpoint)
+        subprocess.run(["fusermount3", "-u", "-z", mountpoint], check=False, capture_output=True)
+        try:
+            os.stat(mountpoint)
+        except OSError as again:
+            raise MountError(f"cannot clear stale mount on {mountpoint}: {again}") from None
+    if not os.path.isdir(mountpoint):
+        raise MountError(f"mountpoint {mountpoint} is not a directory")
+    if os.path.ismount(mountpoint):
+        raise MountError(f"{mountpoint} is already a mount point (unmount it first)")
+    if not nonempty and os.listdir(mountpoint):
+        raise MountError(f"mountpoint {mountpoint} is not empty (use -o nonempty to mount anyway)")
+
+
+async def check_server(client: AgfsClient) -> None:
+    """Fail with one clear line when the URL is not a reachable AGFS server."""
+    try:
+        health = await client.health()
+    except errors.ServerUnreachable as exc:
+        raise MountError(f"cannot reach AGFS server at {client.base_url}: {exc.message}") from None
+    except errors.RequestTimeout:
+        raise MountError(f"AGFS server at {client.base_url} does not answer") from None
+    except errors.AgfsError as exc:
+        raise MountError(
+            f"{client.base_url} does not look like an AGFS server: {exc.message}"
+        ) from None
+    if health.degraded:
+        log.warning("AGFS server at %s reports it is degraded", client.base_url)
+
+
+def fuse_options(request: MountRequest) -> set[str]:
+    options = {f"fsname={request.url.replace(',', '%2C')}", "subtype=agfs"}
+    options.update(request.options.kernel)
+    options.discard("rw")
+    return options
+
+
+async def _check_root(fs: AgfsFilesystem, root: str) -> None:
+    try:
+        info = await fs.stat(root, fresh=True)
+    except errors.AgfsError as exc:
+        raise MountError(f"-o root={root}: {exc.message}") from None
+    if not info.is_dir:
+        raise MountError(f"-o root={root} is not a directory on the server")
+
+
+def _report_leftovers(fs: AgfsFilesystem) -> None:
+    for data, meta in fs.spool_dir.leftovers():
+        where = f"{meta.remote_path} on {meta.server_url}" if meta else "an unknown file"
+        log.warning("an earlier upload of %s did not finish; its content is in %s", where, data)
+
+
+async def _handle_signals(fs: AgfsFilesystem, cancel: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                try:
+                    await fs.reload("")
+                except errors.AgfsError as exc:
+                    log.error("reload on SIGHUP failed: %s", exc)
+                continue
+            log.info("signal %s: uploading pending writes, then unmounting", signum)
+            with trio.move_on_after(SHUTDOWN_UPLOAD_GRACE):
+                await fs.flush_all()
+            pyfuse3.terminate()
+            cancel.cancel()
+            return
+
+
+async def _serve(request: MountRequest, ready: Ready) -> None:
+    opts = request.options
+    url = request.url
+
+    def make_client(target: str) -> AgfsClient:
+        return AgfsClient(target, timeout=opts.timeout)
+
+    client = make_client(url)
+    check_mountpoint(request.mountpoint, opts.nonempty)
+    await check_server(client)
+    spool_dir = mount_spool_dir(opts.cache_dir or default_cache_dir(), url, request.mountpoint)
+    fs = AgfsFilesystem(client, spool_dir, client_factory=make_client, attr_ttl=opts.attr_timeout)
+    await fs.refresh_mounts()
+    await _check_root(fs, opts.root)
+    _report_leftovers(fs)
+    policy = AttrPolicy(
+        uid=os.getuid() if opts.uid is None else opts.uid,
+        gid=os.getgid() if opts.gid is None else opts.gid,
+        umask=opts.umask,
+        attr_timeout=opts.attr_timeout,
+        entry_timeout=opts.entry_timeout,
+        negative_timeout=opts.negative_timeout,
+    )
+    operations = AgfsOperations(fs, InodeTable(opts.root), policy)
+    try:
+        pyfuse3.init(operations, request.mountpoint, fuse_options(request))
+    except RuntimeError as exc:
+        raise MountError(f"cannot mount on {request.mountpoint}: {exc}") from None
+    mounted = True
+    try:
+        async with trio.open_nursery() as nursery:
+            signals_scope = trio.CancelScope()
+
+            async def signal_task() -> None:
+                with signals_scope:
+                    await _handle_signals(fs, signals_scope)
+
+            async def fuse_loop() -> None:
+                await pyfuse3.main(min_tasks=4, max_tasks=64)
+                signals_scope.cancel()
+
+            nursery.start_soon(signal_task)
+            nursery.start_soon(fuse_loop)
+            await trio.to_thread.run_sync(os.stat, request.mountpoint)
+            log.info("mounted %s on %s", url, request.mountpoint)
+            ready(None)
+    finally:
+        failed = await fs.flush_all()
+        for path in failed:
+            log.error("pending write to %s could not be uploaded; its spool is kept", path)
+        if mounted:
+            pyfuse3.close(unmount=True)
+        await fs.aclose()
+
+
+def run_mount(request: MountRequest, ready: Ready) -> int:
+    """Mount and serve until unmounted; returns the process exit status."""
+    try:
+        request.url = normalize_base_url(request.url)
+    except errors.InvalidArgument as exc:
+        ready(exc.message)
+        return 2
+    reported = False
+
+    def report(message: str | None) -> None:
+        nonlocal reported
+        reported = True
+        ready(message)
+
+    try:
+        trio.run(_serve, request, report)
+    except MountError as exc:
+        if not reported:
+            report(str(exc))
+        else:
+            log.error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0

@@ -1,0 +1,480 @@
+"""The pyfuse3 ``Operations`` class: translates kernel calls into filesystem-core calls.
+
+Each handler decodes names, resolves inodes to remote paths, calls one method of the core
+(``AgfsFilesystem``), and turns the answer into ``EntryAttributes``. One error boundary
+wraps every handler: typed errors become ``FUSEError(errno)``, anything else is logged
+with its traceback and becomes EIO. pyfuse3 only understands ``FUSEError``; any other
+exception would kill the session and leave a dead mount.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import stat
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pyfuse3
+
+from . import paths
+from .errors import AgfsError, InvalidArgument, NotFound
+from .filesystem import ASIDE_PREFIX, AgfsFilesystem
+from .inodes import ROOT_INODE, InodeTable, LocalAttrs
+from .models import FileInfo
+from .writes import Writer
+
+log = logging.getLogger(__name__)
+
+RELOAD_NAME = "reload"
+RELOAD_INODE = 2
+RELOAD_HELP = (
+    b"agfs-fuse control file: write nothing to reconnect, or an http(s):// URL to switch"
+    b" servers (echo > reload; echo http://host:8080/api/v1 > reload)\n"
+)
+BLOCK_SIZE = 128 * 1024
+_QUIET_ERRNOS = frozenset(
+    {errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR, errno.EXDEV}
+)
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def error_boundary(handler: F) -> F:
+    """Every exception leaves a handler as ``FUSEError``; unexpected ones are logged."""
+
+    @functools.wraps(handler)
+    async def wrapper(*args: Any) -> Any:
+        try:
+            return await handler(*args)
+        except pyfuse3.FUSEError:
+            raise
+        except AgfsError as exc:
+            level = logging.DEBUG if exc.errno in _QUIET_ERRNOS else logging.WARNING
+            log.log(level, "%s: %s", handler.__name__, exc)
+            raise pyfuse3.FUSEError(exc.errno) from None
+        except OSError as exc:  # the local spool: ENOSPC, EIO of the cache disk
+            log.error("%s: local I/O error: %s", handler.__name__, exc)
+            raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
+        except Exception:
+            log.exception("unexpected error in %s; answering EIO", handler.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class AttrPolicy:
+    """How remote attributes are shown: owner, umask and kernel cache timeouts."""
+
+    uid: int = field(default_factory=os.getuid)
+    gid: int = field(default_factory=os.getgid)
+    umask: int | None = None
+    attr_timeout: float = 1.0
+    entry_timeout: float = 1.0
+    negative_timeout: float = 1.0
+
+
+@dataclass
+class OpenFile:
+    inode: int
+    writer: Writer | None = None
+    volatile: bool = False
+    content: bytes | None = None
+    control: bool = False
+
+
+@dataclass
+class OpenDir:
+    path: str
+    entries: list[tuple[str, FileInfo | None]]
+
+
+class AgfsOperations(pyfuse3.Operations):
+    """Kernel requests in, filesystem-core calls out."""
+
+    supports_dot_lookup = False
+    enable_writeback_cache = False
+
+    def __init__(self, fs: AgfsFilesystem, inodes: InodeTable, policy: AttrPolicy) -> None:
+        super().__init__()
+        self.fs = fs
+        self.inodes = inodes
+        self.policy = policy
+        self._files: dict[int, OpenFile] = {}
+        self._dirs: dict[int, OpenDir] = {}
+        self._next_fh = 1
+        self._started_ns = time.time_ns()
+        self._warned_shadow = False
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _new_fh(self) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        return fh
+
+    def _child_path(self, parent_inode: int, name: bytes) -> str:
+        return paths.join(self.inodes.path(parent_inode), paths.decode_name(name))
+
+    def _is_reload(self, parent_inode: int, name: bytes) -> bool:
+        return parent_inode == ROOT_INODE and name == RELOAD_NAME.encode()
+
+    def _attrs(self, inode: int, info: FileInfo) -> pyfuse3.EntryAttributes:
+        entry = self.inodes.entry(inode)
+        entry.info = info
+        path = entry.path
+        attrs = pyfuse3.EntryAttributes()
+        attrs.st_ino = inode
+        attrs.generation = 0
+        volatile = path is not None and self.fs.is_volatile(path, info)
+        attrs.entry_timeout = self.policy.entry_timeout
+        attrs.attr_timeout = 0 if volatile else self.policy.attr_timeout
+        perm = info.perm
+        if self.policy.umask is not None:
+            perm &= ~self.policy.umask & 0o7777
+        if info.is_symlink:
+            attrs.st_mode = stat.S_IFLNK | 0o777
+            attrs.st_nlink = 1
+        elif info.is_dir:
+            attrs.st_mode = stat.S_IFDIR | perm
+            attrs.st_nlink = 2
+        else:
+            attrs.st_mode = stat.S_IFREG | perm
+            attrs.st_nlink = 1
+        size = info.size
+        spool = self.fs.spool_of(inode)
+        if spool is not None and spool.local_size() is not None:
+            size = spool.local_size() or 0
+        attrs.st_size = size
+        attrs.st_blksize = BLOCK_SIZE
+        attrs.st_blocks = (size + 511) // 512
+        attrs.st_uid = self.policy.uid
+        attrs.st_gid = self.policy.gid
+        mtime = atime = info.mtime_ns
+        local = entry.local
+        if local is not None:
+            if local.basis != (info.size, info.mtime_ns):
+                entry.local = None  # the server changed the file: the server wins
+            else:
+                mtime = local.mtime_ns if local.mtime_ns is not None else mtime
+                atime = local.atime_ns if local.atime_ns is not None else mtime
+                attrs.st_uid = local.uid if local.uid is not None else attrs.st_uid
+                attrs.st_gid = local.gid if local.gid is not None else attrs.st_gid
+        attrs.st_mtime_ns = mtime
+        attrs.st_atime_ns = atime
+        attrs.st_ctime_ns = mtime
+        return attrs
+
+    def _control_attrs(self) -> pyfuse3.EntryAttributes:
+        attrs = pyfuse3.EntryAttributes()
+        attrs.st_ino = RELOAD_INODE
+        attrs.st_mode = stat.S_IFREG | 0o200
+        attrs.st_nlink = 1
+        attrs.st_size = 0
+        attrs.st_uid = self.policy.uid
+        attrs.st_gid = self.policy.gid
+        attrs.st_blksize = BLOCK_SIZE
+        attrs.st_mtime_ns = attrs.st_atime_ns = attrs.st_ctime_ns = self._started_ns
+        attrs.entry_timeout = self.policy.entry_timeout
+        attrs.attr_timeout = self.policy.attr_timeout
+        return attrs
+
+    def _negative_entry(self) -> pyfuse3.EntryAttributes:
+        attrs = pyfuse3.EntryAttributes()
+        attrs.st_ino = 0
+        attrs.entry_timeout = self.policy.negative_timeout
+        return attrs
+
+    def _synthetic(self, name: str, *, perm: int, is_dir=False, is_symlink=False, size=0):
+        return FileInfo(
+            name=name,
+            size=size,
+            perm=perm & 0o7777,
+            is_dir=is_dir,
+            is_symlink=is_symlink,
+            mtime_ns=time.time_ns(),
+        )
+
+    async def _entry_for(self, path: str, info: FileInfo) -> pyfuse3.EntryAttributes:
+        inode = self.inodes.ref(path)
+        return self._attrs(inode, info)
+
+    # -- lookups and attributes -----------------------------------------------------
+
+    @error_boundary
+    async def lookup(self, parent_inode, name, ctx=None):
+        if self._is_reload(parent_inode, name):
+            return self._control_attrs()
+        path = self._child_path(parent_inode, name)
+        try:
+            info = await self.fs.stat(path)
+        except NotFound:
+            if self.policy.negative_timeout > 0:
+                return self._negative_entry()
+            raise
+        return await self._entry_for(path, info)
+
+    @error_boundary
+    async def getattr(self, inode, ctx=None):
+        if inode == RELOAD_INODE:
+            return self._control_attrs()
+        entry = self.inodes.entry(inode)
+        if entry.path is None:  # unlinked but still open
+            if entry.info is None:
+                raise NotFound("file was removed", path=str(inode))
+            return self._attrs(inode, entry.info)
+        return self._attrs(inode, await self.fs.stat(entry.path))
+
+    @error_boundary
+    async def setattr(self, inode, attr, fields, fh, ctx):
+        if inode == RELOAD_INODE:
+            return self._control_attrs()
+        path = self.inodes.path(inode)
+        if fields.update_size:
+            await self.fs.truncate(inode, path, attr.st_size)
+        if fields.update_mode:
+            await self.fs.chmod(path, stat.S_IMODE(attr.st_mode))
+        if fields.update_uid or fields.update_gid or fields.update_atime or fields.update_mtime:
+            info = await self.fs.stat(path, fresh=True)
+            entry = self.inodes.entry(inode)
+            local = entry.local
+            if local is None or local.basis != (info.size, info.mtime_ns):
+                local = LocalAttrs(basis=(info.size, info.mtime_ns))
+            if fields.update_uid:
+                local.uid = attr.st_uid
+            if fields.update_gid:
+                local.gid = attr.st_gid
+            if fields.update_atime:
+                local.atime_ns = attr.st_atime_ns
+            if fields.update_mtime:
+                local.mtime_ns = attr.st_mtime_ns
+            entry.local = local
+            return self._attrs(inode, info)
+        return self._attrs(inode, await self.fs.stat(path, fresh=True))
+
+    @error_boundary
+    async def forget(self, inode_list):
+        for inode, count in inode_list:
+            self.inodes.forget(inode, count)
+
+    @error_boundary
+    async def statfs(self, ctx):
+        data = pyfuse3.StatvfsData()
+        data.f_bsize = BLOCK_SIZE
+        data.f_frsize = 4096
+        data.f_blocks = data.f_bfree = data.f_bavail = 1 << 32  # 16 TiB: AGFS has no quota
+        data.f_files = data.f_ffree = data.f_favail = 1 << 24
+        data.f_namemax = paths.NAME_MAX
+        return data
+
+    @error_boundary
+    async def access(self, inode, mode, ctx):
+        return True
+
+    # -- directories ----------------------------------------------------------------
+
+    @error_boundary
+    async def opendir(self, inode, ctx):
+        path = self.inodes.path(inode)
+        listing = await self.fs.list(path)
+        entries: list[tuple[str, FileInfo | None]] = []
+        if inode == ROOT_INODE:
+            entries.append((RELOAD_NAME, None))
+        for info in listing:
+            if inode == ROOT_INODE and info.name == RELOAD_NAME:
+                if not self._warned_shadow:
+                    log.warning(
+                        "the server's /%s is hidden by the reload control file", RELOAD_NAME
+                    )
+                    self._warned_shadow = True
+                continue
+            if info.name.startswith(ASIDE_PREFIX) or not info.name or "/" in info.name:
+                continue
+            entries.append((info.name, info))
+        fh = self._new_fh()
+        self._dirs[fh] = OpenDir(path, entries)
+        return fh
+
+    @error_boundary
+    async def readdir(self, fh, start_id, token):
+        listing = self._dirs[fh]
+        for index in range(start_id, len(listing.entries)):
+            name, info = listing.entries[index]
+            if info is None:
+                if not pyfuse3.readdir_reply(
+                    token, name.encode(), self._control_attrs(), index + 1
+                ):
+                    return
+                continue
+            child = paths.join(listing.path, name)
+            inode = self.inodes.ensure(child)
+            if pyfuse3.readdir_reply(token, name.encode(), self._attrs(inode, info), index + 1):
+                self.inodes.ref(child)
+            else:
+                self.inodes.release_unused(inode)
+                return
+
+    @error_boundary
+    async def releasedir(self, fh):
+        self._dirs.pop(fh, None)
+
+    @error_boundary
+    async def mkdir(self, parent_inode, name, mode, ctx):
+        path = self._child_path(parent_inode, name)
+        await self.fs.mkdir(path, stat.S_IMODE(mode))
+        info = self._synthetic(paths.split(path)[1], perm=stat.S_IMODE(mode), is_dir=True)
+        return await self._entry_for(path, info)
+
+    @error_boundary
+    async def rmdir(self, parent_inode, name, ctx):
+        path = self._child_path(parent_inode, name)
+        await self.fs.rmdir(path)
+        self.inodes.detach_tree(path)
+
+    # -- names ----------------------------------------------------------------------
+
+    @error_boundary
+    async def unlink(self, parent_inode, name, ctx):
+        if self._is_reload(parent_inode, name):
+            raise pyfuse3.FUSEError(errno.EPERM)
+        path = self._child_path(parent_inode, name)
+        await self.fs.unlink(path)
+        self.inodes.detach(path)
+
+    @error_boundary
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        if self._is_reload(parent_inode_old, name_old) or self._is_reload(
+            parent_inode_new, name_new
+        ):
+            raise pyfuse3.FUSEError(errno.EPERM)
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise InvalidArgument("RENAME_EXCHANGE is not supported by AGFS")
+        old = self._child_path(parent_inode_old, name_old)
+        new = self._child_path(parent_inode_new, name_new)
+        await self.fs.rename(old, new, noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE))
+        self.inodes.rename(old, new)
+
+    @error_boundary
+    async def symlink(self, parent_inode, name, target, ctx):
+        path = self._child_path(parent_inode, name)
+        try:
+            text = target.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidArgument("symlink target is not valid UTF-8", path=path) from None
+        await self.fs.symlink(text, path)
+        info = self._synthetic(paths.split(path)[1], perm=0o777, is_symlink=True, size=len(target))
+        return await self._entry_for(path, info)
+
+    @error_boundary
+    async def readlink(self, inode, ctx):
+        return (await self.fs.readlink(self.inodes.path(inode))).encode("utf-8")
+
+    # -- files ----------------------------------------------------------------------
+
+    def _register(self, handle: OpenFile) -> int:
+        fh = self._new_fh()
+        self._files[fh] = handle
+        self.inodes.pin(handle.inode)
+        return fh
+
+    def _open_existing(self, inode: int, path: str, info: FileInfo, flags: int) -> pyfuse3.FileInfo:
+        if info.is_dir:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        handle = OpenFile(inode, volatile=self.fs.is_volatile(path, info))
+        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
+            handle.writer = self.fs.open_writer(inode, path, info, flags)
+        fh = self._register(handle)
+        return pyfuse3.FileInfo(fh=fh, direct_io=handle.volatile, keep_cache=False)
+
+    @error_boundary
+    async def open(self, inode, flags, ctx):
+        if inode == RELOAD_INODE:
+            handle = OpenFile(RELOAD_INODE, control=True)
+            fh = self._new_fh()
+            self._files[fh] = handle
+            return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+        path = self.inodes.path(inode)
+        info = await self.fs.stat(path, fresh=True)
+        return self._open_existing(inode, path, info, flags)
+
+    @error_boundary
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        if self._is_reload(parent_inode, name):
+            raise pyfuse3.FUSEError(errno.EEXIST if flags & os.O_EXCL else errno.EACCES)
+        path = self._child_path(parent_inode, name)
+        try:
+            await self.fs.create(path, stat.S_IMODE(mode))
+        except AgfsError as exc:
+            if exc.errno != errno.EEXIST or flags & os.O_EXCL:
+                raise
+            info = await self.fs.stat(path, fresh=True)  # lost a race: open what is there
+            inode = self.inodes.ref(path)
+            return self._open_existing(inode, path, info, flags), self._attrs(inode, info)
+        info = self._synthetic(paths.split(path)[1], perm=stat.S_IMODE(mode))
+        inode = self.inodes.ref(path)
+        handle = OpenFile(inode, writer=self.fs.open_new_file(inode, path))
+        fh = self._register(handle)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=False), self._attrs(inode, info)
+
+    @error_boundary
+    async def read(self, fh, off, size):
+        handle = self._files[fh]
+        if handle.control:
+            return RELOAD_HELP[off : off + size]
+        path = self.inodes.entry(handle.inode).path
+        if handle.volatile:
+            if handle.content is None:
+                if path is None:
+                    raise NotFound("file was removed")
+                handle.content = await self.fs.fetch_all(path)
+            return handle.content[off : off + size]
+        writer = handle.writer or self.fs.spool_of(handle.inode)
+        if writer is not None:
+            local = await writer.read(off, size)
+            if local is not None:
+                return local
+        if path is None:
+            raise NotFound("file was removed")
+        return await self.fs.read(path, off, size)
+
+    @error_boundary
+    async def write(self, fh, off, buf):
+        handle = self._files[fh]
+        if handle.control:
+            try:
+                text = bytes(buf).decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidArgument("reload expects text") from None
+            await self.fs.reload(text)
+            return len(buf)
+        if handle.writer is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        return await handle.writer.write(off, bytes(buf))
+
+    @error_boundary
+    async def flush(self, fh):
+        handle = self._files.get(fh)
+        if handle is not None and handle.writer is not None:
+            await handle.writer.flush()
+
+    @error_boundary
+    async def fsync(self, fh, datasync):
+        handle = self._files.get(fh)
+        if handle is not None and handle.writer is not None:
+            await handle.writer.flush()
+
+    @error_boundary
+    async def release(self, fh):
+        handle = self._files.pop(fh, None)
+        if handle is None or handle.control:
+            return
+        try:
+            if handle.writer is not None:
+                await self.fs.release_writer(handle.inode, handle.writer)
+        finally:
+            self.inodes.unpin(handle.inode)

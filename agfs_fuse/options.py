@@ -1,0 +1,152 @@
+"""Mount options: parsing ``-o`` lists into a typed configuration, with clear errors.
+
+Options the kernel knows go to libfuse unchanged; the rest are ours. Options that only
+mount(8)/fstab care about (``_netdev``, ``noauto``, ``x-systemd.*``...) are accepted and
+ignored, so the same list works on the command line and in /etc/fstab.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import paths
+
+KERNEL_FLAGS = (
+    "allow_other",
+    "default_permissions",
+    "ro",
+    "rw",
+    "nosuid",
+    "nodev",
+    "noexec",
+    "noatime",
+)
+FSTAB_ONLY = ("_netdev", "auto", "noauto", "user", "users", "nouser", "nofail", "defaults")
+FSTAB_PREFIXES = ("x-systemd.", "x-", "comment=")
+
+
+class OptionError(ValueError):
+    """A bad ``-o`` option; the message says what is valid."""
+
+
+def _seconds(value: str) -> float:
+    number = float(value)
+    if number < 0 or number != number:
+        raise ValueError("must be a number of seconds >= 0")
+    return number
+
+
+def _positive_seconds(value: str) -> float:
+    number = _seconds(value)
+    if number == 0:
+        raise ValueError("must be > 0")
+    return number
+
+
+def _id(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be >= 0")
+    return number
+
+
+def _umask(value: str) -> int:
+    number = int(value, 8)
+    if not 0 <= number <= 0o7777:
+        raise ValueError("must be an octal mask like 022")
+    return number
+
+
+def _root(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError("must be an absolute remote path like /memfs")
+    return paths.normalize(value)
+
+
+VALUED: dict[str, tuple[Callable[[str], Any], str]] = {
+    "attr_timeout": (_seconds, "seconds the kernel caches attributes (default 1)"),
+    "entry_timeout": (_seconds, "seconds the kernel caches names (default 1)"),
+    "negative_timeout": (_seconds, "seconds a missing name is cached (default 1)"),
+    "timeout": (_positive_seconds, "per-request inactivity deadline in seconds (default 30)"),
+    "uid": (_id, "owner shown for every file (default: the mounting user)"),
+    "gid": (_id, "group shown for every file (default: the mounting user's)"),
+    "umask": (_umask, "octal mask applied to the server's permission bits"),
+    "cache_dir": (Path, "where write spools live (default $XDG_CACHE_HOME/agfs-fuse)"),
+    "root": (_root, "remote directory shown as the mount root, e.g. /memfs"),
+}
+FLAGS: dict[str, str] = {
+    "nonempty": "allow mounting over a non-empty directory",
+    "debug": "log every FUSE operation and HTTP request (same as --debug)",
+}
+
+
+@dataclass
+class MountOptions:
+    attr_timeout: float = 1.0
+    entry_timeout: float = 1.0
+    negative_timeout: float = 1.0
+    timeout: float = 30.0
+    uid: int | None = None
+    gid: int | None = None
+    umask: int | None = None
+    cache_dir: Path | None = None
+    root: str = "/"
+    nonempty: bool = False
+    debug: bool = False
+    kernel: list[str] = field(default_factory=list)
+
+    @property
+    def read_only(self) -> bool:
+        return "ro" in self.kernel
+
+
+def valid_options_text() -> str:
+    valued = ", ".join(f"{name}=" for name in VALUED)
+    flags = ", ".join([*FLAGS, *KERNEL_FLAGS])
+    return f"{valued}, {flags}"
+
+
+def parse_options(groups: Iterable[str]) -> MountOptions:
+    """Parse repeated ``-o a,b=c`` groups; raises ``OptionError`` with a one-line message."""
+    options = MountOptions()
+    for group in groups:
+        for item in group.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            name, has_value, value = item.partition("=")
+            if name in KERNEL_FLAGS and not has_value:
+                if name not in options.kernel:
+                    options.kernel.append(name)
+            elif name in FLAGS and not has_value:
+                setattr(options, name, True)
+            elif name in VALUED and has_value:
+                convert, _ = VALUED[name]
+                try:
+                    setattr(options, name, convert(value))
+                except ValueError as exc:
+                    raise OptionError(f"bad value for -o {name}: {value!r} ({exc})") from None
+            elif name in FSTAB_ONLY or item.startswith(FSTAB_PREFIXES):
+                continue
+            elif name in VALUED:
+                raise OptionError(f"-o {name} needs a value: {name}=...")
+            elif name in FLAGS or name in KERNEL_FLAGS:
+                raise OptionError(f"-o {name} takes no value")
+            else:
+                raise OptionError(
+                    f"unknown mount option {name!r}; valid options: {valid_options_text()}"
+                )
+    if "ro" in options.kernel and "rw" in options.kernel:
+        raise OptionError("-o ro and -o rw contradict each other")
+    return options
+
+
+def options_help() -> str:
+    """The option list for ``--help``, generated from the tables above."""
+    lines = [f"  {name}=VALUE  {text}" for name, (_, text) in VALUED.items()]
+    lines += [f"  {name}  {text}" for name, text in FLAGS.items()]
+    lines.append("  " + ", ".join(KERNEL_FLAGS) + "  passed to the kernel")
+    return "\n".join(lines)

@@ -1,0 +1,53 @@
+"""Parsing of -o option lists: ours, the kernel's, fstab-only, and clear errors."""
+
+from pathlib import Path
+
+import pytest
+
+from agfs_fuse.options import OptionError, parse_options
+
+
+def test_defaults_are_short_ttls_and_a_30s_deadline():
+    options = parse_options([])
+    assert (options.attr_timeout, options.entry_timeout, options.negative_timeout) == (1, 1, 1)
+    assert options.timeout == 30
+    assert options.root == "/"
+    assert options.kernel == []
+
+
+def test_repeated_groups_mix_ours_kernel_and_fstab_options():
+    options = parse_options(
+        ["allow_other,attr_timeout=2.5", "root=/memfs/,uid=1000,umask=022", "_netdev,ro,noauto"]
+    )
+    assert options.kernel == ["allow_other", "ro"]
+    assert options.attr_timeout == 2.5
+    assert options.root == "/memfs"
+    assert options.uid == 1000
+    assert options.umask == 0o22
+    assert options.read_only
+
+
+def test_cache_dir_and_flags():
+    options = parse_options(["cache_dir=/tmp/c,nonempty,debug"])
+    assert options.cache_dir == Path("/tmp/c")
+    assert options.nonempty and options.debug
+
+
+@pytest.mark.parametrize(
+    ("group", "fragment"),
+    [
+        ("bogus", "unknown mount option 'bogus'; valid options: attr_timeout="),
+        ("timeout=0", "bad value for -o timeout"),
+        ("attr_timeout=abc", "bad value for -o attr_timeout"),
+        ("umask=999", "bad value for -o umask"),
+        ("root=memfs", "absolute remote path"),
+        ("uid", "-o uid needs a value"),
+        ("ro=1", "-o ro takes no value"),
+        ("ro,rw", "contradict"),
+    ],
+)
+def test_bad_options_give_one_line_errors(group, fragment):
+    with pytest.raises(OptionError) as caught:
+        parse_options([group])
+    assert fragment in str(caught.value)
+    assert "\n" not in str(caught.value)
