@@ -71,7 +71,12 @@ def parse_mtime_ns(text: str) -> int:
         raise errors.ProtocolError(f"bad modTime {text!r}")
     whole, fraction, zone = match.groups()
     zone = "+00:00" if zone in ("Z", "z") else zone
-    seconds = int(datetime.fromisoformat(whole + zone).timestamp())
+    if whole.startswith("0000-"):
+        return 0  # Go's zero time printed west of UTC: "no time"
+    try:
+        seconds = int(datetime.fromisoformat(whole + zone).timestamp())
+    except ValueError as exc:
+        raise errors.ProtocolError(f"bad modTime {text!r}: {exc}") from None
     nanos = int((fraction or "").ljust(9, "0"))
     return max(0, seconds * 1_000_000_000 + nanos)
 
@@ -312,7 +317,7 @@ class AgfsClient:
         total = 0
         response = await self._send("GET", "/files", path, stream=True)
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in response.aiter_bytes():
                 sink(chunk)
                 total += len(chunk)
         except (httpx.TransportError, httpx.StreamError) as exc:

@@ -130,8 +130,25 @@ _STATUS_TABLE: dict[int, type[AgfsError]] = {
 _INNER_STATUS = re.compile(r"\bHTTP (\d{3})\b")
 
 
-def error_class_for(status: int, message: str) -> type[AgfsError]:
+def _without_path(message: str, path: str | None) -> str:
+    """The message minus the path it quotes, so a file named "not empty" decides nothing.
+
+    The server quotes the path relative to the plugin's mount point, so every tail of the
+    path that starts at a '/' is removed, longest first.
+    """
+    if not path:
+        return message
+    for index, char in enumerate(path):
+        if char == "/" and path[index:] != "/":
+            tail = path[index:]
+            if tail in message:
+                return message.replace(tail, "")
+    return message
+
+
+def error_class_for(status: int, message: str, path: str | None = None) -> type[AgfsError]:
     """Pick the error class for an AGFS error answer: message first, then status."""
+    message = _without_path(message, path)
     lowered = message.lower()
     for fragment, cls in _MESSAGE_TABLE:
         if fragment in lowered:
@@ -144,5 +161,5 @@ def error_class_for(status: int, message: str) -> type[AgfsError]:
 
 def error_from_answer(status: int, message: str, path: str | None = None) -> AgfsError:
     """Build the typed error for an AGFS error answer."""
-    cls = error_class_for(status, message)
+    cls = error_class_for(status, message, path)
     return cls(message, path=path, status=status)

@@ -371,6 +371,10 @@ class AgfsOperations(pyfuse3.Operations):
         return await self._entry_for(path, info)
 
     @error_boundary
+    async def link(self, inode, new_parent_inode, new_name, ctx):
+        raise pyfuse3.FUSEError(errno.EPERM)  # AGFS has no hard links
+
+    @error_boundary
     async def readlink(self, inode, ctx):
         return (await self.fs.readlink(self.inodes.path(inode))).encode("utf-8")
 
