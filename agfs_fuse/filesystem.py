@@ -251,10 +251,12 @@ class AgfsFilesystem:
         if writer is not None:
             await writer.truncate(size)
             return
+        info = await self.stat(path)
+        if self.wants_messages(path, info):
+            return  # truncating a control file would send an empty message
         if size == 0:
             await self.client.write(path, b"")
             return
-        info = await self.stat(path, fresh=True)
         temporary = SpoolWriter(self.current_client, self.spool_dir, path, info, self.url)
         await temporary.truncate(size)
         await temporary.close()

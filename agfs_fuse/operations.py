@@ -86,6 +86,7 @@ class OpenFile:
     volatile: bool = False
     content: bytes | None = None
     control: bool = False
+    append: bool = False
 
 
 @dataclass
@@ -389,7 +390,9 @@ class AgfsOperations(pyfuse3.Operations):
     def _open_existing(self, inode: int, path: str, info: FileInfo, flags: int) -> pyfuse3.FileInfo:
         if info.is_dir:
             raise pyfuse3.FUSEError(errno.EISDIR)
-        handle = OpenFile(inode, volatile=self.fs.is_volatile(path, info))
+        handle = OpenFile(
+            inode, volatile=self.fs.is_volatile(path, info), append=bool(flags & os.O_APPEND)
+        )
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             handle.writer = self.fs.open_writer(inode, path, info, flags)
         fh = self._register(handle)
@@ -458,7 +461,7 @@ class AgfsOperations(pyfuse3.Operations):
             return len(buf)
         if handle.writer is None:
             raise pyfuse3.FUSEError(errno.EBADF)
-        return await handle.writer.write(off, bytes(buf))
+        return await handle.writer.write(off, bytes(buf), append=handle.append)
 
     @error_boundary
     async def flush(self, fh):

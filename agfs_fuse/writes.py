@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 class Writer(Protocol):
     """What a file handle needs from its write strategy."""
 
-    async def write(self, offset: int, data: bytes) -> int: ...
+    path: str
+
+    async def write(self, offset: int, data: bytes, *, append: bool = False) -> int: ...
 
     async def read(self, offset: int, size: int) -> bytes | None:
         """Local bytes when the strategy holds the authoritative content, else None."""
@@ -40,6 +42,12 @@ class Writer(Protocol):
 
     async def flush(self) -> None:
         """Send what was written; raises a typed error when the server refused it."""
+
+    async def close(self) -> None:
+        """The last handle using this writer is gone: send what is left."""
+
+    def retarget(self, path: str) -> None:
+        """The file was renamed."""
 
     def local_size(self) -> int | None:
         """The file's size as the writer sees it, when it knows better than the server."""
@@ -72,12 +80,15 @@ class SpoolWriter:
         self.dirty = False
         self.unlinked = False
         self._lock = trio.Lock()
+        self._version = 0  # bumped by every change, to know whether a retry can differ
+        self._failed_version: int | None = None
 
     def start_empty(self) -> None:
         """O_TRUNC or a new file: the content is empty, whatever the server holds."""
         self.spool.truncate(0)
         self.filled = True
         self.dirty = True
+        self._version += 1
 
     async def _ensure_filled(self) -> None:
         if self.filled:
@@ -86,11 +97,14 @@ class SpoolWriter:
         await self._client().read_into(self.path, self.spool.append)
         self.filled = True
 
-    async def write(self, offset: int, data: bytes) -> int:
+    async def write(self, offset: int, data: bytes, *, append: bool = False) -> int:
         async with self._lock:
             await self._ensure_filled()
+            if append:  # the kernel's idea of the end of file may be stale
+                offset = self.spool.size
             written = self.spool.pwrite(offset, data)
             self.dirty = True
+            self._version += 1
             return written
 
     async def read(self, offset: int, size: int) -> bytes | None:
@@ -106,6 +120,7 @@ class SpoolWriter:
                 await self._ensure_filled()
             self.spool.truncate(size)
             self.dirty = True
+            self._version += 1
 
     def local_size(self) -> int | None:
         return self.spool.size if self.filled else None
@@ -118,16 +133,32 @@ class SpoolWriter:
         async with self._lock:
             if not self.dirty or self.unlinked:
                 return
-            await self._client().write_from(self.path, self.spool, self.spool.size)
+            version = self._version
+            try:
+                await self._client().write_from(self.path, self.spool, self.spool.size)
+            except AgfsError as exc:
+                self._failed_version = version
+                path = self.spool.data_path
+                log.error(
+                    "upload of %s failed (%s); its content is kept in %s", self.path, exc, path
+                )
+                raise
             self.dirty = False
 
     async def close(self) -> None:
-        """Last handle gone: upload if needed; keep the spool on disk if that fails."""
+        """Last handle gone: upload if needed; keep the spool on disk if that fails.
+
+        An upload that already failed for exactly this content is not repeated here: the
+        program saw the error at close(), and a 413 or a dead server will not change in
+        the moment between flush and release.
+        """
+        if self.dirty and not self.unlinked and self._failed_version == self._version:
+            self.spool.keep()
+            return
         try:
             await self.flush()
-        except AgfsError as exc:
-            kept = self.spool.keep()
-            log.error("upload of %s failed (%s); its content is kept in %s", self.path, exc, kept)
+        except AgfsError:
+            self.spool.keep()
             raise
         self.spool.discard()
 
@@ -140,7 +171,7 @@ class MessageWriter:
         self.path = path
         self._buffer = bytearray()
 
-    async def write(self, offset: int, data: bytes) -> int:
+    async def write(self, offset: int, data: bytes, *, append: bool = False) -> int:
         self._buffer += data
         return len(data)
 
