@@ -1,0 +1,1 @@
+"""The plugins this reference server can mount: memfs, localfs, queuefs and devfs."""

@@ -1,0 +1,154 @@
+"""localfs: Go mode numbers, real-directory semantics, streaming, no handles."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import httpx
+
+from tests.server.helpers import check_file_info, err
+
+GO_MODE_DIR = 1 << 31
+
+
+def test_go_mode_bits_and_meta(lclient: httpx.Client, lws: tuple[str, Path]) -> None:
+    remote, local = lws
+    os.chmod(local, 0o755)
+    (local / "f").write_bytes(b"abc")
+    os.chmod(local / "f", 0o640)
+    info = lclient.get("/stat", params={"path": remote}).json()
+    check_file_info(info)
+    assert info["mode"] == GO_MODE_DIR | 0o755 == 2147484141
+    assert info["meta"] == {
+        "Name": "localfs",
+        "Type": "local",
+        "Content": {"local_path": str(local)},
+    }
+    f = lclient.get("/directories", params={"path": remote}).json()["files"][0]
+    assert f["name"] == "f" and f["mode"] == 0o640 and f["size"] == 3
+    assert f["meta"] == {"Name": "localfs", "Type": "local", "Content": None}
+
+
+def test_setuid_survives_only_as_go_bits(lclient: httpx.Client, lws: tuple[str, Path]) -> None:
+    """Go maps its own setuid bit (1<<23), not 0o4000, to the file's setuid."""
+    remote, local = lws
+    (local / "f").write_bytes(b"")
+    lclient.post("/chmod", params={"path": f"{remote}/f"}, json={"mode": 0o4755})
+    assert (local / "f").stat().st_mode & 0o7777 == 0o755
+    lclient.post("/chmod", params={"path": f"{remote}/f"}, json={"mode": (1 << 23) | 0o700})
+    assert (local / "f").stat().st_mode & 0o7777 == 0o4700
+    assert lclient.get("/stat", params={"path": f"{remote}/f"}).json()["mode"] == (1 << 23) | 0o700
+
+
+def test_mount_root_keeps_directory_name(lclient: httpx.Client, local_dir: Path) -> None:
+    info = lclient.get("/stat", params={"path": "/local"}).json()
+    assert info["name"] == local_dir.name and info["isDir"]
+
+
+def test_write_read_ranges(lclient: httpx.Client, lws: tuple[str, Path]) -> None:
+    remote, local = lws
+    r = lclient.put("/files", params={"path": f"{remote}/a"}, content=b"0123456789")
+    assert r.json() == {"message": "Written 10 bytes"}
+    assert (local / "a").read_bytes() == b"0123456789"
+    get = lambda **p: lclient.get("/files", params={"path": f"{remote}/a", **p}).content  # noqa: E731
+    assert get(offset="3", size="4") == b"3456"
+    assert get(offset="8", size="10") == b"89"
+    assert get(offset="10") == b""
+
+
+def test_big_ranged_read_uses_the_file(lclient: httpx.Client, lws: tuple[str, Path]) -> None:
+    remote, local = lws
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    (local / "big").write_bytes(data)
+    r = lclient.get("/files", params={"path": f"{remote}/big", "offset": "5", "size": "2000000"})
+    assert r.status_code == 200 and r.content == data[5:2000005]
+    assert lclient.get("/files", params={"path": f"{remote}/big"}).content == data
+
+
+def test_stream_in_64k_chunks(lclient: httpx.Client, lws: tuple[str, Path]) -> None:
+    remote, local = lws
+    data = os.urandom(200_000)
+    (local / "s").write_bytes(data)
+    with lclient.stream("GET", "/files", params={"path": f"{remote}/s", "stream": "true"}) as r:
+        assert r.status_code == 200
+        assert r.headers["transfer-encoding"] == "chunked"
+        pieces = list(r.iter_raw())
+    assert b"".join(pieces) == data
+    assert max(len(p) for p in pieces) <= 64 * 1024
+    (local / "empty").write_bytes(b"")
+    assert (
+        lclient.get("/files", params={"path": f"{remote}/empty", "stream": "true"}).content == b""
+    )
+    r = lclient.get("/files", params={"path": f"{remote}/none", "stream": "true"})
+    assert r.status_code == 404 and err(r) == f"no such file: {remote.removeprefix('/local')}/none"
+
+
+def test_rename_replaces_target(lclient: httpx.Client, lws: tuple[str, Path]) -> None:
+    remote, local = lws
+    (local / "a").write_bytes(b"A")
+    (local / "b").write_bytes(b"B")
+    r = lclient.post("/rename", params={"path": f"{remote}/a"}, json={"newPath": f"{remote}/b"})
+    assert r.status_code == 200
+    assert (local / "b").read_bytes() == b"A" and not (local / "a").exists()
+
+
+def test_messages(lclient: httpx.Client, lws: tuple[str, Path]) -> None:
+    remote, local = lws
+    rel = remote.removeprefix("/local")
+    r = lclient.get("/files", params={"path": f"{remote}/nope"})
+    assert r.status_code == 500 and err(r) == f"no such file: {rel}/nope"
+    r = lclient.get("/stat", params={"path": f"{remote}/nope"})
+    assert err(r) == f"no such file or directory: {rel}/nope"
+    r = lclient.get("/directories", params={"path": f"{remote}/nope"})
+    assert err(r) == f"no such directory: {rel}/nope"
+    r = lclient.put("/files", params={"path": f"{remote}/no/f"}, content=b"1")
+    assert err(r) == f"parent directory does not exist: {rel}/no"
+    (local / "d").mkdir()
+    (local / "d" / "x").write_bytes(b"")
+    r = lclient.delete("/files", params={"path": f"{remote}/d"})
+    assert err(r) == f"directory not empty: {rel}/d"
+    r = lclient.get("/files", params={"path": f"{remote}/d/x/y"})
+    assert r.status_code == 500
+    assert err(r) == f"failed to stat: stat {local}/d/x/y: not a directory"
+
+
+def test_touch_bug_and_create(lclient: httpx.Client, lws: tuple[str, Path]) -> None:
+    remote, local = lws
+    assert lclient.post("/touch", params={"path": f"{remote}/t"}).status_code == 200
+    assert (local / "t").exists()
+    r = lclient.post("/touch", params={"path": f"{remote}/t"})
+    assert r.status_code == 500 and err(r) == "EOF"
+
+
+def test_handles_not_supported(lclient: httpx.Client, lws: tuple[str, Path]) -> None:
+    remote, local = lws
+    (local / "f").write_bytes(b"x")
+    r = lclient.post("/handles/open", params={"path": f"{remote}/f", "flags": "0"})
+    assert r.status_code == 501
+    assert err(r) == f"openhandle: {remote}/f: operation not supported"
+
+
+def test_truncate_and_digest(lclient: httpx.Client, lws: tuple[str, Path]) -> None:
+    remote, local = lws
+    (local / "f").write_bytes(b"hello world")
+    lclient.post("/truncate", params={"path": f"{remote}/f", "size": "5"})
+    assert (local / "f").read_bytes() == b"hello"
+    r = lclient.post("/digest", json={"algorithm": "md5", "path": f"{remote}/f"})
+    assert r.json() == {
+        "algorithm": "md5",
+        "path": f"{remote}/f",
+        "digest": hashlib.md5(b"hello").hexdigest(),
+    }
+
+
+def test_mkdir_mode_and_create(lclient: httpx.Client, lws: tuple[str, Path]) -> None:
+    remote, local = lws
+    old = os.umask(0)
+    os.umask(old)
+    lclient.post("/directories", params={"path": f"{remote}/d", "mode": "700"})
+    assert (local / "d").stat().st_mode & 0o777 == 0o700 & ~old
+    assert lclient.post("/files", params={"path": f"{remote}/d/f"}).status_code == 201
+    r = lclient.post("/files", params={"path": f"{remote}/d/f"})
+    assert err(r) == f"file already exists: {remote.removeprefix('/local')}/d/f"

@@ -1,0 +1,261 @@
+"""Run the reference AGFS server (``python -m agfs_fuse.server``) as a real subprocess.
+
+Every test suite that needs a server goes through here:
+
+    with run_server() as srv:                 # memfs + queuefs, a free loopback port
+        httpx.get(srv.url + "/health")
+
+    srv = start_server(tmp_path, config={...}, max_body=1024)   # config written as YAML
+    try: ...
+    finally: srv.stop()
+
+The server prints exactly one ``listening on http://HOST:PORT/api/v1`` line on stdout when
+it is ready to accept connections; the helper waits for that line (with a timeout) and
+fails with the server's stderr if it never comes. Its stderr goes to a log file so a
+chatty server can never block on a full pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: How long to wait for the ``listening on`` line.
+START_TIMEOUT = 15.0
+_PREFIX = "listening on "
+
+
+class ServerStartError(RuntimeError):
+    """The server exited or stayed silent instead of announcing its address."""
+
+
+class ServerProcess:
+    """A reference server subprocess.
+
+    ``args`` are extra command-line arguments (``-c config.yaml``, ``--max-body N``,
+    ``--test-hooks``...); ``--addr 127.0.0.1:0`` is added unless ``args`` has ``--addr``.
+    ``cwd`` is the server's working directory (relative ``local_dir`` values resolve
+    there); its stderr is written to ``log_path`` (a temporary file by default).
+    """
+
+    def __init__(
+        self,
+        *args: str,
+        cwd: str | os.PathLike[str] | None = None,
+        log_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.args: list[str] = list(args)
+        self.cwd = cwd
+        self.log_path = Path(log_path) if log_path else None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.port = 0
+        self.host = ""
+
+    @property
+    def command(self) -> list[str]:
+        """The full command line used to start the server."""
+        cmd = [sys.executable, "-m", "agfs_fuse.server"]
+        if "--addr" not in self.args:
+            cmd += ["--addr", "127.0.0.1:0"]
+        return cmd + self.args
+
+    def start(self, timeout: float = START_TIMEOUT) -> ServerProcess:
+        """Start the process and wait for its ``listening on`` line; returns ``self``."""
+        if self.log_path is None:
+            fd, name = tempfile.mkstemp(prefix="agfs-server-", suffix=".log")
+            os.close(fd)
+            self.log_path = Path(name)
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                self.command,
+                cwd=self.cwd,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        try:
+            line = self._read_line(timeout)
+        except BaseException:
+            self.kill()
+            raise
+        self.url = line[len(_PREFIX) :].strip()
+        hostport = self.url.split("//", 1)[1].split("/", 1)[0]
+        host, _, port = hostport.rpartition(":")
+        self.host, self.port = host.strip("[]"), int(port)
+        return self
+
+    def _read_line(self, timeout: float) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        buf = b""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            while b"\n" not in buf:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ServerStartError(
+                        f"server did not announce its address within {timeout}s; "
+                        f"stderr:\n{self.stderr()}"
+                    )
+                if not sel.select(left):
+                    continue
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    self.proc.wait(timeout=5)
+                    raise ServerStartError(
+                        f"server exited with status {self.proc.returncode} before "
+                        f"listening; stderr:\n{self.stderr()}"
+                    )
+                buf += chunk
+        line = buf.split(b"\n", 1)[0].decode()
+        if not line.startswith(_PREFIX):
+            raise ServerStartError(f"unexpected first line {line!r}; stderr:\n{self.stderr()}")
+        return line
+
+    def stderr(self) -> str:
+        """Everything the server logged so far."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status, or ``None`` while running."""
+        return None if self.proc is None else self.proc.poll()
+
+    def get_json(self, route: str, timeout: float = 5.0) -> tuple[int, Any]:
+        """GET ``url + route`` with urllib; returns (status, parsed JSON body)."""
+        try:
+            with urllib.request.urlopen(self.url + route, timeout=timeout) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def wait_ready(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Poll ``/ready`` until it answers 200; returns its body. Fails with the log."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while True:
+            try:
+                status, last = self.get_json("/ready")
+                if status == 200:
+                    return last
+            except OSError as exc:
+                last = exc
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server not ready: {last!r}; stderr:\n{self.stderr()}")
+            if self.returncode is not None:
+                raise ServerStartError(f"server exited; stderr:\n{self.stderr()}")
+            time.sleep(0.02)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, wait (SIGKILL after ``timeout``); returns the exit status. Idempotent."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._close_pipes()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL at once (a crash, as the client sees it). Idempotent."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        if self.proc is not None and self.proc.stdout is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdout.close()
+
+    def __enter__(self) -> ServerProcess:
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def run_server(
+    *args: str,
+    cwd: str | os.PathLike[str] | None = None,
+    log_path: str | os.PathLike[str] | None = None,
+) -> Iterator[ServerProcess]:
+    """Context manager: a started server with ``args``, always stopped afterwards."""
+    server = ServerProcess(*args, cwd=cwd, log_path=log_path)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def write_config(path: str | os.PathLike[str], config: dict[str, Any]) -> Path:
+    """Write ``config`` (the real server's ``config.yaml`` shape) as YAML; returns the path."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def start_server(
+    workdir: str | os.PathLike[str],
+    *,
+    config: dict[str, Any] | None = None,
+    max_body: int | None = None,
+    test_hooks: bool = False,
+    extra_args: Sequence[str] = (),
+    ready: bool = True,
+) -> ServerProcess:
+    """Start a server working in ``workdir`` and return it (the caller must ``stop`` it).
+
+    ``config`` is written to ``workdir/config.yaml`` and passed with ``-c`` (``None`` =
+    default mounts: memfs at /memfs, queuefs at /queuefs). The log is
+    ``workdir/server.log``. With ``ready`` the call also waits for ``/ready`` = 200.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    args: list[str] = []
+    if config is not None:
+        args += ["-c", str(write_config(workdir / "config.yaml", config))]
+    if max_body is not None:
+        args += ["--max-body", str(max_body)]
+    if test_hooks:
+        args.append("--test-hooks")
+    args += list(extra_args)
+    server = ServerProcess(*args, cwd=workdir, log_path=workdir / "server.log")
+    server.start()
+    if ready:
+        try:
+            server.wait_ready()
+        except BaseException:
+            server.stop()
+            raise
+    return server
