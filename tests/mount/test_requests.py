@@ -1,0 +1,78 @@
+"""How many HTTP requests common programs cost, counted by the server (``--test-hooks``).
+
+Design requirements: a directory listing fills the attribute cache (``ls -l`` of N files is
+not N+1 requests); a written file goes up as one PUT; an unchanged file keeps the kernel page
+cache (a second ``cat`` reads nothing from the server); a destructive file (queue
+``dequeue``) is fetched once per open.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.mount.conftest import run
+
+
+@pytest.fixture
+def counted(make_server, make_mount):
+    """(server, mount) with request counters; /memfs/d holds 50 small files."""
+    server = make_server(localfs=False, test_hooks=True)
+    server.http.mkdir("/memfs/d")
+    for i in range(50):
+        server.http.write(f"/memfs/d/f{i:02d}", b"x" * i)
+    mount = make_mount(server.url)
+    return server, mount
+
+
+def _delta(server, before: dict[str, int]) -> dict[str, int]:
+    after = server.http.request_counts()
+    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+
+
+def test_ls_l_of_50_files_is_not_51_requests(counted) -> None:
+    server, mount = counted
+    before = server.http.request_counts()
+    out = run(["ls", "-l", str(mount.path / "memfs" / "d")]).stdout.decode()
+    assert len(out.splitlines()) == 51
+    delta = _delta(server, before)
+    assert delta.get("GET /directories", 0) <= 2, delta
+    assert delta.get("GET /stat", 0) <= 3, delta
+    assert sum(delta.values()) <= 6, delta
+
+
+def test_cp_uploads_with_one_put(counted, tmp_path) -> None:
+    server, mount = counted
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(5 << 20))
+    before = server.http.request_counts()
+    run(["cp", str(src), str(mount.path / "memfs" / "copied")])
+    assert _delta(server, before).get("PUT /files", 0) == 1, _delta(server, before)
+    assert server.http.read("/memfs/copied") == src.read_bytes()
+    before = server.http.request_counts()
+    run(f"echo one line > '{mount.path / 'memfs' / 'echoed'}'")
+    assert _delta(server, before).get("PUT /files", 0) == 1, _delta(server, before)
+
+
+def test_second_cat_of_unchanged_file_reads_nothing(counted) -> None:
+    server, mount = counted
+    data = os.urandom(1 << 20)
+    server.http.write("/memfs/cached", data)
+    path = mount.path / "memfs" / "cached"
+    assert run(["cat", str(path)]).stdout == data
+    before = server.http.request_counts()
+    assert run(["cat", str(path)]).stdout == data
+    assert _delta(server, before).get("GET /files", 0) == 0, _delta(server, before)
+
+
+def test_dequeue_is_one_get_per_open(counted) -> None:
+    server, mount = counted
+    server.http.mkdir("/queuefs/cq")
+    for i in range(3):
+        server.http.write("/queuefs/cq/enqueue", f"m{i}".encode())
+    before = server.http.request_counts()
+    out = run(["cat", str(mount.path / "queuefs" / "cq" / "dequeue")]).stdout
+    assert b'"m0"' in out
+    assert _delta(server, before).get("GET /files", 0) == 1, _delta(server, before)
+    assert server.http.read("/queuefs/cq/size") == b"2"
