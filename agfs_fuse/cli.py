@@ -153,7 +153,7 @@ def _mount(args: argparse.Namespace, argv: list[str]) -> int:
         os.write(args.ready_fd, b"ok\n" if error is None else error.encode() + b"\n")
         os.close(args.ready_fd)
         args.ready_fd = None
-        if error is None and not args.log_file:
+        if error is None:  # detach from the caller's terminal or pipe for good
             devnull = os.open(os.devnull, os.O_RDWR)
             for fd in (1, 2):
                 os.dup2(devnull, fd)

@@ -44,6 +44,7 @@ class Entry:
     pins: int = 0
     local: LocalAttrs | None = field(default=None)
     info: FileInfo | None = None  # last attributes shown, for fstat of an unlinked file
+    cached: tuple[int, int] | None = None  # (size, mtime_ns) when the page cache was filled
 
 
 class InodeTable:
@@ -73,6 +74,10 @@ class InodeTable:
         if entry is None:
             raise NotFound("stale inode", path=str(inode))
         return entry
+
+    def known(self) -> list[int]:
+        """Every inode the kernel may hold, root included."""
+        return list(self._by_inode)
 
     def find(self, path: str) -> int | None:
         return self._by_path.get(path)

@@ -47,17 +47,21 @@ class MountRequest:
 
 def check_mountpoint(mountpoint: str, nonempty: bool) -> None:
     """Refuse a missing, busy or non-empty mountpoint; clear a stale one left by a crash."""
+    # listdir, not stat: the kernel answers stat of a dead FUSE root from its attribute
+    # cache for a while, but reading the directory always needs the (dead) process.
     try:
-        os.stat(mountpoint)
+        os.listdir(mountpoint)
     except FileNotFoundError:
         raise MountError(f"mountpoint {mountpoint} does not exist") from None
+    except NotADirectoryError:
+        raise MountError(f"mountpoint {mountpoint} is not a directory") from None
     except OSError as exc:
         if exc.errno != errno.ENOTCONN:
             raise MountError(f"cannot use mountpoint {mountpoint}: {exc.strerror}") from None
         log.warning("clearing a stale mount on %s left by a crashed mount", mountpoint)
         subprocess.run(["fusermount3", "-u", "-z", mountpoint], check=False, capture_output=True)
         try:
-            os.stat(mountpoint)
+            os.listdir(mountpoint)
         except OSError as again:
             raise MountError(f"cannot clear stale mount on {mountpoint}: {again}") from None
     if not os.path.isdir(mountpoint):
@@ -106,12 +110,14 @@ def _report_leftovers(fs: AgfsFilesystem) -> None:
         log.warning("an earlier upload of %s did not finish; its content is in %s", where, data)
 
 
-async def _handle_signals(fs: AgfsFilesystem, cancel: trio.CancelScope) -> None:
+async def _handle_signals(
+    fs: AgfsFilesystem, operations: AgfsOperations, cancel: trio.CancelScope
+) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
             if signum == signal.SIGHUP:
                 try:
-                    await fs.reload("")
+                    await operations.reload("")
                 except errors.AgfsError as exc:
                     log.error("reload on SIGHUP failed: %s", exc)
                 continue
@@ -158,7 +164,7 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
 
             async def signal_task() -> None:
                 with signals_scope:
-                    await _handle_signals(fs, signals_scope)
+                    await _handle_signals(fs, operations, signals_scope)
 
             async def fuse_loop() -> None:
                 await pyfuse3.main(min_tasks=4, max_tasks=64)

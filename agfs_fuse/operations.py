@@ -9,6 +9,7 @@ exception would kill the session and leave a dead mount.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pyfuse3
+import trio
 
 from . import paths
 from .errors import AgfsError, InvalidArgument, NotFound
@@ -204,6 +206,22 @@ class AgfsOperations(pyfuse3.Operations):
     async def _entry_for(self, path: str, info: FileInfo) -> pyfuse3.EntryAttributes:
         inode = self.inodes.ref(path)
         return self._attrs(inode, info)
+
+    async def reload(self, text: str) -> None:
+        """``/reload`` and SIGHUP: swap the client, then make the kernel forget what it knew.
+
+        The kernel's cached attributes and pages belong to the old connection (or the old
+        server); without this a switched mount would show the new file cut to the old size.
+        """
+        await self.fs.reload(text)
+        await trio.to_thread.run_sync(self._invalidate_kernel_caches)
+
+    def _invalidate_kernel_caches(self) -> None:
+        for inode in self.inodes.known():
+            with contextlib.suppress(OSError):
+                pyfuse3.invalidate_inode(inode, attr_only=False)
+            with contextlib.suppress(NotFound):
+                self.inodes.entry(inode).cached = None
 
     # -- lookups and attributes -----------------------------------------------------
 
@@ -396,7 +414,12 @@ class AgfsOperations(pyfuse3.Operations):
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             handle.writer = self.fs.open_writer(inode, path, info, flags)
         fh = self._register(handle)
-        return pyfuse3.FileInfo(fh=fh, direct_io=handle.volatile, keep_cache=False)
+        # Keep the kernel's pages only when the file is unchanged since they were read.
+        entry = self.inodes.entry(inode)
+        basis = (info.size, info.mtime_ns)
+        keep = not handle.volatile and entry.cached == basis and info.mtime_ns != 0
+        entry.cached = None if handle.volatile else basis
+        return pyfuse3.FileInfo(fh=fh, direct_io=handle.volatile, keep_cache=keep)
 
     @error_boundary
     async def open(self, inode, flags, ctx):
@@ -457,7 +480,7 @@ class AgfsOperations(pyfuse3.Operations):
                 text = bytes(buf).decode("utf-8")
             except UnicodeDecodeError:
                 raise InvalidArgument("reload expects text") from None
-            await self.fs.reload(text)
+            await self.reload(text)
             return len(buf)
         if handle.writer is None:
             raise pyfuse3.FUSEError(errno.EBADF)

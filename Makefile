@@ -1,0 +1,40 @@
+# agfs-fuse: quick start is `make demo` and `make test` on a fresh Debian machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEBS   := fuse3 libfuse3-dev pkg-config
+
+.PHONY: install system-deps test lint demo demo-stop clean
+
+install: system-deps $(STAMP)
+
+# Debian packages pyfuse3 needs to build and fusermount3 to mount; apt only when missing.
+system-deps:
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages: $$missing (run: sudo apt-get install $$missing)"; exit 1; fi; \
+	  echo "installing $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 needed"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check agfs_fuse tests
+
+test: install lint
+	$(BIN)/pytest
+
+demo: install
+	@bash scripts/demo.sh start
+
+demo-stop:
+	@bash scripts/demo.sh stop
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .demo *.egg-info
