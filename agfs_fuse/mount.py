@@ -23,6 +23,7 @@ from . import errors
 from .client import AgfsClient, normalize_base_url
 from .filesystem import AgfsFilesystem
 from .inodes import InodeTable
+from .notify import notify, status
 from .operations import AgfsOperations, AttrPolicy
 from .options import MountOptions
 from .spool import default_cache_dir, mount_spool_dir
@@ -41,6 +42,8 @@ class MountError(Exception):
 @dataclass
 class MountRequest:
     url: str
+    """The URL as the user gave it: the mount's source in /proc/mounts (so `mount -a`
+    recognises it); the client normalises its own copy."""
     mountpoint: str
     options: MountOptions
 
@@ -122,6 +125,7 @@ async def _handle_signals(
                     log.error("reload on SIGHUP failed: %s", exc)
                 continue
             log.info("signal %s: uploading pending writes, then unmounting", signum)
+            notify("STOPPING=1", "STATUS=uploading pending writes, then unmounting")
             with trio.move_on_after(SHUTDOWN_UPLOAD_GRACE):
                 await fs.flush_all()
             pyfuse3.terminate()
@@ -131,13 +135,15 @@ async def _handle_signals(
 
 async def _serve(request: MountRequest, ready: Ready) -> None:
     opts = request.options
-    url = request.url
+    url = normalize_base_url(request.url)
 
     def make_client(target: str) -> AgfsClient:
         return AgfsClient(target, timeout=opts.timeout)
 
     client = make_client(url)
+    status(f"checking {request.mountpoint}")
     check_mountpoint(request.mountpoint, opts.nonempty)
+    status(f"connecting to {url}")
     await check_server(client)
     spool_dir = mount_spool_dir(opts.cache_dir or default_cache_dir(), url, request.mountpoint)
     fs = AgfsFilesystem(client, spool_dir, client_factory=make_client, attr_ttl=opts.attr_timeout)
@@ -172,10 +178,12 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
 
             nursery.start_soon(signal_task)
             nursery.start_soon(fuse_loop)
-            await trio.to_thread.run_sync(os.stat, request.mountpoint)
+            await trio.to_thread.run_sync(os.listdir, request.mountpoint)
             log.info("mounted %s on %s", url, request.mountpoint)
             ready(None)
+            notify("READY=1", f"STATUS=serving {url} on {request.mountpoint}")
     finally:
+        notify("STOPPING=1")
         failed = await fs.flush_all()
         for path in failed:
             log.error("pending write to %s could not be uploaded; its spool is kept", path)
@@ -187,7 +195,7 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
 def run_mount(request: MountRequest, ready: Ready) -> int:
     """Mount and serve until unmounted; returns the process exit status."""
     try:
-        request.url = normalize_base_url(request.url)
+        normalize_base_url(request.url)
     except errors.InvalidArgument as exc:
         ready(exc.message)
         return 2
@@ -208,4 +216,9 @@ def run_mount(request: MountRequest, ready: Ready) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+    except Exception as exc:
+        log.exception("the mount failed")
+        if not reported:
+            report(f"internal error: {exc!r} (see the log)")
+        return 1
     return 0

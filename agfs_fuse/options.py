@@ -109,8 +109,11 @@ def valid_options_text() -> str:
     return f"{valued}, {flags}"
 
 
-def parse_options(groups: Iterable[str]) -> MountOptions:
-    """Parse repeated ``-o a,b=c`` groups; raises ``OptionError`` with a one-line message."""
+def parse_options(groups: Iterable[str], *, sloppy: bool = False) -> MountOptions:
+    """Parse repeated ``-o a,b=c`` groups; raises ``OptionError`` with a one-line message.
+
+    ``sloppy`` (mount(8)'s ``-s``) drops unknown options instead of refusing them.
+    """
     options = MountOptions()
     for group in groups:
         for item in group.split(","):
@@ -135,7 +138,7 @@ def parse_options(groups: Iterable[str]) -> MountOptions:
                 raise OptionError(f"-o {name} needs a value: {name}=...")
             elif name in FLAGS or name in KERNEL_FLAGS:
                 raise OptionError(f"-o {name} takes no value")
-            else:
+            elif not sloppy:
                 raise OptionError(
                     f"unknown mount option {name!r}; valid options: {valid_options_text()}"
                 )
