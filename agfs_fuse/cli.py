@@ -67,7 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mount.add_argument("--debug", action="store_true", help="log every operation and request")
     mount.add_argument("--log-file", metavar="FILE", help="write the log to FILE")
+    mount.add_argument(
+        "--systemd",
+        action="store_true",
+        help="log for journald (priority prefixes, no timestamps); automatic when "
+        "$JOURNAL_STREAM is set",
+    )
     mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+
+    stats = commands.add_parser(
+        "stats",
+        help="show a mount's request counts, latencies, caches and pending uploads",
+        description="Read MOUNTPOINT/.agfs-stats (JSON) and print it as a table.",
+    )
+    stats.add_argument("mountpoint", metavar="MOUNTPOINT")
+    stats.add_argument("--json", action="store_true", help="print the raw JSON")
 
     serve = commands.add_parser(
         "serve",
@@ -81,16 +95,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(debug: bool, log_file: str | None) -> None:
+class JournalFormatter(logging.Formatter):
+    """``<N>message``: journald reads the syslog priority from the prefix and adds the time."""
+
+    PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3}
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = self.PRIORITIES.get(record.levelno, 2 if record.levelno > 40 else 6)
+        text = super().format(record).replace("\n", "\n  ")
+        return f"<{priority}>{text}"
+
+
+def setup_logging(debug: bool, log_file: str | None, journal: bool = False) -> None:
     handler: logging.Handler = (
         logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
     )
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if journal and not log_file:
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.INFO)
-    # httpx logs one line per request at INFO: that is the --debug request log.
-    logging.getLogger("httpx").setLevel(logging.INFO if debug else logging.WARNING)
+    # Our client logs each request with its duration; httpx's own lines would repeat it.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("pyfuse3").setLevel(logging.DEBUG if debug else logging.WARNING)
 
@@ -143,7 +171,8 @@ def _mount(args: argparse.Namespace, argv: list[str]) -> int:
 
     from .mount import MountRequest, run_mount
 
-    setup_logging(args.debug or options.debug, args.log_file)
+    journal = args.systemd or bool(os.environ.get("JOURNAL_STREAM"))
+    setup_logging(args.debug or options.debug, args.log_file, journal)
 
     def ready(error: str | None) -> None:
         if args.ready_fd is None:
@@ -168,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "mount":
         return _mount(args, argv)
+    if args.command == "stats":
+        from .statsview import show_stats
+
+        return show_stats(args.mountpoint, raw=args.json)
     from .server.cli import run
 
     return run(args)

@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import re
+import ssl
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from typing import Any, BinaryIO
@@ -22,6 +24,7 @@ import trio
 
 from . import errors
 from .models import FileInfo, Health, MountPoint
+from .stats import RequestStats
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,8 @@ _AGFS_ACCESS = {os.O_RDONLY: 0, os.O_WRONLY: 1, os.O_RDWR: 2}
 _AGFS_FLAG_BITS = ((os.O_APPEND, 8), (os.O_CREAT, 16), (os.O_EXCL, 32), (os.O_TRUNC, 64))
 
 _RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|z|[+-]\d\d:\d\d)$")
+
+_HANDLE_ID = re.compile(r"/handles/\d+")
 
 _announced_suffix: set[str] = set()
 
@@ -148,10 +153,12 @@ class AgfsClient:
         max_connections: int = 32,
         transport: httpx.AsyncBaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
-        verify: bool | str = True,
+        verify: bool | ssl.SSLContext = True,
+        stats: RequestStats | None = None,
     ) -> None:
         self.base_url = normalize_base_url(base_url)
         self.timeout = timeout
+        self.stats = stats or RequestStats()
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
             limits=httpx.Limits(
@@ -191,6 +198,50 @@ class AgfsClient:
         stream: bool = False,
     ) -> httpx.Response:
         """Send one request; return a successful response or raise a typed error."""
+        kind = f"{method} {_HANDLE_ID.sub('/handles/{id}', route)}"
+        started = time.monotonic()
+        try:
+            response = await self._exchange(
+                method, route, path, params, json_body, content, headers, stream
+            )
+        except errors.AgfsError as exc:
+            self._account(kind, started, None, error=type(exc).__name__, path=path)
+            raise
+        self._account(kind, started, response, path=path, streamed=stream)
+        return response
+
+    def _account(
+        self,
+        kind: str,
+        started: float,
+        response: httpx.Response | None,
+        *,
+        error: str = "",
+        path: str | None,
+        streamed: bool = False,
+    ) -> None:
+        """Count one request; a streamed body is counted by its reader as it arrives."""
+        elapsed = time.monotonic() - started
+        sent = received = 0
+        if response is not None:
+            sent = int(response.request.headers.get("content-length") or 0)
+            received = 0 if streamed else len(response.content)
+        self.stats.record(kind, elapsed, sent=sent, received=received, error=error)
+        if log.isEnabledFor(logging.DEBUG):
+            outcome = str(response.status_code) if response is not None else error
+            log.debug("%s %s -> %s (%.1f ms)", kind, path or "", outcome, elapsed * 1000)
+
+    async def _exchange(
+        self,
+        method: str,
+        route: str,
+        path: str | None,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        content: bytes | AsyncIterator[bytes] | None,
+        headers: Mapping[str, str] | None,
+        stream: bool,
+    ) -> httpx.Response:
         url = self._url(route, path, **(params or {}))
         request = self._http.build_request(
             method,
@@ -320,6 +371,7 @@ class AgfsClient:
             async for chunk in response.aiter_bytes():
                 sink(chunk)
                 total += len(chunk)
+                self.stats.add_received(len(chunk))
         except (httpx.TransportError, httpx.StreamError) as exc:
             raise errors.ServerUnreachable(
                 f"connection lost while reading {path}: {exc!r}", path=path

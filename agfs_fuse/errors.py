@@ -119,6 +119,7 @@ _MESSAGE_TABLE: tuple[tuple[str, type[AgfsError]], ...] = (
 
 _STATUS_TABLE: dict[int, type[AgfsError]] = {
     400: InvalidArgument,
+    401: PermissionDenied,
     403: PermissionDenied,
     404: NotFound,
     409: AlreadyExists,

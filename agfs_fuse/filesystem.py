@@ -343,6 +343,23 @@ class AgfsFilesystem:
     def drop_caches(self) -> None:
         self.attrs.clear()
 
+    def snapshot(self) -> dict[str, object]:
+        """What ``/.agfs-stats`` reports about the connection, caches and uploads."""
+        attrs = self.attrs
+        lookups = attrs.hits + attrs.misses
+        return {
+            "url": self.url,
+            **self.client.stats.snapshot(),
+            "attr_cache": {
+                "hits": attrs.hits,
+                "misses": attrs.misses,
+                "hit_rate": round(attrs.hits / lookups, 3) if lookups else 0.0,
+            },
+            "open_spools": len(self._spools),
+            "pending_uploads": sum(1 for w in self._spools.values() if w.dirty),
+            "kept_spools": sum(1 for _ in self.spool_dir.leftovers()) - len(self._spools),
+        }
+
     async def aclose(self) -> None:
         for client in [*self._retired, self.client]:
             await client.aclose()

@@ -21,12 +21,14 @@ import trio
 
 from . import errors
 from .client import AgfsClient, normalize_base_url
+from .connect import ConnectError, client_factory
 from .filesystem import AgfsFilesystem
 from .inodes import InodeTable
 from .notify import notify, status
 from .operations import AgfsOperations, AttrPolicy
 from .options import MountOptions
 from .spool import default_cache_dir, mount_spool_dir
+from .stats import RequestStats
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +82,19 @@ async def check_server(client: AgfsClient) -> None:
     try:
         health = await client.health()
     except errors.ServerUnreachable as exc:
-        raise MountError(f"cannot reach AGFS server at {client.base_url}: {exc.message}") from None
+        hint = ""
+        if "CERTIFICATE_VERIFY_FAILED" in exc.message:
+            hint = " (TLS verification failed: give the CA with -o cafile=PATH)"
+        raise MountError(
+            f"cannot reach AGFS server at {client.base_url}: {exc.message}{hint}"
+        ) from None
     except errors.RequestTimeout:
         raise MountError(f"AGFS server at {client.base_url} does not answer") from None
+    except errors.PermissionDenied as exc:
+        raise MountError(
+            f"{client.base_url} refused access ({exc.message}); a token goes in "
+            "-o token_file=PATH or $AGFS_TOKEN"
+        ) from None
     except errors.AgfsError as exc:
         raise MountError(
             f"{client.base_url} does not look like an AGFS server: {exc.message}"
@@ -137,9 +149,10 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
     opts = request.options
     url = normalize_base_url(request.url)
 
-    def make_client(target: str) -> AgfsClient:
-        return AgfsClient(target, timeout=opts.timeout)
-
+    try:
+        make_client = client_factory(opts, RequestStats())
+    except ConnectError as exc:
+        raise MountError(str(exc)) from None
     client = make_client(url)
     status(f"checking {request.mountpoint}")
     check_mountpoint(request.mountpoint, opts.nonempty)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import json
 import logging
 import os
 import stat
@@ -32,12 +33,26 @@ from .writes import Writer
 
 log = logging.getLogger(__name__)
 
-RELOAD_NAME = "reload"
-RELOAD_INODE = 2
 RELOAD_HELP = (
     b"agfs-fuse control file: write nothing to reconnect, or an http(s):// URL to switch"
     b" servers (echo > reload; echo http://host:8080/api/v1 > reload)\n"
 )
+
+
+@dataclass(frozen=True)
+class ControlFile:
+    """A file of the mount itself, at its root, shadowing any remote entry of that name."""
+
+    name: str
+    inode: int
+    mode: int
+    listed: bool
+
+
+RELOAD = ControlFile("reload", 2, 0o200, listed=True)
+STATS = ControlFile(".agfs-stats", 3, 0o444, listed=False)  # hidden: found by name only
+CONTROLS = {control.name: control for control in (RELOAD, STATS)}
+CONTROL_INODES = {control.inode: control for control in CONTROLS.values()}
 BLOCK_SIZE = 128 * 1024
 _QUIET_ERRNOS = frozenset(
     {errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR, errno.EXDEV}
@@ -51,9 +66,16 @@ def error_boundary(handler: F) -> F:
 
     @functools.wraps(handler)
     async def wrapper(*args: Any) -> Any:
+        debug = log.isEnabledFor(logging.DEBUG)
+        started = time.monotonic() if debug else 0.0
         try:
-            return await handler(*args)
-        except pyfuse3.FUSEError:
+            result = await handler(*args)
+            if debug:
+                log.debug("%s%s ok (%.1f ms)", handler.__name__, _brief(args[1:]), _ms(started))
+            return result
+        except pyfuse3.FUSEError as exc:
+            if debug:
+                log.debug("%s%s errno %s", handler.__name__, _brief(args[1:]), exc.errno)
             raise
         except AgfsError as exc:
             level = logging.DEBUG if exc.errno in _QUIET_ERRNOS else logging.WARNING
@@ -67,6 +89,21 @@ def error_boundary(handler: F) -> F:
             raise pyfuse3.FUSEError(errno.EIO) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _ms(started: float) -> float:
+    return (time.monotonic() - started) * 1000
+
+
+def _brief(args: tuple[Any, ...]) -> str:
+    """Handler arguments for the debug log: names shown, data and contexts summarised."""
+    shown = []
+    for arg in args:
+        if isinstance(arg, bytes | memoryview):
+            shown.append(repr(bytes(arg)) if len(arg) <= 64 else f"<{len(arg)} bytes>")
+        elif isinstance(arg, int | str | float):
+            shown.append(repr(arg))
+    return "(" + ", ".join(shown) + ")"
 
 
 @dataclass(frozen=True)
@@ -87,7 +124,7 @@ class OpenFile:
     writer: Writer | None = None
     volatile: bool = False
     content: bytes | None = None
-    control: bool = False
+    control: ControlFile | None = None
     append: bool = False
 
 
@@ -113,6 +150,8 @@ class AgfsOperations(pyfuse3.Operations):
         self._next_fh = 1
         self._started_ns = time.time_ns()
         self._warned_shadow = False
+        self._opens_kept_cache = 0
+        self._opens_dropped_cache = 0
 
     # -- helpers --------------------------------------------------------------------
 
@@ -124,8 +163,10 @@ class AgfsOperations(pyfuse3.Operations):
     def _child_path(self, parent_inode: int, name: bytes) -> str:
         return paths.join(self.inodes.path(parent_inode), paths.decode_name(name))
 
-    def _is_reload(self, parent_inode: int, name: bytes) -> bool:
-        return parent_inode == ROOT_INODE and name == RELOAD_NAME.encode()
+    def _control(self, parent_inode: int, name: bytes) -> ControlFile | None:
+        if parent_inode != ROOT_INODE:
+            return None
+        return CONTROLS.get(name.decode("utf-8", "replace"))
 
     def _attrs(self, inode: int, info: FileInfo) -> pyfuse3.EntryAttributes:
         entry = self.inodes.entry(inode)
@@ -173,10 +214,10 @@ class AgfsOperations(pyfuse3.Operations):
         attrs.st_ctime_ns = mtime
         return attrs
 
-    def _control_attrs(self) -> pyfuse3.EntryAttributes:
+    def _control_attrs(self, control: ControlFile) -> pyfuse3.EntryAttributes:
         attrs = pyfuse3.EntryAttributes()
-        attrs.st_ino = RELOAD_INODE
-        attrs.st_mode = stat.S_IFREG | 0o200
+        attrs.st_ino = control.inode
+        attrs.st_mode = stat.S_IFREG | control.mode
         attrs.st_nlink = 1
         attrs.st_size = 0
         attrs.st_uid = self.policy.uid
@@ -227,8 +268,9 @@ class AgfsOperations(pyfuse3.Operations):
 
     @error_boundary
     async def lookup(self, parent_inode, name, ctx=None):
-        if self._is_reload(parent_inode, name):
-            return self._control_attrs()
+        control = self._control(parent_inode, name)
+        if control is not None:
+            return self._control_attrs(control)
         path = self._child_path(parent_inode, name)
         try:
             info = await self.fs.stat(path)
@@ -240,8 +282,8 @@ class AgfsOperations(pyfuse3.Operations):
 
     @error_boundary
     async def getattr(self, inode, ctx=None):
-        if inode == RELOAD_INODE:
-            return self._control_attrs()
+        if inode in CONTROL_INODES:
+            return self._control_attrs(CONTROL_INODES[inode])
         entry = self.inodes.entry(inode)
         if entry.path is None:  # unlinked but still open
             if entry.info is None:
@@ -251,8 +293,8 @@ class AgfsOperations(pyfuse3.Operations):
 
     @error_boundary
     async def setattr(self, inode, attr, fields, fh, ctx):
-        if inode == RELOAD_INODE:
-            return self._control_attrs()
+        if inode in CONTROL_INODES:
+            return self._control_attrs(CONTROL_INODES[inode])
         path = self.inodes.path(inode)
         if fields.update_size:
             await self.fs.truncate(inode, path, attr.st_size)
@@ -303,13 +345,11 @@ class AgfsOperations(pyfuse3.Operations):
         listing = await self.fs.list(path)
         entries: list[tuple[str, FileInfo | None]] = []
         if inode == ROOT_INODE:
-            entries.append((RELOAD_NAME, None))
+            entries += [(c.name, None) for c in CONTROLS.values() if c.listed]
         for info in listing:
-            if inode == ROOT_INODE and info.name == RELOAD_NAME:
+            if inode == ROOT_INODE and info.name in CONTROLS:
                 if not self._warned_shadow:
-                    log.warning(
-                        "the server's /%s is hidden by the reload control file", RELOAD_NAME
-                    )
+                    log.warning("the server's /%s is hidden by a control file", info.name)
                     self._warned_shadow = True
                 continue
             if info.name.startswith(ASIDE_PREFIX) or not info.name or "/" in info.name:
@@ -325,9 +365,8 @@ class AgfsOperations(pyfuse3.Operations):
         for index in range(start_id, len(listing.entries)):
             name, info = listing.entries[index]
             if info is None:
-                if not pyfuse3.readdir_reply(
-                    token, name.encode(), self._control_attrs(), index + 1
-                ):
+                control = self._control_attrs(CONTROLS[name])
+                if not pyfuse3.readdir_reply(token, name.encode(), control, index + 1):
                     return
                 continue
             child = paths.join(listing.path, name)
@@ -359,7 +398,7 @@ class AgfsOperations(pyfuse3.Operations):
 
     @error_boundary
     async def unlink(self, parent_inode, name, ctx):
-        if self._is_reload(parent_inode, name):
+        if self._control(parent_inode, name):
             raise pyfuse3.FUSEError(errno.EPERM)
         path = self._child_path(parent_inode, name)
         await self.fs.unlink(path)
@@ -367,9 +406,7 @@ class AgfsOperations(pyfuse3.Operations):
 
     @error_boundary
     async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
-        if self._is_reload(parent_inode_old, name_old) or self._is_reload(
-            parent_inode_new, name_new
-        ):
+        if self._control(parent_inode_old, name_old) or self._control(parent_inode_new, name_new):
             raise pyfuse3.FUSEError(errno.EPERM)
         if flags & pyfuse3.RENAME_EXCHANGE:
             raise InvalidArgument("RENAME_EXCHANGE is not supported by AGFS")
@@ -419,22 +456,47 @@ class AgfsOperations(pyfuse3.Operations):
         basis = (info.size, info.mtime_ns)
         keep = not handle.volatile and entry.cached == basis and info.mtime_ns != 0
         entry.cached = None if handle.volatile else basis
+        if keep:
+            self._opens_kept_cache += 1
+        elif not handle.volatile:
+            self._opens_dropped_cache += 1
         return pyfuse3.FileInfo(fh=fh, direct_io=handle.volatile, keep_cache=keep)
 
     @error_boundary
     async def open(self, inode, flags, ctx):
-        if inode == RELOAD_INODE:
-            handle = OpenFile(RELOAD_INODE, control=True)
-            fh = self._new_fh()
-            self._files[fh] = handle
-            return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+        if inode in CONTROL_INODES:
+            return self._open_control(CONTROL_INODES[inode], flags)
         path = self.inodes.path(inode)
         info = await self.fs.stat(path, fresh=True)
         return self._open_existing(inode, path, info, flags)
 
+    def _open_control(self, control: ControlFile, flags: int) -> pyfuse3.FileInfo:
+        handle = OpenFile(control.inode, control=control, volatile=True)
+        if control is STATS:
+            if flags & os.O_ACCMODE != os.O_RDONLY:
+                raise pyfuse3.FUSEError(errno.EACCES)
+            handle.content = json.dumps(self.snapshot(), indent=2).encode() + b"\n"
+        else:
+            handle.content = RELOAD_HELP
+        fh = self._new_fh()
+        self._files[fh] = handle
+        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The mount's numbers for ``/.agfs-stats``."""
+        return {
+            **self.fs.snapshot(),
+            "open_files": sum(1 for h in self._files.values() if h.control is None),
+            "known_inodes": len(self.inodes),
+            "page_cache": {
+                "opens_kept": self._opens_kept_cache,
+                "opens_dropped": self._opens_dropped_cache,
+            },
+        }
+
     @error_boundary
     async def create(self, parent_inode, name, mode, flags, ctx):
-        if self._is_reload(parent_inode, name):
+        if self._control(parent_inode, name):
             raise pyfuse3.FUSEError(errno.EEXIST if flags & os.O_EXCL else errno.EACCES)
         path = self._child_path(parent_inode, name)
         try:
@@ -454,8 +516,8 @@ class AgfsOperations(pyfuse3.Operations):
     @error_boundary
     async def read(self, fh, off, size):
         handle = self._files[fh]
-        if handle.control:
-            return RELOAD_HELP[off : off + size]
+        if handle.control is not None:
+            return (handle.content or b"")[off : off + size]
         path = self.inodes.entry(handle.inode).path
         if handle.volatile:
             if handle.content is None:
@@ -475,7 +537,9 @@ class AgfsOperations(pyfuse3.Operations):
     @error_boundary
     async def write(self, fh, off, buf):
         handle = self._files[fh]
-        if handle.control:
+        if handle.control is STATS:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        if handle.control is RELOAD:
             try:
                 text = bytes(buf).decode("utf-8")
             except UnicodeDecodeError:
@@ -501,7 +565,7 @@ class AgfsOperations(pyfuse3.Operations):
     @error_boundary
     async def release(self, fh):
         handle = self._files.pop(fh, None)
-        if handle is None or handle.control:
+        if handle is None or handle.control is not None:
             return
         try:
             if handle.writer is not None:

@@ -60,6 +60,15 @@ def _umask(value: str) -> int:
     return number
 
 
+def _header(value: str) -> tuple[str, str]:
+    name, sep, text = value.partition(":")
+    if not sep or not name.strip() or any(c in name for c in " \t\r\n"):
+        raise ValueError("must be Name:Value")
+    if "\n" in text or "\r" in text:
+        raise ValueError("must be one line")
+    return (name.strip(), text.strip())
+
+
 def _root(value: str) -> str:
     if not value.startswith("/"):
         raise ValueError("must be an absolute remote path like /memfs")
@@ -76,10 +85,17 @@ VALUED: dict[str, tuple[Callable[[str], Any], str]] = {
     "umask": (_umask, "octal mask applied to the server's permission bits"),
     "cache_dir": (Path, "where write spools live (default $XDG_CACHE_HOME/agfs-fuse)"),
     "root": (_root, "remote directory shown as the mount root, e.g. /memfs"),
+    "cafile": (Path, "PEM file of CA certificates to verify an https:// server with"),
+    "certfile": (Path, "PEM client certificate for mutual TLS (with keyfile=)"),
+    "keyfile": (Path, "PEM private key of the client certificate"),
+    "token_file": (Path, "file holding a bearer token (or set AGFS_TOKEN)"),
+    "header": (_header, "extra HTTP header Name:Value for a proxy (may repeat)"),
 }
+REPEATABLE = frozenset({"header"})
 FLAGS: dict[str, str] = {
     "nonempty": "allow mounting over a non-empty directory",
     "debug": "log every FUSE operation and HTTP request (same as --debug)",
+    "insecure": "do not verify the server's TLS certificate (dangerous)",
 }
 
 
@@ -96,6 +112,12 @@ class MountOptions:
     root: str = "/"
     nonempty: bool = False
     debug: bool = False
+    cafile: Path | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    token_file: Path | None = None
+    insecure: bool = False
+    header: list[tuple[str, str]] = field(default_factory=list)
     kernel: list[str] = field(default_factory=list)
 
     @property
@@ -129,7 +151,11 @@ def parse_options(groups: Iterable[str], *, sloppy: bool = False) -> MountOption
             elif name in VALUED and has_value:
                 convert, _ = VALUED[name]
                 try:
-                    setattr(options, name, convert(value))
+                    converted = convert(value)
+                    if name in REPEATABLE:
+                        getattr(options, name).append(converted)
+                    else:
+                        setattr(options, name, converted)
                 except ValueError as exc:
                     raise OptionError(f"bad value for -o {name}: {value!r} ({exc})") from None
             elif name in FSTAB_ONLY or item.startswith(FSTAB_PREFIXES):
@@ -144,6 +170,11 @@ def parse_options(groups: Iterable[str], *, sloppy: bool = False) -> MountOption
                 )
     if "ro" in options.kernel and "rw" in options.kernel:
         raise OptionError("-o ro and -o rw contradict each other")
+    if (options.certfile is None) != (options.keyfile is None):
+        raise OptionError("-o certfile= and -o keyfile= go together")
+    if "allow_other" in options.kernel and "default_permissions" not in options.kernel:
+        # Other users must meet the permission bits: without this the kernel checks nothing.
+        options.kernel.append("default_permissions")
     return options
 
 

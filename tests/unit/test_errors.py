@@ -145,7 +145,7 @@ def test_read_only_file_system_is_erofs_not_eacces() -> None:
         (502, errors.ServerError),
         (503, errors.ServerError),
         (504, errors.ServerError),
-        (401, errors.ServerError),
+        (401, errors.PermissionDenied),  # a proxy asking for a token
         (405, errors.ServerError),
         (429, errors.ServerError),
     ],

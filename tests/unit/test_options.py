@@ -19,7 +19,7 @@ def test_repeated_groups_mix_ours_kernel_and_fstab_options():
     options = parse_options(
         ["allow_other,attr_timeout=2.5", "root=/memfs/,uid=1000,umask=022", "_netdev,ro,noauto"]
     )
-    assert options.kernel == ["allow_other", "ro"]
+    assert options.kernel == ["allow_other", "ro", "default_permissions"]
     assert options.attr_timeout == 2.5
     assert options.root == "/memfs"
     assert options.uid == 1000
@@ -51,3 +51,38 @@ def test_bad_options_give_one_line_errors(group, fragment):
         parse_options([group])
     assert fragment in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_allow_other_brings_default_permissions_so_other_users_meet_the_mode_bits():
+    assert parse_options(["allow_other"]).kernel == ["allow_other", "default_permissions"]
+    assert parse_options(["default_permissions,allow_other"]).kernel == [
+        "default_permissions",
+        "allow_other",
+    ]
+
+
+def test_tls_and_auth_options():
+    options = parse_options(
+        ["cafile=/ca.pem,certfile=/c.pem,keyfile=/k.pem,token_file=/t", "header=X-A: 1,header=B:2"]
+    )
+    assert str(options.cafile) == "/ca.pem" and str(options.token_file) == "/t"
+    assert options.header == [("X-A", "1"), ("B", "2")]
+    assert not options.insecure and parse_options(["insecure"]).insecure
+
+
+@pytest.mark.parametrize(
+    ("group", "fragment"),
+    [
+        ("certfile=/c.pem", "go together"),
+        ("header=novalue", "Name:Value"),
+        ("header=:x", "Name:Value"),
+    ],
+)
+def test_bad_tls_options(group, fragment):
+    with pytest.raises(OptionError) as caught:
+        parse_options([group])
+    assert fragment in str(caught.value)
+
+
+def test_sloppy_drops_unknown_options():
+    assert parse_options(["bogus,ro"], sloppy=True).kernel == ["ro"]

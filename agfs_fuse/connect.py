@@ -1,0 +1,81 @@
+"""How the mount connects: TLS verification, client certificates, tokens and headers.
+
+Built once at mount time from the options, then used for every client the mount makes
+(the first one and each ``/reload``), so a switched server gets the same credentials.
+The token is read from a file or ``$AGFS_TOKEN``, never from the command line, so it
+shows neither in ``ps`` nor in ``/proc/mounts``, and it is never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+
+from .client import AgfsClient
+from .options import MountOptions
+from .stats import RequestStats
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "AGFS_TOKEN"
+
+
+class ConnectError(Exception):
+    """A TLS or credential setting that cannot be used; the message is one line."""
+
+
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConnectError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def tls_context(options: MountOptions) -> ssl.SSLContext | bool:
+    """The ``verify`` setting for httpx: a context, or False for ``-o insecure``."""
+    if options.insecure:
+        log.warning(
+            "-o insecure: the server's TLS certificate is NOT verified; anyone on the path "
+            "can read and change your files"
+        )
+        return False
+    try:
+        context = ssl.create_default_context(cafile=str(options.cafile) if options.cafile else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConnectError(f"cannot use -o cafile={options.cafile}: {exc}") from None
+    if options.certfile and options.keyfile:
+        try:
+            context.load_cert_chain(str(options.certfile), str(options.keyfile))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectError(
+                f"cannot use -o certfile={options.certfile},keyfile={options.keyfile}: {exc}"
+            ) from None
+    return context
+
+
+def request_headers(options: MountOptions) -> dict[str, str]:
+    headers = dict(options.header)
+    token = None
+    if options.token_file:
+        token = _read(options.token_file, "token file")
+        if not token:
+            raise ConnectError(f"token file {options.token_file} is empty")
+    elif os.environ.get(TOKEN_ENV):
+        token = os.environ[TOKEN_ENV].strip()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+def client_factory(options: MountOptions, stats: RequestStats) -> Callable[[str], AgfsClient]:
+    """A function making clients for a URL with this mount's TLS, headers and deadline."""
+    verify = tls_context(options)
+    headers = request_headers(options)
+
+    def make(url: str) -> AgfsClient:
+        return AgfsClient(url, timeout=options.timeout, verify=verify, headers=headers, stats=stats)
+
+    return make
