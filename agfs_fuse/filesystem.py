@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import trio
 
@@ -163,59 +164,88 @@ class AgfsFilesystem:
         self.attrs.invalidate(path)
         await self.client.chmod(path, mode)
 
+    async def _stat_or_none(self, path: str) -> FileInfo | None:
+        try:
+            return await self.stat(path, fresh=True)
+        except NotFound:
+            return None
+
     async def rename(self, old: str, new: str, *, noreplace: bool = False) -> None:
-        """POSIX rename: replaces ``new`` even where the plugin refuses, never loses it."""
+        """POSIX rename: replaces ``new`` even where the plugin refuses, never loses it.
+
+        AGFS's own rename refuses an existing target on memfs, ignores symlinks (they live
+        in the server's memory, beside the plugin) and cannot move a link at all, so the
+        target is looked at first and each case is handled before the plugin sees it.
+        """
         if old == new:
             return
         if paths.is_within(new, old):
             raise InvalidArgument("cannot move a directory into itself", path=new)
         source = await self.stat(old, fresh=True)
+        target = await self._stat_or_none(new)
         self.attrs.invalidate_tree(old)
         self.attrs.invalidate_tree(new)
-        if noreplace and await self.exists(new):
-            raise AlreadyExists("file exists", path=new)
+        if target is not None:
+            if noreplace:
+                raise AlreadyExists("file exists", path=new)
+            await self._check_replaceable(source, target, new)
         if source.is_symlink:
-            await self._rename_link(old, new, noreplace=noreplace)
+            link_target = await self.client.readlink(old)
+            async with self._target_set_aside(new, target):
+                await self.client.symlink(link_target, new)
+            await self.client.delete(old)
+        elif target is not None and target.is_symlink:
+            async with self._target_set_aside(new, target):
+                await self.client.rename(old, new)
         else:
             try:
                 await self.client.rename(old, new)
             except AlreadyExists:
-                if noreplace:
-                    raise
-                await self._replace(old, new, source)
+                if target is None:
+                    raise  # appeared meanwhile: someone else's file, not ours to remove
+                async with self._target_set_aside(new, target):
+                    await self.client.rename(old, new)
         for writer in self._spools.values():
             if paths.is_within(writer.path, old):
                 writer.retarget(paths.rebase(writer.path, old, new))
 
-    async def _check_replaceable(self, source: FileInfo, new: str) -> FileInfo:
-        target = await self.stat(new, fresh=True)
-        if target.is_symlink:
-            return target
-        if target.is_dir and not source.is_dir:
+    async def _check_replaceable(self, source: FileInfo, target: FileInfo, new: str) -> None:
+        """The errors POSIX rename gives when ``target`` cannot be replaced by ``source``."""
+        source_is_dir = source.is_dir and not source.is_symlink
+        target_is_dir = target.is_dir and not target.is_symlink
+        if target_is_dir and not source_is_dir:
             raise IsADirectory("is a directory", path=new)
-        if source.is_dir and not target.is_dir:
+        if source_is_dir and not target_is_dir:
             raise NotADirectory("not a directory", path=new)
-        if target.is_dir and await self.client.list(new):
+        if target_is_dir and await self.client.list(new):
             raise DirectoryNotEmpty("directory not empty", path=new)
-        return target
 
-    async def _replace(self, old: str, new: str, source: FileInfo) -> None:
-        """Move the target aside, rename, then delete it; move it back on failure."""
-        target = await self._check_replaceable(source, new)
+    @asynccontextmanager
+    async def _target_set_aside(self, new: str, target: FileInfo | None) -> AsyncIterator[None]:
+        """Get an existing target out of the way for the body; put it back if the body
+        fails, remove it once the body succeeded. A file or directory is renamed to a
+        hidden name (its data never leaves the server); a link is remembered and re-made.
+        """
+        if target is None:
+            yield
+            return
         if target.is_symlink:
             link_target = await self.client.readlink(new)
             await self.client.delete(new)
             try:
-                await self.client.rename(old, new)
+                yield
             except AgfsError:
-                await self.client.symlink(link_target, new)
+                try:
+                    await self.client.symlink(link_target, new)
+                except AgfsError as exc:
+                    log.error("could not restore symlink %s -> %s: %s", new, link_target, exc)
                 raise
             return
         parent, _ = paths.split(new)
         aside = paths.join(parent, f"{ASIDE_PREFIX}{uuid.uuid4().hex[:12]}")
         await self.client.rename(new, aside)
         try:
-            await self.client.rename(old, new)
+            yield
         except AgfsError:
             await self.client.rename(aside, new)
             raise
@@ -223,17 +253,6 @@ class AgfsFilesystem:
             await self.client.delete(aside, recursive=target.is_dir)
         except AgfsError as exc:
             log.warning("replaced %s but could not delete its old copy %s: %s", new, aside, exc)
-
-    async def _rename_link(self, old: str, new: str, *, noreplace: bool) -> None:
-        """AGFS links cannot be renamed: make the new link, then remove the old one."""
-        link_target = await self.client.readlink(old)
-        if not noreplace and await self.exists(new):
-            target = await self.stat(new, fresh=True)
-            if target.is_dir and not target.is_symlink:
-                raise IsADirectory("is a directory", path=new)
-            await self.client.delete(new)
-        await self.client.symlink(link_target, new)
-        await self.client.delete(old)
 
     # -- data -----------------------------------------------------------------------
 
