@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEBS   := fuse3 libfuse3-dev pkg-config
 
-.PHONY: install system-deps test lint demo demo-stop clean
+.PHONY: install system-deps test lint demo demo-stop install-systemd clean
 
 install: system-deps $(STAMP)
 
@@ -35,6 +35,11 @@ demo: install
 
 demo-stop:
 	@bash scripts/demo.sh stop
+
+# Root only: a venv under /opt/agfs-fuse, agfs-fuse in /usr/local/bin, the systemd units
+# and /sbin/mount.fuse.agfs.
+install-systemd: system-deps
+	@PYTHON=$(PYTHON) bash scripts/install-systemd.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .demo *.egg-info

@@ -6,13 +6,14 @@ For ``mount -t fuse.agfs URL MOUNTPOINT -o OPTS`` and for an fstab line of type
     mount.fuse.agfs SOURCE MOUNTPOINT [-s] [-f] [-n] [-v] [-o OPTS] [-t TYPE] [-N NS]
 
 SOURCE and MOUNTPOINT always come first (MOUNTPOINT canonicalised); the flags come as
-separate words in that order; ``-o`` always comes (at least ``rw``) as one separate
-argument. mount(8) itself drops ``defaults``, ``auto``, ``noauto``, ``comment=`` and
+separate words in that order; ``-o`` always comes, as one separate argument starting
+with ``rw`` or ``ro``. mount(8) itself drops ``defaults``, ``auto``, ``noauto``, ``comment=`` and
 ``x-*`` (the whole ``x-systemd.*`` family), but passes ``_netdev``, ``nofail`` and
 ``user``/``users`` on (and adds ``noexec,nosuid,nodev`` for ``user``). ``-t`` is only
 given when the helper's name does not already say the type, and ``-N`` only for
 ``mount -N``. This helper also takes glued ``-oOPTS``, repeated ``-o`` and combined
-flags (``-sv``), so it can be called by hand the same way.
+flags (``-sv``), so it can be called by hand the same way. mount(8) also removes
+``HOME`` and ``PATH`` from the helper's environment (the rest passes through).
 
 It turns that into ``agfs-fuse mount SOURCE MOUNTPOINT -o OPTS`` in background mode, which
 returns only once the mount answers, or prints a one-line error: so ``mount`` (and
@@ -42,6 +43,8 @@ EX_USAGE = 1
 """Incorrect invocation: a bad option, URL or mountpoint (nothing was tried)."""
 EX_FAIL = 32
 """Mount failure: the server or the mount itself said no."""
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 DROPPED = frozenset((*FSTAB_ONLY, "rw"))
 """Options only mount(8) and fstab care about, plus ``rw`` (which mount(8) always adds
@@ -140,28 +143,33 @@ def _check(args: argparse.Namespace) -> tuple[str, list[str]]:
 
 @contextlib.contextmanager
 def _mount_environment() -> Iterator[None]:
-    """Run the mount from ``/`` with a usable ``$HOME``; restore both afterwards.
+    """Run the mount from ``/`` with ``$HOME`` and ``$PATH`` set; restore all three after.
 
     The mount process detaches and outlives us: started from the caller's directory it
     would keep that directory busy (and its file system unmountable) for as long as the
-    mount lives. mount(8) runs helpers with an empty ``$HOME``, and at boot there may be
-    none at all; like mount.fuse3, fill it in from the password database.
+    mount lives. mount(8) removes ``HOME`` and ``PATH`` (among others) from a helper's
+    environment, and at boot there may be none at all: like mount.fuse3, fill ``HOME``
+    in from the password database, and give ``PATH`` the usual default so tools such as
+    fusermount3 are found.
     """
     cwd = os.getcwd()
-    home = os.environ.get("HOME")
-    if not home:
+    saved = {name: os.environ.get(name) for name in ("HOME", "PATH")}
+    if not saved["HOME"]:
         with contextlib.suppress(KeyError):
             os.environ["HOME"] = pwd.getpwuid(os.getuid()).pw_dir
+    if not saved["PATH"]:
+        os.environ["PATH"] = DEFAULT_PATH
     os.chdir("/")
     try:
         yield
     finally:
         with contextlib.suppress(OSError):
             os.chdir(cwd)
-        if home is None:
-            os.environ.pop("HOME", None)
-        else:
-            os.environ["HOME"] = home
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,8 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options:
         command += ["-o", ",".join(options)]
     if args.verbose:
-        print(f"{PROG}: {'would run' if args.fake else 'running'}: "
-              f"{shlex.join([cli.PROG, *command])}")
+        print(
+            f"{PROG}: {'would run' if args.fake else 'running'}: {shlex.join([cli.PROG, *command])}"
+        )
     if args.fake:
         return 0
     with _mount_environment():
