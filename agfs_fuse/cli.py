@@ -116,7 +116,9 @@ def setup_logging(debug: bool, log_file: str | None, journal: bool = False) -> N
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    # Quiet on a terminal; a log file or the journal also gets the lifecycle lines.
+    quiet = logging.INFO if (log_file or journal) else logging.WARNING
+    root.setLevel(logging.DEBUG if debug else quiet)
     # Our client logs each request with its duration; httpx's own lines would repeat it.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
@@ -172,7 +174,11 @@ def _mount(args: argparse.Namespace, argv: list[str]) -> int:
     from .mount import MountRequest, run_mount
 
     journal = args.systemd or bool(os.environ.get("JOURNAL_STREAM"))
-    setup_logging(args.debug or options.debug, args.log_file, journal)
+    log_file = os.path.abspath(args.log_file) if args.log_file else None
+    setup_logging(args.debug or options.debug, log_file, journal)
+    mountpoint = os.path.abspath(args.mountpoint)
+    if args.ready_fd is not None:
+        os.chdir("/")  # a daemon must not keep the caller's directory busy
 
     def ready(error: str | None) -> None:
         if args.ready_fd is None:
@@ -188,7 +194,7 @@ def _mount(args: argparse.Namespace, argv: list[str]) -> int:
                 os.dup2(devnull, fd)
             os.close(devnull)
 
-    request = MountRequest(url=args.url, mountpoint=args.mountpoint, options=options)
+    request = MountRequest(url=args.url, mountpoint=mountpoint, options=options)
     return run_mount(request, ready)
 
 

@@ -60,6 +60,13 @@ def _umask(value: str) -> int:
     return number
 
 
+def _path(value: str) -> Path:
+    """Absolute at parse time: the background mount runs from '/', not the caller's cwd."""
+    if not value:
+        raise ValueError("must be a path")
+    return Path(value).expanduser().absolute()
+
+
 def _header(value: str) -> tuple[str, str]:
     name, sep, text = value.partition(":")
     if not sep or not name.strip() or any(c in name for c in " \t\r\n"):
@@ -83,12 +90,12 @@ VALUED: dict[str, tuple[Callable[[str], Any], str]] = {
     "uid": (_id, "owner shown for every file (default: the mounting user)"),
     "gid": (_id, "group shown for every file (default: the mounting user's)"),
     "umask": (_umask, "octal mask applied to the server's permission bits"),
-    "cache_dir": (Path, "where write spools live (default $XDG_CACHE_HOME/agfs-fuse)"),
+    "cache_dir": (_path, "where write spools live (default $XDG_CACHE_HOME/agfs-fuse)"),
     "root": (_root, "remote directory shown as the mount root, e.g. /memfs"),
-    "cafile": (Path, "PEM file of CA certificates to verify an https:// server with"),
-    "certfile": (Path, "PEM client certificate for mutual TLS (with keyfile=)"),
-    "keyfile": (Path, "PEM private key of the client certificate"),
-    "token_file": (Path, "file holding a bearer token (or set AGFS_TOKEN)"),
+    "cafile": (_path, "PEM file of CA certificates to verify an https:// server with"),
+    "certfile": (_path, "PEM client certificate for mutual TLS (with keyfile=)"),
+    "keyfile": (_path, "PEM private key of the client certificate"),
+    "token_file": (_path, "file holding a bearer token (or set AGFS_TOKEN)"),
     "header": (_header, "extra HTTP header Name:Value for a proxy (may repeat)"),
 }
 REPEATABLE = frozenset({"header"})

@@ -86,3 +86,11 @@ def test_bad_tls_options(group, fragment):
 
 def test_sloppy_drops_unknown_options():
     assert parse_options(["bogus,ro"], sloppy=True).kernel == ["ro"]
+
+
+def test_relative_paths_become_absolute_against_the_callers_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    options = parse_options(["cache_dir=spools,token_file=~/t"])
+    assert options.cache_dir == tmp_path / "spools"
+    assert options.token_file is not None and options.token_file.is_absolute()
+    assert "~" not in str(options.token_file)
