@@ -95,6 +95,23 @@ def agfs_open_flags(os_flags: int) -> int:
     return value
 
 
+def _reason(exc: BaseException) -> str:
+    """The first non-empty message down an exception's cause chain.
+
+    Under trio, httpx raises ``ConnectError('')`` for a TLS failure; the reason
+    ("CERTIFICATE_VERIFY_FAILED", a refused client certificate) sits a few causes down.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current).strip()
+        if text:
+            return text
+        current = current.__cause__ or current.__context__
+    return type(exc).__name__
+
+
 def _perm_from_mode(mode: int) -> int:
     perm = mode & 0o7777
     for go_bit, posix_bit in _GO_SPECIAL_BITS:
@@ -196,13 +213,18 @@ class AgfsClient:
         content: bytes | AsyncIterator[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
         stream: bool = False,
+        follow: bool = False,
     ) -> httpx.Response:
-        """Send one request; return a successful response or raise a typed error."""
+        """Send one request; return a successful response or raise a typed error.
+
+        ``follow`` lifts the inactivity deadline for reading: a followed stream may be
+        quiet for as long as nobody writes to it.
+        """
         kind = f"{method} {_HANDLE_ID.sub('/handles/{id}', route)}"
         started = time.monotonic()
         try:
             response = await self._exchange(
-                method, route, path, params, json_body, content, headers, stream
+                method, route, path, params, json_body, content, headers, stream, follow
             )
         except errors.AgfsError as exc:
             self._account(kind, started, None, error=type(exc).__name__, path=path)
@@ -241,6 +263,7 @@ class AgfsClient:
         content: bytes | AsyncIterator[bytes] | None,
         headers: Mapping[str, str] | None,
         stream: bool,
+        follow: bool = False,
     ) -> httpx.Response:
         url = self._url(route, path, **(params or {}))
         request = self._http.build_request(
@@ -251,6 +274,7 @@ class AgfsClient:
                 **({"Content-Type": "application/json"} if json_body is not None else {}),
                 **(headers or {}),
             },
+            timeout=httpx.Timeout(self.timeout, read=None) if follow else httpx.USE_CLIENT_DEFAULT,
         )
         try:
             response = await self._http.send(request, stream=stream)
@@ -265,7 +289,7 @@ class AgfsClient:
             ) from exc
         except httpx.ConnectError as exc:
             raise errors.ServerUnreachable(
-                f"cannot connect to {self.base_url}: {exc}", path=path
+                f"cannot connect to {self.base_url}: {_reason(exc)}", path=path
             ) from exc
         except (httpx.TransportError, httpx.StreamError) as exc:
             raise errors.ServerUnreachable(
@@ -380,6 +404,23 @@ class AgfsClient:
             await response.aclose()
         return total
 
+    async def follow(self, path: str, sink: Callable[[bytes], object]) -> None:
+        """Follow ``stream=true`` (streamfs) into ``sink`` until the server or the caller
+        ends it; there is no read deadline, since a stream may be quiet for hours."""
+        response = await self._send(
+            "GET", "/files", path, params={"stream": "true"}, stream=True, follow=True
+        )
+        try:
+            async for chunk in response.aiter_bytes():
+                sink(chunk)
+                self.stats.add_received(len(chunk))
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            raise errors.ServerUnreachable(
+                f"connection lost while following {path}: {exc!r}", path=path
+            ) from exc
+        finally:
+            await response.aclose()
+
     async def write(self, path: str, data: bytes) -> None:
         """Replace the whole file with ``data``."""
         await self._send("PUT", "/files", path, content=data)
@@ -420,8 +461,9 @@ class AgfsClient:
             "DELETE", "/files", path, params={"recursive": "true"} if recursive else None
         )
 
-    async def rmdir(self, path: str) -> None:
-        await self._send("DELETE", "/directories", path)
+    async def rmdir(self, path: str, *, recursive: bool = False) -> None:
+        params = {"recursive": "true"} if recursive else None
+        await self._send("DELETE", "/directories", path, params=params)
 
     async def rename(self, old: str, new: str) -> None:
         await self._send("POST", "/rename", old, json_body={"newPath": new})
