@@ -16,6 +16,7 @@ from agfs_fuse.server.plugins.devfs import DevFS
 from agfs_fuse.server.plugins.localfs import LocalFS, check_local_dir
 from agfs_fuse.server.plugins.memfs import MemFS
 from agfs_fuse.server.plugins.queuefs import QueueFS, check_queue_config
+from agfs_fuse.server.plugins.streamfs import StreamFS, check_stream_config
 from agfs_fuse.server.routes import Api
 from agfs_fuse.server.status import MountStatusTracker
 
@@ -39,6 +40,7 @@ ALLOWED_KEYS = {
         "tls_server_name",
         "tls_skip_verify",
     ],
+    "streamfs": ["channel_buffer_size", "ring_buffer_size", "mount_path"],
     "devfs": ["mount_path"],
 }
 
@@ -69,6 +71,8 @@ def create_fs(plugin: str, config: dict[str, Any]) -> FileSystem:
     if plugin == "queuefs":
         check_queue_config(config)
         return QueueFS()
+    if plugin == "streamfs":
+        return StreamFS(*check_stream_config(config))
     if plugin == "devfs":
         return DevFS()
     raise ValueError(f"unknown plugin: {plugin}")
@@ -154,8 +158,11 @@ class AgfsServer:
         self._thread.start()
 
     def shutdown(self) -> None:
-        """Stop accepting and close the listener (open connections die with the process)."""
+        """Stop accepting, wake blocked stream readers (their connections are dropped, as
+        when the Go process dies) and close the listener; the rest dies with the process."""
         if self._thread is not None:
             self.httpd.shutdown()
             self._thread.join()
+        for mount in self.mfs.mounts():
+            mount.fs.shutdown()
         self.httpd.server_close()

@@ -23,6 +23,7 @@ import email.utils
 import logging
 import os
 import re
+import select
 import socket
 import time
 from collections.abc import Iterator
@@ -307,7 +308,16 @@ def read_request(rfile: Any, sock: socket.socket) -> Request | None:
 class Response:
     """What a route answers. Exactly one of ``body``/``stream``/``file_range`` is used."""
 
-    __slots__ = ("status", "body", "content_type", "headers", "stream", "file_range", "close")
+    __slots__ = (
+        "status",
+        "body",
+        "content_type",
+        "headers",
+        "stream",
+        "file_range",
+        "close",
+        "hold_head",
+    )
 
     def __init__(
         self,
@@ -318,6 +328,7 @@ class Response:
         stream: Iterator[Bytes] | None = None,
         file_range: FileRange | None = None,
         close: bool = False,
+        hold_head: bool = False,
     ) -> None:
         self.status = status
         self.body = body
@@ -326,6 +337,10 @@ class Response:
         self.stream = stream
         self.file_range = file_range
         self.close = close
+        #: Streams only: send the head with the first piece, not before. Go's handlers
+        #: call ``WriteHeader`` and then ``Flush`` only after a piece, so a client of an
+        #: idle stream waits for the response head until the first byte.
+        self.hold_head = hold_head
 
 
 _date_cache: tuple[int, str] = (0, "")
@@ -359,6 +374,19 @@ def sendv(sock: socket.socket, bufs: list[Bytes], flags: int = 0) -> None:
             else:
                 views[0] = first[n:]
                 n = 0
+
+
+_HANGUP_EVENTS = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
+
+
+def peer_hung_up(sock: socket.socket) -> bool:
+    """Whether the client closed its side (checked without reading its pending data)."""
+    poller = select.poll()
+    poller.register(sock, _HANGUP_EVENTS)
+    try:
+        return bool(poller.poll(0))
+    except OSError:
+        return True
 
 
 def _send_file(sock: socket.socket, fr: FileRange) -> None:
@@ -404,21 +432,26 @@ def write_response(sock: socket.socket, req: Request, resp: Response) -> bool:
                 _send_file(sock, fr)
                 sendv(sock, [] if http10 else [b"\r\n0\r\n\r\n"])
                 return keep
-            sendv(sock, [head])
+            held: list[Bytes] = [head] if resp.hold_head else []
+            if not held:
+                sendv(sock, [head])
             assert resp.stream is not None
             try:
                 for chunk in resp.stream:
-                    if len(chunk):
-                        if http10:
-                            sendv(sock, [chunk])
-                        else:
-                            sendv(sock, [f"{len(chunk):x}\r\n".encode(), chunk, b"\r\n"])
-            except OSError:
+                    if not len(chunk):  # an idle stream's tick: is the client still there?
+                        if peer_hung_up(sock):
+                            raise ConnectionResetError("client hung up")
+                        continue
+                    if http10:
+                        sendv(sock, [*held, chunk])
+                    else:
+                        sendv(sock, [*held, f"{len(chunk):x}\r\n".encode(), chunk, b"\r\n"])
+                    held = []
+            except (OSError, AbortConnection):
                 raise
             except Exception as exc:  # a failure mid-stream just ends the body, as in Go
                 log.debug("stream ended early: %s", exc)
-            if not http10:
-                sendv(sock, [b"0\r\n\r\n"])
+            sendv(sock, held if http10 else [*held, b"0\r\n\r\n"])
             return keep
 
         body = resp.body

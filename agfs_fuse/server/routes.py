@@ -295,7 +295,8 @@ class Api:
                 200,
                 content_type=OCTET,
                 headers=[("X-Content-Type-Options", "nosniff")],
-                stream=_pieces(chunks),
+                stream=_Pieces(chunks),
+                hold_head=True,
             )
         offset, size = 0, -1
         if req.arg("offset"):
@@ -753,18 +754,20 @@ class Api:
         def chunks() -> Iterator[Bytes]:
             while True:
                 try:
-                    data = entry.local.read(STREAM_PIECE)
+                    data, eof = entry.local.read_piece(STREAM_PIECE)
                 except FsError:
                     return
-                if not len(data):
+                if len(data) or not eof:
+                    yield data  # empty: nothing yet (the HTTP layer checks for a hang-up)
+                if eof:
                     return
-                yield data
 
         return Response(
             200,
             content_type=OCTET,
             headers=[("X-Content-Type-Options", "nosniff")],
             stream=chunks(),
+            hold_head=True,
         )
 
     # -- test hooks (not AGFS) -----------------------------------------------------------
@@ -782,12 +785,33 @@ class Api:
         return json_response(200, {"message": "reset"})
 
 
-def _pieces(chunks: Iterator[Bytes]) -> Iterator[Bytes]:
-    """Re-cut a stream into pieces of at most 64 KiB, flushed one by one (Go does)."""
-    for chunk in chunks:
-        view = memoryview(chunk)
-        for i in range(0, len(view), STREAM_PIECE):
-            yield view[i : i + STREAM_PIECE]
+class _Pieces:
+    """Re-cut a stream into pieces of at most 64 KiB, flushed one by one (Go does).
+
+    Empty chunks pass through (an idle streamfs reader's tick). ``close`` closes the
+    source even if iteration never started, so a streamfs reader is always unregistered.
+    """
+
+    def __init__(self, chunks: Iterator[Bytes]) -> None:
+        self.chunks = chunks
+        self.view = memoryview(b"")
+
+    def __iter__(self) -> _Pieces:
+        return self
+
+    def __next__(self) -> Bytes:
+        if not len(self.view):
+            chunk = next(self.chunks)
+            if not len(chunk):
+                return chunk
+            self.view = memoryview(chunk)
+        piece, self.view = self.view[:STREAM_PIECE], self.view[STREAM_PIECE:]
+        return piece
+
+    def close(self) -> None:
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
 
 
 def _clean_request_path(path: str) -> str:

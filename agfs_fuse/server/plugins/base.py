@@ -112,6 +112,15 @@ class FileHandle:
         """pread: up to ``size`` bytes at ``offset``."""
         raise NotImplementedError
 
+    def read_piece(self, size: int) -> tuple[Bytes, bool]:
+        """One read of ``GET /handles/{id}/stream``: (data, eof).
+
+        Empty data without EOF means "nothing yet" (a streamfs handle following a live
+        stream): the route then checks that the client is still there and reads again.
+        """
+        data = self.read(size)
+        return data, not len(data)
+
     def write(self, data: Bytes) -> int:
         """Write at the current position; returns the count."""
         raise NotImplementedError
@@ -207,3 +216,6 @@ class FileSystem:
     def open_handle(self, path: str, flags: int, mode: int) -> FileHandle:
         """Open a handle (only when ``supports_handles``)."""
         raise NotImplementedError
+
+    def shutdown(self) -> None:
+        """The server is stopping: release anything that blocks (streamfs readers)."""
