@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="run the AGFS-compatible reference server (memfs, localfs, queuefs)",
+        help="run the AGFS-compatible reference server (memfs, localfs, queuefs, streamfs)",
         description="Run an AGFS-compatible HTTP server for tests and demos. It behaves "
         "like the real Go server, quirks included.",
     )

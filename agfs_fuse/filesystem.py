@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import trio
 
 from . import paths
 from .cache import AttrCache, Clock
+from .capabilities import Capabilities
 from .client import AgfsClient
 from .errors import (
     AgfsError,
@@ -29,16 +30,12 @@ from .errors import (
     NotFound,
     ServerUnreachable,
 )
-from .models import FileInfo, MountPoint
+from .models import FileInfo
 from .spool import SpoolDir
 from .writes import MessageWriter, SpoolWriter, Writer
 
 log = logging.getLogger(__name__)
 
-# Plugins whose every file has an untrusted size or destructive reads (protocol section 8).
-VOLATILE_PLUGINS = frozenset(
-    {"queuefs", "streamfs", "streamrotatefs", "heartbeatfs", "serverinfofs", "sqlfs2"}
-)
 MESSAGE_TYPES = frozenset({"control", "query", "ctl", "session-ctl"})
 ASIDE_PREFIX = ".agfs-fuse-replaced-"
 
@@ -63,10 +60,20 @@ class AgfsFilesystem:
         self.spool_dir = spool_dir
         self._client_factory = client_factory
         self.attrs = AttrCache(attr_ttl, clock) if clock else AttrCache(attr_ttl)
-        self._mounts: list[MountPoint] = []
+        self.caps = Capabilities()
         self._spools: dict[int, SpoolWriter] = {}
         self._retired: list[AgfsClient] = []
         self._reload_lock = trio.Lock()
+        self._nursery: trio.Nursery | None = None
+
+    def attach(self, nursery: trio.Nursery) -> None:
+        """The mount's nursery, for work that outlives one request (following streams)."""
+        self._nursery = nursery
+
+    def nursery(self) -> trio.Nursery:
+        if self._nursery is None:
+            raise RuntimeError("filesystem used before attach()")
+        return self._nursery
 
     def current_client(self) -> AgfsClient:
         return self.client
@@ -76,26 +83,22 @@ class AgfsFilesystem:
     async def refresh_mounts(self) -> None:
         """Learn which plugin serves which path; a server without /mounts is not fatal."""
         try:
-            self._mounts = sorted(
-                await self.client.mounts(), key=lambda m: len(m.path), reverse=True
-            )
+            self.caps.set_mounts(await self.client.mounts())
         except (ServerUnreachable, AgfsError) as exc:
             log.warning("cannot list the server's mounts (%s); assuming plain files", exc)
-            self._mounts = []
-
-    def plugin_for(self, path: str) -> str:
-        for mount in self._mounts:
-            if paths.is_within(path, mount.path):
-                return mount.plugin
-        return ""
+            self.caps.set_mounts([])
 
     def is_volatile(self, path: str, info: FileInfo) -> bool:
         """Size untrusted or reads destructive: read with one GET per open, no caching."""
-        return not info.is_dir and (info.untrusted or self.plugin_for(path) in VOLATILE_PLUGINS)
+        return not info.is_dir and (info.untrusted or self.caps.volatile(path))
+
+    def is_stream(self, path: str, info: FileInfo) -> bool:
+        """A never-ending stream: read by following ``stream=true``, not by ranges."""
+        return not info.is_dir and (info.meta_type == "stream" or self.caps.appends(path))
 
     def wants_messages(self, path: str, info: FileInfo) -> bool:
-        """Write-only and control files take the message strategy."""
-        return info.write_only or info.meta_type in MESSAGE_TYPES
+        """Write-only, control and append-only files: each flush sends what was written."""
+        return info.write_only or info.meta_type in MESSAGE_TYPES or self.is_stream(path, info)
 
     # -- metadata -------------------------------------------------------------------
 
@@ -123,18 +126,31 @@ class AgfsFilesystem:
                 self.attrs.put(paths.join(path, info.name), info)
         return entries
 
-    def forget_attrs(self, path: str) -> None:
-        self.attrs.invalidate(path)
+    @contextmanager
+    def _changing(self, *changed: str) -> Iterator[None]:
+        """A mutation of ``changed`` (and everything below): their cached attributes go,
+        both before (so the mutation's own checks ask the server) and after (so nothing
+        those checks cached survives the change), whatever the outcome."""
+        for path in changed:
+            self.attrs.invalidate_tree(path)
+        try:
+            yield
+        finally:
+            for path in changed:
+                self.attrs.invalidate_tree(path)
 
     # -- namespace ------------------------------------------------------------------
 
     async def mkdir(self, path: str, mode: int) -> None:
-        self.attrs.invalidate(path)
-        await self.client.mkdir(path, mode)
+        with self._changing(path):
+            await self.client.mkdir(path, mode)
 
     async def create(self, path: str, mode: int) -> None:
         """Create an empty file (EEXIST when it exists) and give it ``mode``."""
-        self.attrs.invalidate(path)
+        with self._changing(path):
+            await self._create(path, mode)
+
+    async def _create(self, path: str, mode: int) -> None:
         await self.client.create(path)
         if mode & 0o7777 != 0o644:
             try:
@@ -143,26 +159,45 @@ class AgfsFilesystem:
                 log.debug("chmod after create of %s failed: %s", path, exc)
 
     async def unlink(self, path: str) -> None:
-        self.attrs.invalidate(path)
+        with self._changing(path):
+            await self._unlink(path)
+
+    async def _unlink(self, path: str) -> None:
+        if self.caps.is_queue(path):
+            info = await self._stat_or_none(path)
+            if info is not None and info.meta_type in ("control", "status"):
+                # A queue's control files come and go with the queue (rmdir), so that
+                # `rm -r queue` works; removing one alone means nothing.
+                log.debug("unlink of queue control file %s: nothing to do", path)
+                return
         await self.client.delete(path)
         for writer in self._spools.values():
             if writer.path == path:
                 writer.unlinked = True
 
     async def rmdir(self, path: str) -> None:
-        self.attrs.invalidate_tree(path)
+        with self._changing(path):
+            await self._rmdir(path)
+
+    async def _rmdir(self, path: str) -> None:
+        if self.caps.is_queue(path):
+            info = await self._stat_or_none(path)
+            if info is not None and info.meta_type == "queue":
+                # queuefs deletes a queue only as a tree; its entries are control files.
+                await self.client.rmdir(path, recursive=True)
+                return
         await self.client.rmdir(path)
 
     async def symlink(self, target: str, link: str) -> None:
-        self.attrs.invalidate(link)
-        await self.client.symlink(target, link)
+        with self._changing(link):
+            await self.client.symlink(target, link)
 
     async def readlink(self, path: str) -> str:
         return await self.client.readlink(path)
 
     async def chmod(self, path: str, mode: int) -> None:
-        self.attrs.invalidate(path)
-        await self.client.chmod(path, mode)
+        with self._changing(path):
+            await self.client.chmod(path, mode)
 
     async def _stat_or_none(self, path: str) -> FileInfo | None:
         try:
@@ -181,10 +216,12 @@ class AgfsFilesystem:
             return
         if paths.is_within(new, old):
             raise InvalidArgument("cannot move a directory into itself", path=new)
+        with self._changing(old, new):
+            await self._rename(old, new, noreplace)
+
+    async def _rename(self, old: str, new: str, noreplace: bool) -> None:
         source = await self.stat(old, fresh=True)
         target = await self._stat_or_none(new)
-        self.attrs.invalidate_tree(old)
-        self.attrs.invalidate_tree(new)
         if target is not None:
             if noreplace:
                 raise AlreadyExists("file exists", path=new)
@@ -265,7 +302,10 @@ class AgfsFilesystem:
 
     async def truncate(self, key: int, path: str, size: int) -> None:
         """Set a file's size. A full PUT is the only thing every plugin honours."""
-        self.attrs.invalidate(path)
+        with self._changing(path):
+            await self._truncate(key, path, size)
+
+    async def _truncate(self, key: int, path: str, size: int) -> None:
         writer = self._spools.get(key)
         if writer is not None:
             await writer.truncate(size)
@@ -276,7 +316,7 @@ class AgfsFilesystem:
         if size == 0:
             await self.client.write(path, b"")
             return
-        temporary = SpoolWriter(self.current_client, self.spool_dir, path, info, self.url)
+        temporary = self._new_spool(path, info)
         await temporary.truncate(size)
         await temporary.close()
 
@@ -290,7 +330,7 @@ class AgfsFilesystem:
             return MessageWriter(self.current_client, path)
         writer = self._spools.get(key)
         if writer is None:
-            writer = SpoolWriter(self.current_client, self.spool_dir, path, info, self.url)
+            writer = self._new_spool(path, info)
             self._spools[key] = writer
         writer.users += 1
         if flags & os.O_TRUNC:
@@ -299,10 +339,15 @@ class AgfsFilesystem:
 
     def open_new_file(self, key: int, path: str) -> Writer:
         """A file we just created: empty, nothing to fetch, nothing to upload yet."""
-        writer = SpoolWriter(self.current_client, self.spool_dir, path, None, self.url)
+        if self.caps.appends(path):
+            return MessageWriter(self.current_client, path)  # a second PUT would append again
+        writer = self._new_spool(path, None)
         writer.users = 1
         self._spools[key] = writer
         return writer
+
+    def _new_spool(self, path: str, base: FileInfo | None) -> SpoolWriter:
+        return SpoolWriter(self.current_client, self.spool_dir, path, base, self.url, self.caps)
 
     def spool_of(self, key: int) -> SpoolWriter | None:
         return self._spools.get(key)

@@ -119,15 +119,20 @@ async def _check_root(fs: AgfsFilesystem, root: str) -> None:
         raise MountError(f"-o root={root} is not a directory on the server")
 
 
-def _report_leftovers(fs: AgfsFilesystem) -> None:
+async def _recover_leftovers(fs: AgfsFilesystem) -> None:
+    """Report spools an earlier run left behind, and close server handles it left open."""
     for data, meta in fs.spool_dir.leftovers():
         where = f"{meta.remote_path} on {meta.server_url}" if meta else "an unknown file"
         log.warning("an earlier upload of %s did not finish; its content is in %s", where, data)
+        if meta is not None and meta.handle_id is not None and meta.server_url == fs.url:
+            try:
+                await fs.client.close_handle(meta.handle_id)
+                log.info("closed handle %s left open by the earlier run", meta.handle_id)
+            except errors.AgfsError as exc:
+                log.info("handle %s left by the earlier run is gone: %s", meta.handle_id, exc)
 
 
-async def _handle_signals(
-    fs: AgfsFilesystem, operations: AgfsOperations, cancel: trio.CancelScope
-) -> None:
+async def _handle_signals(fs: AgfsFilesystem, operations: AgfsOperations) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
             if signum == signal.SIGHUP:
@@ -141,7 +146,6 @@ async def _handle_signals(
             with trio.move_on_after(SHUTDOWN_UPLOAD_GRACE):
                 await fs.flush_all()
             pyfuse3.terminate()
-            cancel.cancel()
             return
 
 
@@ -162,7 +166,7 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
     fs = AgfsFilesystem(client, spool_dir, client_factory=make_client, attr_ttl=opts.attr_timeout)
     await fs.refresh_mounts()
     await _check_root(fs, opts.root)
-    _report_leftovers(fs)
+    await _recover_leftovers(fs)
     policy = AttrPolicy(
         uid=os.getuid() if opts.uid is None else opts.uid,
         gid=os.getgid() if opts.gid is None else opts.gid,
@@ -179,17 +183,13 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
     mounted = True
     try:
         async with trio.open_nursery() as nursery:
-            signals_scope = trio.CancelScope()
-
-            async def signal_task() -> None:
-                with signals_scope:
-                    await _handle_signals(fs, operations, signals_scope)
+            fs.attach(nursery)
 
             async def fuse_loop() -> None:
                 await pyfuse3.main(min_tasks=4, max_tasks=64)
-                signals_scope.cancel()
+                nursery.cancel_scope.cancel()  # unmounted: stop signals, stream followers
 
-            nursery.start_soon(signal_task)
+            nursery.start_soon(_handle_signals, fs, operations)
             nursery.start_soon(fuse_loop)
             await trio.to_thread.run_sync(os.listdir, request.mountpoint)
             log.info("mounted %s on %s", url, request.mountpoint)

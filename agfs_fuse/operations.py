@@ -29,6 +29,7 @@ from .errors import AgfsError, InvalidArgument, NotFound
 from .filesystem import ASIDE_PREFIX, AgfsFilesystem
 from .inodes import ROOT_INODE, InodeTable, LocalAttrs
 from .models import FileInfo
+from .streams import StreamFollower
 from .writes import Writer
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class OpenFile:
     content: bytes | None = None
     control: ControlFile | None = None
     append: bool = False
+    stream: StreamFollower | None = None
 
 
 @dataclass
@@ -450,6 +452,8 @@ class AgfsOperations(pyfuse3.Operations):
         )
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             handle.writer = self.fs.open_writer(inode, path, info, flags)
+        if flags & os.O_ACCMODE != os.O_WRONLY and self.fs.is_stream(path, info):
+            handle.stream = StreamFollower(self.fs.current_client, path)
         fh = self._register(handle)
         # Keep the kernel's pages only when the file is unchanged since they were read.
         entry = self.inodes.entry(inode)
@@ -519,6 +523,9 @@ class AgfsOperations(pyfuse3.Operations):
         if handle.control is not None:
             return (handle.content or b"")[off : off + size]
         path = self.inodes.entry(handle.inode).path
+        if handle.stream is not None:
+            handle.stream.start(self.fs.nursery())
+            return await handle.stream.read(off, size)
         if handle.volatile:
             if handle.content is None:
                 if path is None:
@@ -567,6 +574,8 @@ class AgfsOperations(pyfuse3.Operations):
         handle = self._files.pop(fh, None)
         if handle is None or handle.control is not None:
             return
+        if handle.stream is not None:
+            handle.stream.close()
         try:
             if handle.writer is not None:
                 await self.fs.release_writer(handle.inode, handle.writer)

@@ -16,7 +16,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,6 +34,10 @@ class SpoolMeta:
     base_size: int | None
     base_mtime_ns: int | None
     created: float
+    handle_id: int | None = None
+    """A server handle open for this upload: closed by the next mount after a crash."""
+    extents: list[tuple[int, int]] | None = None
+    """For a sparse spool: the only byte ranges it holds (the rest is the server's)."""
 
 
 class SpoolDir:
@@ -115,8 +119,18 @@ class Spool:
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
 
-    def keep(self) -> Path:
-        """Close but keep the spool on disk for recovery; returns its path."""
+    def record_handle(self, handle: int | None) -> None:
+        self.meta.handle_id = handle
+        self._write_sidecar()
+
+    def keep(self, extents: Iterable[tuple[int, int]] | None = None) -> Path:
+        """Close but keep the spool on disk for recovery; returns its path.
+
+        ``extents`` says which ranges a sparse spool holds, so the sidecar tells the truth.
+        """
+        if extents is not None:
+            self.meta.extents = [(start, stop) for start, stop in extents]
+            self._write_sidecar()
         self.close()
         return self.data_path
 

@@ -15,17 +15,24 @@ A third strategy (the handle API) slots in behind the same ``Writer`` protocol.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Protocol
 
 import trio
 
+from .capabilities import Capabilities
 from .client import AgfsClient
-from .errors import AgfsError
+from .errors import AgfsError, FileTooLarge, NotSupported
+from .extents import Extents
 from .models import FileInfo
 from .spool import Spool, SpoolDir, SpoolMeta, now
 
 log = logging.getLogger(__name__)
+
+SPARSE_MIN_SIZE = 1 << 20  # below this, fetching the whole file is cheaper than handles
+HANDLE_CHUNK = 4 << 20  # one pwrite: well under the server's default 64 MiB body limit
+MIN_HANDLE_CHUNK = 64 << 10
 
 
 class Writer(Protocol):
@@ -54,7 +61,19 @@ class Writer(Protocol):
 
 
 class SpoolWriter:
-    """The spool strategy: one instance per open remote file, shared by its handles."""
+    """The spool strategy: one instance per open remote file, shared by its handles.
+
+    Two ways to hold an existing file changed in place:
+
+    - *filled*: the whole content is fetched into the spool before the first change and
+      uploaded whole (one PUT) at flush. Right for small files and for plugins without
+      the handle API.
+    - *sparse*: on plugins with the handle API, a large file is not fetched; only the
+      ranges written are kept (``Extents``) and only they are sent back, as pwrites through
+      a handle, so a one-byte change to a big file costs a few requests, not two copies.
+
+    A file too large for one request body (413) goes up through a handle in chunks.
+    """
 
     def __init__(
         self,
@@ -63,8 +82,10 @@ class SpoolWriter:
         path: str,
         base: FileInfo | None,
         server_url: str,
+        caps: Capabilities,
     ) -> None:
         self._client = client
+        self._caps = caps
         self.path = path
         self.spool: Spool = spool_dir.new_spool(
             SpoolMeta(
@@ -77,21 +98,32 @@ class SpoolWriter:
         )
         self.users = 0
         self.filled = base is None  # a brand-new file has nothing to fetch
+        self.sparse = base is not None and base.size >= SPARSE_MIN_SIZE and caps.handles(path)
+        # Sparse bookkeeping: the server's size, the size below which its bytes still
+        # count (after a local truncate), and the ranges written here.
+        self._server_size = base.size if base else 0
+        self._cut = self._server_size
+        self._size = self._server_size
+        self.extents = Extents()
         self.dirty = False
         self.unlinked = False
         self._lock = trio.Lock()
         self._version = 0  # bumped by every change, to know whether a retry can differ
         self._failed_version: int | None = None
 
+    def _changed(self) -> None:
+        self.dirty = True
+        self._version += 1
+
     def start_empty(self) -> None:
         """O_TRUNC or a new file: the content is empty, whatever the server holds."""
         self.spool.truncate(0)
         self.filled = True
-        self.dirty = True
-        self._version += 1
+        self.sparse = False
+        self._changed()
 
     async def _ensure_filled(self) -> None:
-        if self.filled:
+        if self.filled or self.sparse:
             return
         self.spool.truncate(0)
         await self._client().read_into(self.path, self.spool.append)
@@ -101,29 +133,52 @@ class SpoolWriter:
         async with self._lock:
             await self._ensure_filled()
             if append:  # the kernel's idea of the end of file may be stale
-                offset = self.spool.size
+                offset = self.size()
             written = self.spool.pwrite(offset, data)
-            self.dirty = True
-            self._version += 1
+            if self.sparse:
+                self.extents.add(offset, offset + written)
+                self._size = max(self._size, offset + written)
+            self._changed()
             return written
 
     async def read(self, offset: int, size: int) -> bytes | None:
-        if not self.filled:
-            return None
-        return self.spool.pread(offset, size)
+        if self.filled:
+            return self.spool.pread(offset, size)
+        if not self.sparse or not self.dirty:
+            return None  # nothing local yet: the server has it all
+        end = min(offset + size, self._size)
+        if offset >= end:
+            return b""
+        if self.extents.covers(offset, end):
+            return self.spool.pread(offset, end - offset)
+        result = bytearray(end - offset)
+        server_end = min(end, self._cut)
+        if offset < server_end:
+            remote = await self._client().read(self.path, offset, server_end - offset)
+            result[: len(remote)] = remote
+        for start, stop in self.extents.overlapping(offset, end):
+            result[start - offset : stop - offset] = self.spool.pread(start, stop - start)
+        return bytes(result)
 
     async def truncate(self, size: int) -> None:
         async with self._lock:
             if size == 0:
                 self.filled = True
+                self.sparse = False
             else:
                 await self._ensure_filled()
             self.spool.truncate(size)
-            self.dirty = True
-            self._version += 1
+            if self.sparse:
+                self.extents.truncate(size)
+                self._cut = min(self._cut, size)
+                self._size = size
+            self._changed()
+
+    def size(self) -> int:
+        return self._size if self.sparse else self.spool.size
 
     def local_size(self) -> int | None:
-        return self.spool.size if self.filled else None
+        return self.size() if (self.filled or (self.sparse and self.dirty)) else None
 
     def retarget(self, path: str) -> None:
         self.path = path
@@ -135,7 +190,7 @@ class SpoolWriter:
                 return
             version = self._version
             try:
-                await self._client().write_from(self.path, self.spool, self.spool.size)
+                await self._upload()
             except AgfsError as exc:
                 self._failed_version = version
                 path = self.spool.data_path
@@ -145,6 +200,80 @@ class SpoolWriter:
                 raise
             self.dirty = False
 
+    async def _upload(self) -> None:
+        if self.sparse:
+            try:
+                await self._upload_changes()
+                return
+            except NotSupported:
+                self._caps.refuse_handles(self.path)
+                await self._materialize()
+        size = self.spool.size
+        if self._caps.fits_one_request(size) or not self._caps.handles(self.path):
+            try:
+                await self._client().write_from(self.path, self.spool, size)
+                return
+            except FileTooLarge:
+                if not self._caps.handles(self.path):
+                    raise
+                self._caps.learn_body_limit(size)
+                log.info(
+                    "%s is over the server's body limit: uploading through a handle", self.path
+                )
+        await self._handle_upload([(0, size)], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+
+    async def _upload_changes(self) -> None:
+        """Sparse flush: shrink if truncated, pwrite the written ranges, grow if extended."""
+        client = self._client()
+        if self._cut < self._server_size:
+            await client.truncate(self.path, self._cut)
+        await self._handle_upload(list(self.extents), os.O_WRONLY)
+        reached = max(min(self._server_size, self._cut), self.extents.end)
+        if self._size > reached:
+            await client.truncate(self.path, self._size)
+        self._server_size = self._cut = self._size
+        self.extents.clear()
+
+    async def _materialize(self) -> None:
+        """The plugin has no handles after all: fetch the unwritten parts, go whole-file."""
+        client = self._client()
+        position = 0
+        for start, stop in [*self.extents, (self._size, self._size)]:
+            gap_end = min(start, self._cut)
+            if position < gap_end:
+                data = await client.read(self.path, position, gap_end - position)
+                self.spool.pwrite(position, data)
+            position = stop
+        self.spool.truncate(self._size)
+        self.sparse = False
+        self.filled = True
+
+    async def _handle_upload(self, ranges: list[tuple[int, int]], flags: int) -> None:
+        """pwrite ``ranges`` of the spool through one handle, always closed afterwards."""
+        client = self._client()
+        handle = await client.open_handle(self.path, flags)
+        self.spool.record_handle(handle)
+        chunk = HANDLE_CHUNK
+        try:
+            for start, stop in ranges:
+                offset = start
+                while offset < stop:
+                    length = min(chunk, stop - offset)
+                    try:
+                        await client.handle_write(handle, offset, self.spool.pread(offset, length))
+                    except FileTooLarge:
+                        if chunk <= MIN_HANDLE_CHUNK:
+                            raise
+                        chunk //= 2  # the body limit is below our chunk size
+                        continue
+                    offset += length
+        finally:
+            try:
+                await client.close_handle(handle)
+                self.spool.record_handle(None)
+            except AgfsError as exc:
+                log.warning("could not close handle %s of %s: %s", handle, self.path, exc)
+
     async def close(self) -> None:
         """Last handle gone: upload if needed; keep the spool on disk if that fails.
 
@@ -153,12 +282,12 @@ class SpoolWriter:
         the moment between flush and release.
         """
         if self.dirty and not self.unlinked and self._failed_version == self._version:
-            self.spool.keep()
+            self.spool.keep(self.extents if self.sparse else None)
             return
         try:
             await self.flush()
         except AgfsError:
-            self.spool.keep()
+            self.spool.keep(self.extents if self.sparse else None)
             raise
         self.spool.discard()
 

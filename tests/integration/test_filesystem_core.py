@@ -789,9 +789,9 @@ def test_filesystem_stat_and_list_use_live_server(arun, make_fs, ws: Workspace, 
             entries,
             await fs.exists(f"{ws.mem}/a"),
             await fs.exists(f"{ws.mem}/zzz"),
-            fs.plugin_for(f"{ws.mem}/a"),
-            fs.plugin_for("/queuefs/x/dequeue"),
-            fs.plugin_for(f"{ws.local}/x"),
+            fs.caps.plugin_for(f"{ws.mem}/a"),
+            fs.caps.plugin_for("/queuefs/x/dequeue"),
+            fs.caps.plugin_for(f"{ws.local}/x"),
         )
 
     entries, yes, no, mem_plugin, queue_plugin, local_plugin = arun(body)

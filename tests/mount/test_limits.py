@@ -1,8 +1,10 @@
-"""A file over the server's body limit fails at close with EFBIG, and no byte is lost.
+"""A file over the server's body limit: through handles where the plugin has them, else
+EFBIG at close with no byte lost.
 
-The server runs with a small ``--max-body``; the whole-file PUT of a bigger file gets 413. The
-mount must report "File too large" from ``close()`` and keep the spool (under ``cache_dir``)
-with the full content.
+The server runs with a small ``--max-body``; the whole-file PUT of a bigger file gets 413.
+On localfs (no handle API) the mount must report "File too large" from ``close()`` and keep
+the spool (under ``cache_dir``) with the full content; on memfs it uploads through a handle
+in chunks below the limit.
 """
 
 from __future__ import annotations
@@ -40,7 +42,18 @@ def limited(make_server, make_mount, tmp_path: Path):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("root", ["/memfs", "/local"])
+def test_cp_over_body_limit_goes_through_handles_on_memfs(limited, tmp_path: Path) -> None:
+    server, mount, cache_dir = limited
+    data = os.urandom(3 * LIMIT + 123)
+    src = tmp_path / "big"
+    src.write_bytes(data)
+    run(["cp", str(src), str(mount.path / "memfs" / "lim" / "big")])
+    assert server.http.read("/memfs/lim/big") == data
+    assert not _files_with_content(cache_dir, data)  # uploaded: no spool left
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("root", ["/local"])
 def test_cp_over_body_limit_fails_and_keeps_spool(limited, tmp_path: Path, root: str) -> None:
     server, mount, cache_dir = limited
     data = os.urandom(3 * LIMIT)
@@ -62,8 +75,8 @@ def test_cp_over_body_limit_fails_and_keeps_spool(limited, tmp_path: Path, root:
 @pytest.mark.timeout(60)
 def test_python_close_raises_efbig_and_old_content_stays(limited) -> None:
     server, mount, cache_dir = limited
-    server.http.write("/memfs/lim/existing", b"old content")
-    path = mount.path / "memfs" / "lim" / "existing"
+    server.http.write("/local/lim/existing", b"old content")
+    path = mount.path / "local" / "lim" / "existing"
     assert path.read_bytes() == b"old content"
     data = os.urandom(2 * LIMIT)
     f = open(path, "wb")  # noqa: SIM115
@@ -71,7 +84,7 @@ def test_python_close_raises_efbig_and_old_content_stays(limited) -> None:
     with pytest.raises(OSError) as info:
         f.close()
     assert info.value.errno == errno.EFBIG
-    assert server.http.read("/memfs/lim/existing") == b"old content"
+    assert server.http.read("/local/lim/existing") == b"old content"
     assert _files_with_content(cache_dir, data), mount.describe()
 
 
@@ -81,7 +94,7 @@ def test_spool_path_is_logged(limited, tmp_path: Path) -> None:
     data = os.urandom(LIMIT + 1)
     src = tmp_path / "big"
     src.write_bytes(data)
-    run(["cp", str(src), str(mount.path / "memfs" / "lim" / "logged")], check=False)
+    run(["cp", str(src), str(mount.path / "local" / "lim" / "logged")], check=False)
     kept = _files_with_content(cache_dir, data)
     assert kept, mount.describe()
 
