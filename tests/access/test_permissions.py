@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -148,22 +149,30 @@ def test_allow_other_turns_on_default_permissions(make_mount, server, remote_dir
     assert server.http.read(f"{remote_dir}/public.txt") == b"everyone\n"
 
 
-def python_for_nobody() -> tuple[str, dict[str, str]]:
+def python_for_nobody(scratch: Path) -> tuple[str, dict[str, str]]:
     """An interpreter uid 65534 can run with this repository's packages, and its env.
 
-    The repository's venv interpreter may live where other users cannot go (here it is a
-    pyenv build under /root, mode 0700): then the system Python of the same version runs
-    the same code with the venv's site-packages on PYTHONPATH. Fails (never skips) with
-    what was tried when neither works.
+    The venv's interpreter and the checkout may live where other users cannot go (a pyenv
+    build under /root, a clone in a 0700 mktemp directory), so the system Python of the
+    same version runs a world-readable copy of the package and of the venv's
+    site-packages, made in ``scratch``. Fails (never skips) with what was tried.
     """
     site_packages = next(p for p in sys.path if p.endswith("site-packages"))
-    repo = str(Path(__file__).resolve().parents[2])
+    repo = Path(__file__).resolve().parents[2]
+    copy = scratch / "python-for-nobody"
+    skip = shutil.ignore_patterns(
+        "__pycache__", "ruff*", "pip", "pip-*", "_pytest", "pytest*", "setuptools*",
+        "__editable__*", "*.pth",
+    )  # fmt: skip
+    shutil.copytree(site_packages, copy / "site", ignore=skip)
+    shutil.copytree(repo / "agfs_fuse", copy / "src" / "agfs_fuse", ignore=skip)
+    for directory, _, files in os.walk(scratch):
+        os.chmod(directory, 0o755)
+        for name in files:
+            os.chmod(os.path.join(directory, name), 0o644)
+    pythonpath = {"PYTHONPATH": f"{copy / 'src'}:{copy / 'site'}"}
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    candidates = [
-        (sys.executable, {}),
-        (f"/usr/bin/{version}", {"PYTHONPATH": f"{repo}:{site_packages}"}),
-        (f"/usr/local/bin/{version}", {"PYTHONPATH": f"{repo}:{site_packages}"}),
-    ]
+    candidates = [(f"/usr/bin/{version}", pythonpath), (f"/usr/local/bin/{version}", pythonpath)]
     tried = []
     for python, env in candidates:
         # env(1) execs after setpriv dropped its capabilities: a real unprivileged exec
@@ -216,7 +225,7 @@ def test_non_root_user_mounts_and_unmounts(dev_fuse_for_users, nobody_home, serv
         "PATH": "/usr/bin:/bin",
         "LC_ALL": "C.UTF-8",
     }
-    python, extra = python_for_nobody()
+    python, extra = python_for_nobody(nobody_home.parent)
     env.update(extra)
     command = as_nobody(
         python, "-m", "agfs_fuse", "mount", server.url, str(mp),
