@@ -24,6 +24,7 @@ import trio
 
 from . import errors
 from .models import FileInfo, Health, MountPoint
+from .retry import RETRY_STATUSES, Backoff
 from .stats import RequestStats
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,9 @@ _AGFS_ACCESS = {os.O_RDONLY: 0, os.O_WRONLY: 1, os.O_RDWR: 2}
 _AGFS_FLAG_BITS = ((os.O_APPEND, 8), (os.O_CREAT, 16), (os.O_EXCL, 32), (os.O_TRUNC, 64))
 
 _RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|z|[+-]\d\d:\d\d)$")
+
+Body = bytes | Callable[[], AsyncIterator[bytes]] | None
+"""A request body: bytes, or a function making a fresh stream (so a retry can resend)."""
 
 _HANDLE_ID = re.compile(r"/handles/\d+")
 
@@ -172,10 +176,12 @@ class AgfsClient:
         headers: Mapping[str, str] | None = None,
         verify: bool | ssl.SSLContext = True,
         stats: RequestStats | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.base_url = normalize_base_url(base_url)
         self.timeout = timeout
         self.stats = stats or RequestStats()
+        self.backoff = backoff or Backoff()
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
             limits=httpx.Limits(
@@ -210,27 +216,46 @@ class AgfsClient:
         *,
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
-        content: bytes | AsyncIterator[bytes] | None = None,
+        content: Body = None,
         headers: Mapping[str, str] | None = None,
         stream: bool = False,
         follow: bool = False,
+        idempotent: bool = False,
     ) -> httpx.Response:
         """Send one request; return a successful response or raise a typed error.
 
+        A request that never reached the server (connection refused) is retried with
+        backoff for a couple of seconds; one that may have reached it is retried (also on
+        502/503/504) only when ``idempotent``: sending it twice must change nothing.
         ``follow`` lifts the inactivity deadline for reading: a followed stream may be
         quiet for as long as nobody writes to it.
         """
         kind = f"{method} {_HANDLE_ID.sub('/handles/{id}', route)}"
-        started = time.monotonic()
-        try:
-            response = await self._exchange(
-                method, route, path, params, json_body, content, headers, stream, follow
-            )
-        except errors.AgfsError as exc:
-            self._account(kind, started, None, error=type(exc).__name__, path=path)
-            raise
-        self._account(kind, started, response, path=path, streamed=stream)
-        return response
+        delays = self.backoff.delays()
+        while True:
+            started = time.monotonic()
+            try:
+                response = await self._exchange(
+                    method, route, path, params, json_body, content, headers, stream, follow
+                )
+            except errors.AgfsError as exc:
+                self._account(kind, started, None, error=type(exc).__name__, path=path)
+                delay = next(delays, None) if self._may_retry(exc, idempotent) else None
+                if delay is None:
+                    raise
+                log.debug("%s %s: %s; retrying in %.2f s", kind, path or "", exc, delay)
+                await trio.sleep(delay)
+                continue
+            self._account(kind, started, response, path=path, streamed=stream)
+            return response
+
+    @staticmethod
+    def _may_retry(exc: errors.AgfsError, idempotent: bool) -> bool:
+        if isinstance(exc, errors.ConnectionLost):
+            return idempotent  # it may have reached the server
+        if isinstance(exc, errors.ServerUnreachable):
+            return True  # never sent
+        return idempotent and exc.status in RETRY_STATUSES
 
     def _account(
         self,
@@ -260,16 +285,17 @@ class AgfsClient:
         path: str | None,
         params: Mapping[str, Any] | None,
         json_body: Any,
-        content: bytes | AsyncIterator[bytes] | None,
+        content: Body,
         headers: Mapping[str, str] | None,
         stream: bool,
         follow: bool = False,
     ) -> httpx.Response:
         url = self._url(route, path, **(params or {}))
+        body = content() if callable(content) else content  # a fresh stream per attempt
         request = self._http.build_request(
             method,
             url,
-            content=json.dumps(json_body).encode() if json_body is not None else content,
+            content=json.dumps(json_body).encode() if json_body is not None else body,
             headers={
                 **({"Content-Type": "application/json"} if json_body is not None else {}),
                 **(headers or {}),
@@ -292,8 +318,9 @@ class AgfsClient:
                 f"cannot connect to {self.base_url}: {_reason(exc)}", path=path
             ) from exc
         except (httpx.TransportError, httpx.StreamError) as exc:
-            raise errors.ServerUnreachable(
-                f"{method} {route}: connection to {self.base_url} lost: {exc!r}", path=path
+            raise errors.ConnectionLost(
+                f"{method} {route}: connection to {self.base_url} lost: {_reason(exc)}",
+                path=path,
             ) from exc
         if response.status_code < 300:
             return response
@@ -340,7 +367,7 @@ class AgfsClient:
     # -- server ---------------------------------------------------------------------
 
     async def health(self) -> Health:
-        body = await self._json("GET", "/health")
+        body = await self._json("GET", "/health", idempotent=True)
         if not isinstance(body, dict) or "status" not in body:
             raise errors.ProtocolError(f"/health answer is not AGFS: {str(body)[:80]!r}")
         return Health(
@@ -351,7 +378,7 @@ class AgfsClient:
         )
 
     async def mounts(self) -> list[MountPoint]:
-        body = await self._json("GET", "/mounts")
+        body = await self._json("GET", "/mounts", idempotent=True)
         items = body.get("mounts") if isinstance(body, dict) else None
         return [
             MountPoint(
@@ -366,10 +393,10 @@ class AgfsClient:
     # -- metadata -------------------------------------------------------------------
 
     async def stat(self, path: str) -> FileInfo:
-        return parse_file_info(await self._json("GET", "/stat", path))
+        return parse_file_info(await self._json("GET", "/stat", path, idempotent=True))
 
     async def list(self, path: str) -> list[FileInfo]:
-        body = await self._json("GET", "/directories", path)
+        body = await self._json("GET", "/directories", path, idempotent=True)
         if not isinstance(body, dict):
             raise errors.ProtocolError("/directories answer is not an object", path=path)
         files = body.get("files")
@@ -381,16 +408,22 @@ class AgfsClient:
 
     # -- data -----------------------------------------------------------------------
 
-    async def read(self, path: str, offset: int = 0, size: int = -1) -> bytes:
-        """Ranged read; a short (or empty) answer means end of file."""
+    async def read(
+        self, path: str, offset: int = 0, size: int = -1, *, idempotent: bool = True
+    ) -> bytes:
+        """Ranged read; a short (or empty) answer means end of file.
+
+        ``idempotent=False`` for reads that change the server (a queue's ``dequeue``):
+        such a read is never sent twice.
+        """
         params = {"offset": offset, "size": size} if (offset or size >= 0) else None
-        response = await self._send("GET", "/files", path, params=params)
+        response = await self._send("GET", "/files", path, params=params, idempotent=idempotent)
         return response.content
 
     async def read_into(self, path: str, sink: Callable[[bytes], object]) -> int:
         """Stream the whole file into ``sink`` chunk by chunk; returns the byte count."""
         total = 0
-        response = await self._send("GET", "/files", path, stream=True)
+        response = await self._send("GET", "/files", path, stream=True, idempotent=True)
         try:
             async for chunk in response.aiter_bytes():
                 sink(chunk)
@@ -421,9 +454,10 @@ class AgfsClient:
         finally:
             await response.aclose()
 
-    async def write(self, path: str, data: bytes) -> None:
-        """Replace the whole file with ``data``."""
-        await self._send("PUT", "/files", path, content=data)
+    async def write(self, path: str, data: bytes, *, idempotent: bool = False) -> None:
+        """``PUT`` ``data``: replaces a regular file, but appends to a stream or enqueues a
+        message, so it is retried only when the caller says a repeat changes nothing."""
+        await self._send("PUT", "/files", path, content=data, idempotent=idempotent)
 
     async def write_from(self, path: str, source: BinaryIO, size: int) -> None:
         """Replace the whole file with ``size`` bytes streamed from ``source`` (from 0).
@@ -445,7 +479,12 @@ class AgfsClient:
                 yield block
 
         await self._send(
-            "PUT", "/files", path, content=chunks(), headers={"Content-Length": str(size)}
+            "PUT",
+            "/files",
+            path,
+            content=chunks,
+            headers={"Content-Length": str(size)},
+            idempotent=True,  # spools hold regular files: a whole-file replace
         )
 
     # -- namespace ------------------------------------------------------------------
@@ -469,10 +508,11 @@ class AgfsClient:
         await self._send("POST", "/rename", old, json_body={"newPath": new})
 
     async def chmod(self, path: str, mode: int) -> None:
-        await self._send("POST", "/chmod", path, json_body={"mode": mode & 0o7777})
+        mode_body = {"mode": mode & 0o7777}
+        await self._send("POST", "/chmod", path, json_body=mode_body, idempotent=True)
 
     async def truncate(self, path: str, size: int) -> None:
-        await self._send("POST", "/truncate", path, params={"size": size})
+        await self._send("POST", "/truncate", path, params={"size": size}, idempotent=True)
 
     async def touch(self, path: str) -> None:
         await self._send("POST", "/touch", path)
@@ -481,7 +521,7 @@ class AgfsClient:
         await self._send("POST", "/symlink", link, json_body={"target": target})
 
     async def readlink(self, path: str) -> str:
-        body = await self._json("GET", "/readlink", path)
+        body = await self._json("GET", "/readlink", path, idempotent=True)
         target = body.get("target") if isinstance(body, dict) else None
         if not isinstance(target, str):
             raise errors.ProtocolError("/readlink answer has no target", path=path)
@@ -503,13 +543,22 @@ class AgfsClient:
 
     async def handle_read(self, handle: int, offset: int, size: int) -> bytes:
         response = await self._send(
-            "GET", f"/handles/{handle}/read", params={"offset": offset, "size": size}
+            "GET",
+            f"/handles/{handle}/read",
+            params={"offset": offset, "size": size},
+            idempotent=True,  # a pread
         )
         return response.content
 
     async def handle_write(self, handle: int, offset: int, data: bytes) -> int:
+        """A pwrite: repeating it writes the same bytes at the same place (regular files
+        only; a stream's handle appends, and streams are never written this way)."""
         body = await self._json(
-            "PUT", f"/handles/{handle}/write", params={"offset": offset}, content=data
+            "PUT",
+            f"/handles/{handle}/write",
+            params={"offset": offset},
+            content=data,
+            idempotent=True,
         )
         written = body.get("bytes_written") if isinstance(body, dict) else None
         if not isinstance(written, int):

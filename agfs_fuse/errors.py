@@ -88,6 +88,10 @@ class ServerUnreachable(AgfsError):
     """Connection refused, DNS failure, TLS failure: never ENOENT, always EIO."""
 
 
+class ConnectionLost(ServerUnreachable):
+    """The connection broke after the request was sent: it may have been carried out."""
+
+
 class RequestTimeout(AgfsError):
     """The server accepted the request but stopped answering within the deadline."""
 

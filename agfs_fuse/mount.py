@@ -197,9 +197,9 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
             notify("READY=1", f"STATUS=serving {url} on {request.mountpoint}")
     finally:
         notify("STOPPING=1")
-        failed = await fs.flush_all()
-        for path in failed:
-            log.error("pending write to %s could not be uploaded; its spool is kept", path)
+        with trio.move_on_after(SHUTDOWN_UPLOAD_GRACE):
+            await fs.flush_all()
+        fs.keep_pending()
         if mounted:
             pyfuse3.close(unmount=True)
         await fs.aclose()

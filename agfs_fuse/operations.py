@@ -25,7 +25,7 @@ import pyfuse3
 import trio
 
 from . import paths
-from .errors import AgfsError, InvalidArgument, NotFound
+from .errors import AgfsError, InvalidArgument, NotFound, RequestTimeout, ServerUnreachable
 from .filesystem import ASIDE_PREFIX, AgfsFilesystem
 from .inodes import ROOT_INODE, InodeTable, LocalAttrs
 from .models import FileInfo
@@ -291,7 +291,14 @@ class AgfsOperations(pyfuse3.Operations):
             if entry.info is None:
                 raise NotFound("file was removed", path=str(inode))
             return self._attrs(inode, entry.info)
-        return self._attrs(inode, await self.fs.stat(entry.path))
+        try:
+            return self._attrs(inode, await self.fs.stat(entry.path))
+        except (ServerUnreachable, RequestTimeout):
+            if inode != ROOT_INODE or entry.info is None:
+                raise
+            # The mountpoint itself stays a directory while the server is away, so that
+            # `df`, `cd` and mount checks work; everything inside reports the error.
+            return self._attrs(inode, entry.info)
 
     @error_boundary
     async def setattr(self, inode, attr, fields, fh, ctx):

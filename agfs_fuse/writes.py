@@ -83,9 +83,11 @@ class SpoolWriter:
         base: FileInfo | None,
         server_url: str,
         caps: Capabilities,
+        on_uploaded: Callable[[str], object] | None = None,
     ) -> None:
         self._client = client
         self._caps = caps
+        self._on_uploaded = on_uploaded
         self.path = path
         self.spool: Spool = spool_dir.new_spool(
             SpoolMeta(
@@ -109,7 +111,8 @@ class SpoolWriter:
         self.unlinked = False
         self._lock = trio.Lock()
         self._version = 0  # bumped by every change, to know whether a retry can differ
-        self._failed_version: int | None = None
+        self._failed: tuple[int, AgfsError] | None = None  # (version, error) of the last try
+        self.failed_at: float | None = None
 
     def _changed(self) -> None:
         self.dirty = True
@@ -192,13 +195,17 @@ class SpoolWriter:
             try:
                 await self._upload()
             except AgfsError as exc:
-                self._failed_version = version
+                self._failed = (version, exc)
+                self.failed_at = trio.current_time()
                 path = self.spool.data_path
                 log.error(
                     "upload of %s failed (%s); its content is kept in %s", self.path, exc, path
                 )
                 raise
             self.dirty = False
+            self._failed = None
+            if self._on_uploaded is not None:
+                self._on_uploaded(self.path)
 
     async def _upload(self) -> None:
         if self.sparse:
@@ -275,21 +282,27 @@ class SpoolWriter:
                 log.warning("could not close handle %s of %s: %s", handle, self.path, exc)
 
     async def close(self) -> None:
-        """Last handle gone: upload if needed; keep the spool on disk if that fails.
+        """Last handle gone: upload if needed and remove the spool; raises if the content
+        is not on the server (the caller parks the spool for a retry or keeps it).
 
         An upload that already failed for exactly this content is not repeated here: the
         program saw the error at close(), and a 413 or a dead server will not change in
         the moment between flush and release.
         """
-        if self.dirty and not self.unlinked and self._failed_version == self._version:
-            self.spool.keep(self.extents if self.sparse else None)
-            return
-        try:
+        if self.dirty and not self.unlinked:
+            if self._failed is not None and self._failed[0] == self._version:
+                raise self._failed[1]
             await self.flush()
-        except AgfsError:
-            self.spool.keep(self.extents if self.sparse else None)
-            raise
         self.spool.discard()
+
+    async def retry(self) -> None:
+        """Upload a parked spool again (the server is back); removes it on success."""
+        self._failed = None
+        await self.close()
+
+    def keep(self) -> None:
+        """Give up on uploading: leave the spool and its sidecar on disk for the user."""
+        self.spool.keep(self.extents if self.sparse else None)
 
 
 class MessageWriter:

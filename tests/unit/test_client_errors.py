@@ -411,11 +411,11 @@ def raising(exc: Exception) -> Callable[[httpx.Request], httpx.Response]:
         (httpx.ReadTimeout("timed out"), errors.RequestTimeout, errno.ETIMEDOUT),
         (httpx.WriteTimeout("timed out"), errors.RequestTimeout, errno.ETIMEDOUT),
         (httpx.PoolTimeout("timed out"), errors.RequestTimeout, errno.ETIMEDOUT),
-        (httpx.ReadError("reset by peer"), errors.ServerUnreachable, errno.EIO),
-        (httpx.WriteError("broken pipe"), errors.ServerUnreachable, errno.EIO),
-        (httpx.RemoteProtocolError("Server disconnected"), errors.ServerUnreachable, errno.EIO),
-        (httpx.LocalProtocolError("bad header"), errors.ServerUnreachable, errno.EIO),
-        (httpx.ProxyError("proxy said no"), errors.ServerUnreachable, errno.EIO),
+        (httpx.ReadError("reset by peer"), errors.ConnectionLost, errno.EIO),
+        (httpx.WriteError("broken pipe"), errors.ConnectionLost, errno.EIO),
+        (httpx.RemoteProtocolError("Server disconnected"), errors.ConnectionLost, errno.EIO),
+        (httpx.LocalProtocolError("bad header"), errors.ConnectionLost, errno.EIO),
+        (httpx.ProxyError("proxy said no"), errors.ConnectionLost, errno.EIO),
     ],
 )
 def test_transport_failures(exc: Exception, cls: type, code: int) -> None:

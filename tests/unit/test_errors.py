@@ -26,6 +26,7 @@ EXPECTED_ERRNO = {
     errors.ServerError: errno.EIO,
     errors.ProtocolError: errno.EIO,
     errors.ServerUnreachable: errno.EIO,
+    errors.ConnectionLost: errno.EIO,
     errors.RequestTimeout: errno.ETIMEDOUT,
 }
 
@@ -48,7 +49,12 @@ def test_every_error_class_is_covered() -> None:
 
 
 def test_connection_problems_are_never_enoent() -> None:
-    for cls in (errors.ServerUnreachable, errors.RequestTimeout, errors.ProtocolError):
+    for cls in (
+        errors.ServerUnreachable,
+        errors.ConnectionLost,
+        errors.RequestTimeout,
+        errors.ProtocolError,
+    ):
         assert cls("x").errno != errno.ENOENT
 
 
