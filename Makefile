@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEBS   := fuse3 libfuse3-dev pkg-config
 
-.PHONY: install system-deps test lint demo demo-stop install-systemd clean
+.PHONY: install system-deps test lint soak demo demo-stop install-systemd clean
 
 install: system-deps $(STAMP)
 
@@ -29,6 +29,10 @@ lint: install
 
 test: install lint
 	$(BIN)/pytest
+
+# The long endurance runs (minutes); `make test` runs their short versions.
+soak: install
+	$(BIN)/pytest -o addopts="-ra" -m soak
 
 demo: install
 	@bash scripts/demo.sh start
