@@ -116,6 +116,17 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _perm_from_mode(mode: int) -> int:
     perm = mode & 0o7777
     for go_bit, posix_bit in _GO_SPECIAL_BITS:
@@ -251,6 +262,8 @@ class AgfsClient:
 
     @staticmethod
     def _may_retry(exc: errors.AgfsError, idempotent: bool) -> bool:
+        if isinstance(exc, errors.TlsFailure):
+            return False
         if isinstance(exc, errors.ConnectionLost):
             return idempotent  # it may have reached the server
         if isinstance(exc, errors.ServerUnreachable):
@@ -314,9 +327,8 @@ class AgfsClient:
                 path=path,
             ) from exc
         except httpx.ConnectError as exc:
-            raise errors.ServerUnreachable(
-                f"cannot connect to {self.base_url}: {_reason(exc)}", path=path
-            ) from exc
+            cls = errors.TlsFailure if _caused_by(exc, ssl.SSLError) else errors.ServerUnreachable
+            raise cls(f"cannot connect to {self.base_url}: {_reason(exc)}", path=path) from exc
         except (httpx.TransportError, httpx.StreamError) as exc:
             raise errors.ConnectionLost(
                 f"{method} {route}: connection to {self.base_url} lost: {_reason(exc)}",

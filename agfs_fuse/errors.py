@@ -88,6 +88,11 @@ class ServerUnreachable(AgfsError):
     """Connection refused, DNS failure, TLS failure: never ENOENT, always EIO."""
 
 
+class TlsFailure(ServerUnreachable):
+    """The TLS handshake failed (untrusted certificate, refused client certificate):
+    retrying cannot help."""
+
+
 class ConnectionLost(ServerUnreachable):
     """The connection broke after the request was sent: it may have been carried out."""
 

@@ -4,6 +4,7 @@ trio's MockClock jumps over the backoff pauses, so no test sleeps.
 """
 
 import random
+import ssl
 
 import httpx
 import pytest
@@ -106,3 +107,19 @@ def test_a_retried_upload_resends_the_whole_body(tmp_path):
     with open(spool, "rb") as source:
         run_with(handler, lambda c: c.write_from("/memfs/f", source, len(data)))
     assert len(bodies) == 2 and bodies[1] == data
+
+
+def test_a_tls_failure_is_not_retried_and_says_why():
+    attempts = []
+
+    def handler(request):
+        attempts.append(request)
+        try:
+            raise ssl.SSLCertVerificationError("[SSL: CERTIFICATE_VERIFY_FAILED] self-signed")
+        except ssl.SSLError as cause:
+            raise httpx.ConnectError("") from cause
+
+    with pytest.raises(errors.TlsFailure) as caught:
+        run_with(handler, lambda c: c.stat("/a"))
+    assert len(attempts) == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in caught.value.message

@@ -27,6 +27,7 @@ EXPECTED_ERRNO = {
     errors.ProtocolError: errno.EIO,
     errors.ServerUnreachable: errno.EIO,
     errors.ConnectionLost: errno.EIO,
+    errors.TlsFailure: errno.EIO,
     errors.RequestTimeout: errno.ETIMEDOUT,
 }
 
