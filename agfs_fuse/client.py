@@ -1,4 +1,4 @@
-"""The async AGFS client: the only module that knows URLs, query parameters and JSON keys.
+"""The async AGFS client: the only module that speaks HTTP to the server.
 
 Every method returns domain objects (``FileInfo``, ``bytes``, ``int``) and raises the
 typed errors of ``errors``; callers never see an ``httpx.Response``. Paths are always
@@ -14,10 +14,9 @@ import os
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, BinaryIO
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import httpx
 import trio
@@ -26,77 +25,26 @@ from . import errors
 from .models import FileInfo, Health, MountPoint
 from .retry import RETRY_STATUSES, Backoff
 from .stats import RequestStats
+from .wire import agfs_open_flags, normalize_base_url, parse_file_info
 
 log = logging.getLogger(__name__)
 
-API_SUFFIX = "/api/v1"
 UPLOAD_CHUNK = 1 << 20
-
-# Go's os.FileMode keeps its type and special bits high up (protocol section 2).
-_GO_SYMLINK = 1 << 27
-_GO_SPECIAL_BITS = ((1 << 23, 0o4000), (1 << 22, 0o2000), (1 << 20, 0o1000))
-
-# AGFS handle flags are AGFS's own values, not Linux's (protocol section 5).
-_AGFS_ACCESS = {os.O_RDONLY: 0, os.O_WRONLY: 1, os.O_RDWR: 2}
-_AGFS_FLAG_BITS = ((os.O_APPEND, 8), (os.O_CREAT, 16), (os.O_EXCL, 32), (os.O_TRUNC, 64))
-
-_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|z|[+-]\d\d:\d\d)$")
 
 Body = bytes | Callable[[], AsyncIterator[bytes]] | None
 """A request body: bytes, or a function making a fresh stream (so a retry can resend)."""
 
 _HANDLE_ID = re.compile(r"/handles/\d+")
 
-_announced_suffix: set[str] = set()
 
-
-def normalize_base_url(url: str) -> str:
-    """Return the API base URL, appending ``/api/v1`` (and saying so once) when missing.
-
-    Raises ``InvalidArgument`` for anything that is not an http(s) URL with a host.
-    """
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https"):
-        raise errors.InvalidArgument(f"server URL must start with http:// or https://, got {url!r}")
-    if not parts.hostname:
-        raise errors.InvalidArgument(f"server URL has no host: {url!r}")
-    if parts.query or parts.fragment:
-        raise errors.InvalidArgument(f"server URL must not have a query or fragment: {url!r}")
-    path = parts.path.rstrip("/")
-    if not path.endswith(API_SUFFIX):
-        path += API_SUFFIX
-        fixed = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-        if fixed not in _announced_suffix:
-            _announced_suffix.add(fixed)
-            log.info("server URL %s has no %s suffix; using %s", url, API_SUFFIX, fixed)
-        return fixed
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-
-
-def parse_mtime_ns(text: str) -> int:
-    """RFC 3339 with up to nine fractional digits -> nanoseconds since the epoch (>= 0)."""
-    match = _RFC3339.match(text)
-    if not match:
-        raise errors.ProtocolError(f"bad modTime {text!r}")
-    whole, fraction, zone = match.groups()
-    zone = "+00:00" if zone in ("Z", "z") else zone
-    if whole.startswith("0000-"):
-        return 0  # Go's zero time printed west of UTC: "no time"
-    try:
-        seconds = int(datetime.fromisoformat(whole + zone).timestamp())
-    except ValueError as exc:
-        raise errors.ProtocolError(f"bad modTime {text!r}: {exc}") from None
-    nanos = int((fraction or "").ljust(9, "0"))
-    return max(0, seconds * 1_000_000_000 + nanos)
-
-
-def agfs_open_flags(os_flags: int) -> int:
-    """Translate ``os.O_*`` flags to the AGFS handle API's values."""
-    value = _AGFS_ACCESS.get(os_flags & os.O_ACCMODE, 0)
-    for linux_bit, agfs_bit in _AGFS_FLAG_BITS:
-        if os_flags & linux_bit:
-            value |= agfs_bit
-    return value
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions behind it, each once."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 def _reason(exc: BaseException) -> str:
@@ -105,68 +53,11 @@ def _reason(exc: BaseException) -> str:
     Under trio, httpx raises ``ConnectError('')`` for a TLS failure; the reason
     ("CERTIFICATE_VERIFY_FAILED", a refused client certificate) sits a few causes down.
     """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        text = str(current).strip()
-        if text:
-            return text
-        current = current.__cause__ or current.__context__
-    return type(exc).__name__
+    return next((str(e).strip() for e in _causes(exc) if str(e).strip()), type(exc).__name__)
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def _perm_from_mode(mode: int) -> int:
-    perm = mode & 0o7777
-    for go_bit, posix_bit in _GO_SPECIAL_BITS:
-        if mode & go_bit:
-            perm |= posix_bit
-    return perm
-
-
-def _field(obj: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
-    value = obj.get(key, default)
-    if value is None:
-        return default
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise errors.ProtocolError(f"field {key!r} should be {kind.__name__}, got {value!r}")
-    return value
-
-
-def parse_file_info(obj: Any) -> FileInfo:
-    """Build a ``FileInfo`` from the server's JSON, tolerating its known variations."""
-    if not isinstance(obj, dict):
-        raise errors.ProtocolError(f"expected a file object, got {type(obj).__name__}")
-    meta = obj.get("meta") or {}
-    if not isinstance(meta, dict):
-        raise errors.ProtocolError("field 'meta' should be an object")
-    meta_name = meta.get("Name", meta.get("name")) or ""
-    meta_type = meta.get("Type", meta.get("type")) or ""
-    content = meta.get("Content", meta.get("content"))
-    mode = _field(obj, "mode", int, 0)
-    mod_time = _field(obj, "modTime", str, "")
-    return FileInfo(
-        name=_field(obj, "name", str, ""),
-        size=max(0, _field(obj, "size", int, 0)),
-        perm=_perm_from_mode(mode),
-        is_dir=_field(obj, "isDir", bool, False),
-        is_symlink=meta_type == "symlink" or bool(mode & _GO_SYMLINK),
-        mtime_ns=parse_mtime_ns(mod_time) if mod_time else 0,
-        meta_name=str(meta_name),
-        meta_type=str(meta_type),
-        meta_content=content if isinstance(content, dict) else None,
-    )
+    return any(isinstance(e, kind) for e in _causes(exc))
 
 
 class AgfsClient:

@@ -28,21 +28,15 @@ from .errors import (
     IsADirectory,
     NotADirectory,
     NotFound,
-    ProtocolError,
-    RequestTimeout,
-    ServerError,
     ServerUnreachable,
 )
 from .models import FileInfo
 from .spool import SpoolDir
+from .uploads import ParkedUploads
 from .writes import MessageWriter, SpoolWriter, Writer
 
 log = logging.getLogger(__name__)
 
-# Failures that a later attempt may not meet: the server is away or overloaded.
-TRANSIENT_ERRORS = (ServerUnreachable, RequestTimeout, ServerError, ProtocolError)
-PENDING_RETRY_FIRST = 1.0
-PENDING_RETRY_MAX = 30.0
 MESSAGE_TYPES = frozenset({"control", "query", "ctl", "session-ctl"})
 ASIDE_PREFIX = ".agfs-fuse-replaced-"
 
@@ -72,15 +66,13 @@ class AgfsFilesystem:
         self._retired: list[AgfsClient] = []
         self._reload_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
-        self._pending: list[SpoolWriter] = []  # uploads that failed, retried in the background
-        self._pending_changed = trio.Event()
-        self._uploaded_at: dict[str, float] = {}
+        self.parked = ParkedUploads(self._stat_or_none)
 
     def attach(self, nursery: trio.Nursery) -> None:
         """The mount's nursery, for work that outlives one request (following streams,
         retrying parked uploads)."""
         self._nursery = nursery
-        nursery.start_soon(self._retry_pending_forever)
+        nursery.start_soon(self.parked.run)
 
     def nursery(self) -> trio.Nursery:
         if self._nursery is None:
@@ -183,9 +175,10 @@ class AgfsFilesystem:
                 log.debug("unlink of queue control file %s: nothing to do", path)
                 return
         await self.client.delete(path)
-        for writer in [*self._spools.values(), *self._pending]:
+        for writer in self._spools.values():
             if writer.path == path:
                 writer.unlinked = True
+        self.parked.unlinked(path)
 
     async def rmdir(self, path: str) -> None:
         with self._changing(path):
@@ -254,9 +247,10 @@ class AgfsFilesystem:
                     raise  # appeared meanwhile: someone else's file, not ours to remove
                 async with self._target_set_aside(new, target):
                     await self.client.rename(old, new)
-        for writer in [*self._spools.values(), *self._pending]:
+        for writer in self._spools.values():
             if paths.is_within(writer.path, old):
                 writer.retarget(paths.rebase(writer.path, old, new))
+        self.parked.renamed(old, new)
 
     async def _check_replaceable(self, source: FileInfo, target: FileInfo, new: str) -> None:
         """The errors POSIX rename gives when ``target`` cannot be replaced by ``source``."""
@@ -366,7 +360,7 @@ class AgfsFilesystem:
             base,
             self.url,
             self.caps,
-            on_uploaded=self._uploaded,
+            on_uploaded=self.parked.uploaded,
         )
 
     def spool_of(self, key: int) -> SpoolWriter | None:
@@ -386,87 +380,12 @@ class AgfsFilesystem:
             await writer.close()
         except AgfsError as exc:
             if isinstance(writer, SpoolWriter):
-                self._park(writer, exc)
+                self.parked.park(writer, exc)
             else:
                 log.error("%s: what was written last was not delivered: %s", writer.path, exc)
 
-    def _park(self, writer: SpoolWriter, exc: AgfsError) -> None:
-        where = writer.spool.data_path
-        if isinstance(exc, TRANSIENT_ERRORS):
-            self._pending.append(writer)
-            self._pending_changed.set()
-            log.warning(
-                "will upload %s again when the server answers; its content is in %s",
-                writer.path,
-                where,
-            )
-        else:
-            writer.keep()
-            log.error(
-                "gave up uploading %s (%s); its content is kept in %s", writer.path, exc, where
-            )
-
-    def _uploaded(self, path: str) -> None:
-        """A newer version of ``path`` reached the server: older parked ones are stale."""
-        self._uploaded_at[path] = trio.current_time()
-
     def pending_uploads(self) -> int:
-        return len(self._pending) + sum(1 for w in self._spools.values() if w.dirty)
-
-    async def retry_pending(self) -> bool:
-        """Try every parked upload once; True when none is left waiting for the server."""
-        for writer in list(self._pending):
-            superseded = self._uploaded_at.get(writer.path, -1.0) > (writer.failed_at or 0.0)
-            if writer.unlinked or superseded:
-                self._pending.remove(writer)
-                writer.spool.discard()
-                log.info("dropped the parked upload of %s: the file changed since", writer.path)
-                continue
-            try:
-                await self._warn_if_changed(writer)
-                await writer.retry()
-            except TRANSIENT_ERRORS:
-                return False
-            except AgfsError as exc:
-                self._pending.remove(writer)
-                writer.keep()
-                log.error(
-                    "gave up uploading %s (%s); its content is kept in %s",
-                    writer.path,
-                    exc,
-                    writer.spool.data_path,
-                )
-                continue
-            self._pending.remove(writer)
-            log.warning("uploaded %s, which had failed before", writer.path)
-        return True
-
-    async def _warn_if_changed(self, writer: SpoolWriter) -> None:
-        meta = writer.spool.meta
-        if meta.base_size is None:
-            return
-        current = await self._stat_or_none(writer.path)
-        if current is not None and (current.size, current.mtime_ns) != (
-            meta.base_size,
-            meta.base_mtime_ns,
-        ):
-            log.warning(
-                "%s changed on the server since it was opened here; uploading the local "
-                "version over it (last writer wins)",
-                writer.path,
-            )
-
-    async def _retry_pending_forever(self) -> None:
-        """In the background: retry parked uploads with backoff until each is done."""
-        delay = PENDING_RETRY_FIRST
-        while True:
-            if not self._pending:
-                await self._pending_changed.wait()
-                self._pending_changed = trio.Event()
-                delay = PENDING_RETRY_FIRST
-            await trio.sleep(delay)
-            done = await self.retry_pending()
-            delay = PENDING_RETRY_FIRST if done else min(delay * 2, PENDING_RETRY_MAX)
+        return len(self.parked) + sum(1 for w in self._spools.values() if w.dirty)
 
     async def flush_all(self) -> list[str]:
         """Upload every dirty and parked spool (unmount, server switch); returns the paths
@@ -478,19 +397,12 @@ class AgfsFilesystem:
             except AgfsError as exc:
                 log.error("upload of %s failed: %s", writer.path, exc)
                 failed.append(writer.path)
-        await self.retry_pending()
-        return failed + [writer.path for writer in self._pending]
+        await self.parked.retry_all()
+        return failed + [writer.path for writer in self.parked.writers]
 
     def keep_pending(self) -> None:
         """Unmounting: leave what could not be uploaded on disk for the next mount."""
-        for writer in self._pending:
-            writer.keep()
-            log.error(
-                "%s was never uploaded; its content is kept in %s",
-                writer.path,
-                writer.spool.data_path,
-            )
-        self._pending.clear()
+        self.parked.keep_all()
 
     # -- reload ---------------------------------------------------------------------
 
@@ -540,10 +452,10 @@ class AgfsFilesystem:
             },
             "open_spools": len(self._spools),
             "pending_uploads": self.pending_uploads(),
-            "parked_uploads": len(self._pending),
+            "parked_uploads": len(self.parked),
             "kept_spools": sum(1 for _ in self.spool_dir.leftovers())
             - len(self._spools)
-            - len(self._pending),
+            - len(self.parked),
         }
 
     async def aclose(self) -> None:

@@ -20,7 +20,7 @@ import pyfuse3
 import trio
 
 from . import errors
-from .client import AgfsClient, normalize_base_url
+from .client import AgfsClient
 from .connect import ConnectError, client_factory
 from .filesystem import AgfsFilesystem
 from .inodes import InodeTable
@@ -29,6 +29,7 @@ from .operations import AgfsOperations, AttrPolicy
 from .options import MountOptions
 from .spool import default_cache_dir, mount_spool_dir
 from .stats import RequestStats
+from .wire import normalize_base_url
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from . import cli, errors
-from .client import normalize_base_url
 from .options import FSTAB_ONLY, FSTAB_PREFIXES, OptionError, parse_options
+from .wire import normalize_base_url
 
 PROG = "mount.fuse.agfs"
 FSTYPES = ("fuse.agfs", "agfs")

@@ -10,10 +10,11 @@ import httpx
 import pytest
 import trio
 
-from agfs_fuse.client import AgfsClient, normalize_base_url
+from agfs_fuse.client import AgfsClient
 from agfs_fuse.errors import InvalidArgument
+from agfs_fuse.wire import normalize_base_url
 
-LOGGER = "agfs_fuse.client"
+LOGGER = "agfs_fuse.wire"
 
 
 def fresh_host() -> str:

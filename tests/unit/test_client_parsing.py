@@ -12,9 +12,10 @@ import httpx
 import pytest
 import trio
 
-from agfs_fuse.client import AgfsClient, parse_file_info, parse_mtime_ns
+from agfs_fuse.client import AgfsClient
 from agfs_fuse.errors import ProtocolError
 from agfs_fuse.models import FileInfo, Health, MountPoint
+from agfs_fuse.wire import parse_file_info, parse_mtime_ns
 
 BASE = "http://agfs.test:8080/api/v1"
 GO_DIR = 1 << 31

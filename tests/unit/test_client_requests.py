@@ -11,8 +11,9 @@ import httpx
 import pytest
 import trio
 
-from agfs_fuse.client import AgfsClient, agfs_open_flags
+from agfs_fuse.client import AgfsClient
 from agfs_fuse.errors import ProtocolError
+from agfs_fuse.wire import agfs_open_flags
 
 BASE = "http://agfs.test:8080/api/v1"
 
