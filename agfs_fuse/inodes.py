@@ -35,6 +35,10 @@ class LocalAttrs:
     uid: int | None = None
     gid: int | None = None
 
+    def holds_for(self, info: FileInfo) -> bool:
+        """Still valid: the server's copy is the one these values were set against."""
+        return self.basis == (info.size, info.mtime_ns)
+
 
 @dataclass
 class Entry:

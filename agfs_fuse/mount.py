@@ -23,9 +23,10 @@ from . import errors
 from .client import AgfsClient
 from .connect import ConnectError, client_factory
 from .filesystem import AgfsFilesystem
+from .fuse_attrs import AttrPolicy
 from .inodes import InodeTable
 from .notify import notify, status
-from .operations import AgfsOperations, AttrPolicy
+from .operations import AgfsOperations
 from .options import MountOptions
 from .spool import default_cache_dir, mount_spool_dir
 from .stats import RequestStats

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import json
 import logging
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
 import pyfuse3
 import trio
@@ -27,6 +25,15 @@ import trio
 from . import paths
 from .errors import AgfsError, InvalidArgument, NotFound, RequestTimeout, ServerUnreachable
 from .filesystem import ASIDE_PREFIX, AgfsFilesystem
+from .fuse_attrs import (
+    BLOCK_SIZE,
+    AttrPolicy,
+    control_attributes,
+    file_attributes,
+    negative_entry,
+    synthetic_info,
+)
+from .fuse_boundary import error_boundary
 from .inodes import ROOT_INODE, InodeTable, LocalAttrs
 from .models import FileInfo
 from .streams import StreamFollower
@@ -54,69 +61,6 @@ RELOAD = ControlFile("reload", 2, 0o200, listed=True)
 STATS = ControlFile(".agfs-stats", 3, 0o444, listed=False)  # hidden: found by name only
 CONTROLS = {control.name: control for control in (RELOAD, STATS)}
 CONTROL_INODES = {control.inode: control for control in CONTROLS.values()}
-BLOCK_SIZE = 128 * 1024
-_QUIET_ERRNOS = frozenset(
-    {errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR, errno.EXDEV}
-)
-
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-
-def error_boundary(handler: F) -> F:
-    """Every exception leaves a handler as ``FUSEError``; unexpected ones are logged."""
-
-    @functools.wraps(handler)
-    async def wrapper(*args: Any) -> Any:
-        debug = log.isEnabledFor(logging.DEBUG)
-        started = time.monotonic() if debug else 0.0
-        try:
-            result = await handler(*args)
-            if debug:
-                log.debug("%s%s ok (%.1f ms)", handler.__name__, _brief(args[1:]), _ms(started))
-            return result
-        except pyfuse3.FUSEError as exc:
-            if debug:
-                log.debug("%s%s errno %s", handler.__name__, _brief(args[1:]), exc.errno)
-            raise
-        except AgfsError as exc:
-            level = logging.DEBUG if exc.errno in _QUIET_ERRNOS else logging.WARNING
-            log.log(level, "%s: %s", handler.__name__, exc)
-            raise pyfuse3.FUSEError(exc.errno) from None
-        except OSError as exc:  # the local spool: ENOSPC, EIO of the cache disk
-            log.error("%s: local I/O error: %s", handler.__name__, exc)
-            raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
-        except Exception:
-            log.exception("unexpected error in %s; answering EIO", handler.__name__)
-            raise pyfuse3.FUSEError(errno.EIO) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _ms(started: float) -> float:
-    return (time.monotonic() - started) * 1000
-
-
-def _brief(args: tuple[Any, ...]) -> str:
-    """Handler arguments for the debug log: names shown, data and contexts summarised."""
-    shown = []
-    for arg in args:
-        if isinstance(arg, bytes | memoryview):
-            shown.append(repr(bytes(arg)) if len(arg) <= 64 else f"<{len(arg)} bytes>")
-        elif isinstance(arg, int | str | float):
-            shown.append(repr(arg))
-    return "(" + ", ".join(shown) + ")"
-
-
-@dataclass(frozen=True)
-class AttrPolicy:
-    """How remote attributes are shown: owner, umask and kernel cache timeouts."""
-
-    uid: int = field(default_factory=os.getuid)
-    gid: int = field(default_factory=os.getgid)
-    umask: int | None = None
-    attr_timeout: float = 1.0
-    entry_timeout: float = 1.0
-    negative_timeout: float = 1.0
 
 
 @dataclass
@@ -173,78 +117,20 @@ class AgfsOperations(pyfuse3.Operations):
     def _attrs(self, inode: int, info: FileInfo) -> pyfuse3.EntryAttributes:
         entry = self.inodes.entry(inode)
         entry.info = info
-        path = entry.path
-        attrs = pyfuse3.EntryAttributes()
-        attrs.st_ino = inode
-        attrs.generation = 0
-        volatile = path is not None and self.fs.is_volatile(path, info)
-        attrs.entry_timeout = self.policy.entry_timeout
-        attrs.attr_timeout = 0 if volatile else self.policy.attr_timeout
-        perm = info.perm
-        if self.policy.umask is not None:
-            perm &= ~self.policy.umask & 0o7777
-        if info.is_symlink:
-            attrs.st_mode = stat.S_IFLNK | 0o777
-            attrs.st_nlink = 1
-        elif info.is_dir:
-            attrs.st_mode = stat.S_IFDIR | perm
-            attrs.st_nlink = 2
-        else:
-            attrs.st_mode = stat.S_IFREG | perm
-            attrs.st_nlink = 1
-        size = info.size
+        if entry.local is not None and not entry.local.holds_for(info):
+            entry.local = None  # the server changed the file: the server wins
         spool = self.fs.spool_of(inode)
-        if spool is not None and spool.local_size() is not None:
-            size = spool.local_size() or 0
-        attrs.st_size = size
-        attrs.st_blksize = BLOCK_SIZE
-        attrs.st_blocks = (size + 511) // 512
-        attrs.st_uid = self.policy.uid
-        attrs.st_gid = self.policy.gid
-        mtime = atime = info.mtime_ns
-        local = entry.local
-        if local is not None:
-            if local.basis != (info.size, info.mtime_ns):
-                entry.local = None  # the server changed the file: the server wins
-            else:
-                mtime = local.mtime_ns if local.mtime_ns is not None else mtime
-                atime = local.atime_ns if local.atime_ns is not None else mtime
-                attrs.st_uid = local.uid if local.uid is not None else attrs.st_uid
-                attrs.st_gid = local.gid if local.gid is not None else attrs.st_gid
-        attrs.st_mtime_ns = mtime
-        attrs.st_atime_ns = atime
-        attrs.st_ctime_ns = mtime
-        return attrs
+        return file_attributes(
+            self.policy,
+            inode,
+            info,
+            volatile=entry.path is not None and self.fs.is_volatile(entry.path, info),
+            local_size=spool.local_size() if spool is not None else None,
+            local=entry.local,
+        )
 
     def _control_attrs(self, control: ControlFile) -> pyfuse3.EntryAttributes:
-        attrs = pyfuse3.EntryAttributes()
-        attrs.st_ino = control.inode
-        attrs.st_mode = stat.S_IFREG | control.mode
-        attrs.st_nlink = 1
-        attrs.st_size = 0
-        attrs.st_uid = self.policy.uid
-        attrs.st_gid = self.policy.gid
-        attrs.st_blksize = BLOCK_SIZE
-        attrs.st_mtime_ns = attrs.st_atime_ns = attrs.st_ctime_ns = self._started_ns
-        attrs.entry_timeout = self.policy.entry_timeout
-        attrs.attr_timeout = self.policy.attr_timeout
-        return attrs
-
-    def _negative_entry(self) -> pyfuse3.EntryAttributes:
-        attrs = pyfuse3.EntryAttributes()
-        attrs.st_ino = 0
-        attrs.entry_timeout = self.policy.negative_timeout
-        return attrs
-
-    def _synthetic(self, name: str, *, perm: int, is_dir=False, is_symlink=False, size=0):
-        return FileInfo(
-            name=name,
-            size=size,
-            perm=perm & 0o7777,
-            is_dir=is_dir,
-            is_symlink=is_symlink,
-            mtime_ns=time.time_ns(),
-        )
+        return control_attributes(self.policy, control.inode, control.mode, self._started_ns)
 
     async def _entry_for(self, path: str, info: FileInfo) -> pyfuse3.EntryAttributes:
         inode = self.inodes.ref(path)
@@ -278,7 +164,7 @@ class AgfsOperations(pyfuse3.Operations):
             info = await self.fs.stat(path)
         except NotFound:
             if self.policy.negative_timeout > 0:
-                return self._negative_entry()
+                return negative_entry(self.policy)
             raise
         return await self._entry_for(path, info)
 
@@ -394,7 +280,7 @@ class AgfsOperations(pyfuse3.Operations):
     async def mkdir(self, parent_inode, name, mode, ctx):
         path = self._child_path(parent_inode, name)
         await self.fs.mkdir(path, stat.S_IMODE(mode))
-        info = self._synthetic(paths.split(path)[1], perm=stat.S_IMODE(mode), is_dir=True)
+        info = synthetic_info(paths.split(path)[1], perm=stat.S_IMODE(mode), is_dir=True)
         return await self._entry_for(path, info)
 
     @error_boundary
@@ -432,7 +318,7 @@ class AgfsOperations(pyfuse3.Operations):
         except UnicodeDecodeError:
             raise InvalidArgument("symlink target is not valid UTF-8", path=path) from None
         await self.fs.symlink(text, path)
-        info = self._synthetic(paths.split(path)[1], perm=0o777, is_symlink=True, size=len(target))
+        info = synthetic_info(paths.split(path)[1], perm=0o777, is_symlink=True, size=len(target))
         return await self._entry_for(path, info)
 
     @error_boundary
@@ -518,7 +404,7 @@ class AgfsOperations(pyfuse3.Operations):
             info = await self.fs.stat(path, fresh=True)  # lost a race: open what is there
             inode = self.inodes.ref(path)
             return self._open_existing(inode, path, info, flags), self._attrs(inode, info)
-        info = self._synthetic(paths.split(path)[1], perm=stat.S_IMODE(mode))
+        info = synthetic_info(paths.split(path)[1], perm=stat.S_IMODE(mode))
         inode = self.inodes.ref(path)
         handle = OpenFile(inode, writer=self.fs.open_new_file(inode, path))
         fh = self._register(handle)

@@ -1,0 +1,116 @@
+"""Kernel attributes (``EntryAttributes``) from what the server says about a file.
+
+Owner, umask and cache timeouts come from the mount's policy; size from a local spool
+when it knows better; times, owner and group from values set locally while the server's
+copy is unchanged. Volatile files get no attribute caching, so ``tail -f`` sees growth.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from dataclasses import dataclass, field
+
+import pyfuse3
+
+from .inodes import LocalAttrs
+from .models import FileInfo
+
+BLOCK_SIZE = 128 * 1024
+
+
+@dataclass(frozen=True)
+class AttrPolicy:
+    """How remote attributes are shown: owner, umask and kernel cache timeouts."""
+
+    uid: int = field(default_factory=os.getuid)
+    gid: int = field(default_factory=os.getgid)
+    umask: int | None = None
+    attr_timeout: float = 1.0
+    entry_timeout: float = 1.0
+    negative_timeout: float = 1.0
+
+
+def file_attributes(
+    policy: AttrPolicy,
+    inode: int,
+    info: FileInfo,
+    *,
+    volatile: bool,
+    local_size: int | None,
+    local: LocalAttrs | None,
+) -> pyfuse3.EntryAttributes:
+    attrs = pyfuse3.EntryAttributes()
+    attrs.st_ino = inode
+    attrs.generation = 0
+    attrs.entry_timeout = policy.entry_timeout
+    attrs.attr_timeout = 0 if volatile else policy.attr_timeout
+    perm = info.perm
+    if policy.umask is not None:
+        perm &= ~policy.umask & 0o7777
+    if info.is_symlink:
+        attrs.st_mode = stat.S_IFLNK | 0o777
+        attrs.st_nlink = 1
+    elif info.is_dir:
+        attrs.st_mode = stat.S_IFDIR | perm
+        attrs.st_nlink = 2
+    else:
+        attrs.st_mode = stat.S_IFREG | perm
+        attrs.st_nlink = 1
+    size = info.size if local_size is None else local_size
+    attrs.st_size = size
+    attrs.st_blksize = BLOCK_SIZE
+    attrs.st_blocks = (size + 511) // 512
+    attrs.st_uid = policy.uid
+    attrs.st_gid = policy.gid
+    mtime = atime = info.mtime_ns
+    if local is not None:
+        mtime = local.mtime_ns if local.mtime_ns is not None else mtime
+        atime = local.atime_ns if local.atime_ns is not None else mtime
+        attrs.st_uid = local.uid if local.uid is not None else attrs.st_uid
+        attrs.st_gid = local.gid if local.gid is not None else attrs.st_gid
+    attrs.st_mtime_ns = mtime
+    attrs.st_atime_ns = atime
+    attrs.st_ctime_ns = mtime
+    return attrs
+
+
+def control_attributes(
+    policy: AttrPolicy, inode: int, mode: int, mtime_ns: int
+) -> pyfuse3.EntryAttributes:
+    """A control file of the mount itself: empty, with fixed permission bits."""
+    attrs = pyfuse3.EntryAttributes()
+    attrs.st_ino = inode
+    attrs.st_mode = stat.S_IFREG | mode
+    attrs.st_nlink = 1
+    attrs.st_size = 0
+    attrs.st_uid = policy.uid
+    attrs.st_gid = policy.gid
+    attrs.st_blksize = BLOCK_SIZE
+    attrs.st_mtime_ns = attrs.st_atime_ns = attrs.st_ctime_ns = mtime_ns
+    attrs.entry_timeout = policy.entry_timeout
+    attrs.attr_timeout = policy.attr_timeout
+    return attrs
+
+
+def negative_entry(policy: AttrPolicy) -> pyfuse3.EntryAttributes:
+    """'No such name', cached by the kernel for ``negative_timeout`` seconds."""
+    attrs = pyfuse3.EntryAttributes()
+    attrs.st_ino = 0
+    attrs.entry_timeout = policy.negative_timeout
+    return attrs
+
+
+def synthetic_info(
+    name: str, *, perm: int, is_dir: bool = False, is_symlink: bool = False, size: int = 0
+) -> FileInfo:
+    """What a file we just made looks like, without asking the server again."""
+    return FileInfo(
+        name=name,
+        size=size,
+        perm=perm & 0o7777,
+        is_dir=is_dir,
+        is_symlink=is_symlink,
+        mtime_ns=time.time_ns(),
+    )
