@@ -185,9 +185,25 @@ def parse_options(groups: Iterable[str], *, sloppy: bool = False) -> MountOption
     return options
 
 
+_METAVARS = {
+    _seconds: "SECONDS",
+    _positive_seconds: "SECONDS",
+    _id: "N",
+    _umask: "OCTAL",
+    _path: "PATH",
+    _root: "/PATH",
+    _header: "NAME:VALUE",
+}
+
+
 def options_help() -> str:
     """The option list for ``--help``, generated from the tables above."""
-    lines = [f"  {name}=VALUE  {text}" for name, (_, text) in VALUED.items()]
-    lines += [f"  {name}  {text}" for name, text in FLAGS.items()]
-    lines.append("  " + ", ".join(KERNEL_FLAGS) + "  passed to the kernel")
+    rows = [(f"{name}={_METAVARS[convert]}", text) for name, (convert, text) in VALUED.items()]
+    rows += list(FLAGS.items())
+    rows.append(
+        (", ".join(KERNEL_FLAGS), "passed to the kernel (allow_other adds default_permissions)")
+    )
+    width = max(len(left) for left, _ in rows[:-1])
+    lines = [f"  {left:<{width}}  {text}" for left, text in rows[:-1]]
+    lines.append(f"  {rows[-1][0]}\n  {'':<{width}}  {rows[-1][1]}")
     return "\n".join(lines)
