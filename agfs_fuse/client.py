@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
 import re
 import ssl
 import time
@@ -23,7 +24,7 @@ import trio
 
 from . import errors
 from .models import FileInfo, Health, MountPoint
-from .retry import RETRY_STATUSES, Backoff
+from .retry import RETRY_STATUSES, Backoff, StalledDirectories
 from .stats import RequestStats
 from .wire import agfs_open_flags, normalize_base_url, parse_file_info
 
@@ -84,6 +85,7 @@ class AgfsClient:
         self.timeout = timeout
         self.stats = stats or RequestStats()
         self.backoff = backoff or Backoff()
+        self.stalled = StalledDirectories(timeout)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
             limits=httpx.Limits(
@@ -134,20 +136,35 @@ class AgfsClient:
         """
         kind = f"{method} {_HANDLE_ID.sub('/handles/{id}', route)}"
         delays = self.backoff.delays()
+        directory = posixpath.dirname(path) if path else None
         while True:
             started = time.monotonic()
+            short = self.stalled.timeout_for(directory) if idempotent and directory else None
             try:
                 response = await self._exchange(
-                    method, route, path, params, json_body, content, headers, stream, follow
+                    method,
+                    route,
+                    path,
+                    params,
+                    json_body,
+                    content,
+                    headers,
+                    stream,
+                    follow,
+                    deadline=short,
                 )
             except errors.AgfsError as exc:
                 self._account(kind, started, None, error=type(exc).__name__, path=path)
+                if isinstance(exc, errors.RequestTimeout) and directory:
+                    self.stalled.timed_out(directory)
                 delay = next(delays, None) if self._may_retry(exc, idempotent) else None
                 if delay is None:
                     raise
                 log.debug("%s %s: %s; retrying in %.2f s", kind, path or "", exc, delay)
                 await trio.sleep(delay)
                 continue
+            if directory:
+                self.stalled.answered(directory)
             self._account(kind, started, response, path=path, streamed=stream)
             return response
 
@@ -193,8 +210,16 @@ class AgfsClient:
         headers: Mapping[str, str] | None,
         stream: bool,
         follow: bool = False,
+        *,
+        deadline: float | None = None,
     ) -> httpx.Response:
         url = self._url(route, path, **(params or {}))
+        if follow:
+            timeout: Any = httpx.Timeout(self.timeout, read=None)
+        elif deadline is not None:
+            timeout = httpx.Timeout(deadline)
+        else:
+            timeout = httpx.USE_CLIENT_DEFAULT
         body = content() if callable(content) else content  # a fresh stream per attempt
         request = self._http.build_request(
             method,
@@ -204,7 +229,7 @@ class AgfsClient:
                 **({"Content-Type": "application/json"} if json_body is not None else {}),
                 **(headers or {}),
             },
-            timeout=httpx.Timeout(self.timeout, read=None) if follow else httpx.USE_CLIENT_DEFAULT,
+            timeout=timeout,
         )
         try:
             response = await self._http.send(request, stream=stream)
@@ -214,7 +239,8 @@ class AgfsClient:
             ) from exc
         except httpx.TimeoutException as exc:
             raise errors.RequestTimeout(
-                f"{method} {route}: no answer from {self.base_url} within {self.timeout:g} s",
+                f"{method} {route}: no answer from {self.base_url} within "
+                f"{deadline or self.timeout:g} s",
                 path=path,
             ) from exc
         except httpx.ConnectError as exc:
@@ -296,7 +322,7 @@ class AgfsClient:
     # -- metadata -------------------------------------------------------------------
 
     async def stat(self, path: str) -> FileInfo:
-        return parse_file_info(await self._json("GET", "/stat", path, idempotent=True))
+        return _file_info(await self._json("GET", "/stat", path, idempotent=True), path)
 
     async def list(self, path: str) -> list[FileInfo]:
         body = await self._json("GET", "/directories", path, idempotent=True)
@@ -307,7 +333,7 @@ class AgfsClient:
             return []
         if not isinstance(files, list):
             raise errors.ProtocolError("'files' should be a list", path=path)
-        return [parse_file_info(item) for item in files]
+        return [_file_info(item, path) for item in files]
 
     # -- data -----------------------------------------------------------------------
 
@@ -470,3 +496,12 @@ class AgfsClient:
 
     async def close_handle(self, handle: int) -> None:
         await self._send("DELETE", f"/handles/{handle}")
+
+
+def _file_info(obj: object, path: str) -> FileInfo:
+    """``parse_file_info``, with the path the answer was about named in its error."""
+    try:
+        return parse_file_info(obj)
+    except errors.ProtocolError as exc:
+        exc.path = exc.path or path
+        raise

@@ -9,7 +9,8 @@ retried: a rename or a queue pop sent twice is not the same as sent once.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -34,3 +35,39 @@ class Backoff:
             spent += delay
             yield delay
             step *= self.factor
+
+
+class StalledDirectories:
+    """Directories whose server just stopped answering: ask them with a short deadline.
+
+    The kernel sends one lookup at a time per directory, and asks again for a page whose
+    readahead failed; so after one request timed out, the next one for the same directory
+    would wait a whole deadline more, and three programs would wait three. Instead, for
+    one deadline after a timeout, idempotent requests there get ``probe`` seconds: a
+    server that healed still answers in time (and clears the mark), a stalled one fails
+    fast. Requests elsewhere are untouched.
+    """
+
+    def __init__(
+        self, deadline: float, *, probe: float = 0.5, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.deadline = deadline
+        self.probe = min(probe, deadline)
+        self._clock = clock
+        self._until: dict[str, float] = {}
+
+    def timeout_for(self, directory: str) -> float | None:
+        """The deadline to use there, or None for the normal one."""
+        until = self._until.get(directory)
+        if until is None:
+            return None
+        if self._clock() >= until:
+            del self._until[directory]
+            return None
+        return self.probe
+
+    def timed_out(self, directory: str) -> None:
+        self._until[directory] = self._clock() + self.deadline
+
+    def answered(self, directory: str) -> None:
+        self._until.pop(directory, None)

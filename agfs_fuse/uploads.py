@@ -36,6 +36,9 @@ class ParkedUploads:
         self.writers: list[SpoolWriter] = []
         self._changed = trio.Event()
         self._uploaded_at: dict[str, float] = {}
+        # The background retries and an unmount's final flush must not both upload (or
+        # drop) the same spool: one pass at a time.
+        self._retrying = trio.Lock()
 
     def __len__(self) -> int:
         return len(self.writers)
@@ -70,6 +73,10 @@ class ParkedUploads:
 
     async def retry_all(self) -> bool:
         """Try every parked upload once; True when none is left waiting for the server."""
+        async with self._retrying:
+            return await self._retry_each()
+
+    async def _retry_each(self) -> bool:
         for writer in list(self.writers):
             stale = self._uploaded_at.get(writer.path, -1.0) > (writer.failed_at or 0.0)
             if writer.unlinked or stale:
