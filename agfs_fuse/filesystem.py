@@ -191,6 +191,10 @@ class AgfsFilesystem:
                 # queuefs deletes a queue only as a tree; its entries are control files.
                 await self.client.rmdir(path, recursive=True)
                 return
+        # AGFS keeps symlinks beside the plugin: a directory holding only links is empty
+        # to the plugin, which would delete it and leave the links dangling in the air.
+        if await self.client.list(path):
+            raise DirectoryNotEmpty("directory not empty", path=path)
         await self.client.rmdir(path)
 
     async def symlink(self, target: str, link: str) -> None:
@@ -240,6 +244,7 @@ class AgfsFilesystem:
             async with self._target_set_aside(new, target):
                 await self.client.rename(old, new)
         else:
+            links = await self._links_below(old) if source.is_dir else []
             try:
                 await self.client.rename(old, new)
             except AlreadyExists:
@@ -247,10 +252,39 @@ class AgfsFilesystem:
                     raise  # appeared meanwhile: someone else's file, not ours to remove
                 async with self._target_set_aside(new, target):
                     await self.client.rename(old, new)
+            await self._move_links(links, old, new)
         for writer in self._spools.values():
             if paths.is_within(writer.path, old):
                 writer.retarget(paths.rebase(writer.path, old, new))
         self.parked.renamed(old, new)
+
+    async def _links_below(self, top: str) -> list[tuple[str, str]]:
+        """Every symlink under directory ``top``, with its target.
+
+        The server keeps links in a table of its own, keyed by path, which the plugin's
+        rename does not touch: moving a directory would leave its links behind.
+        """
+        found: list[tuple[str, str]] = []
+        pending = [top]
+        while pending:
+            directory = pending.pop()
+            for info in await self.client.list(directory):
+                child = paths.join(directory, info.name)
+                if info.is_symlink:
+                    found.append((child, await self.client.readlink(child)))
+                elif info.is_dir:
+                    pending.append(child)
+        return found
+
+    async def _move_links(self, links: list[tuple[str, str]], old: str, new: str) -> None:
+        """Re-make the links of a renamed directory ``old`` under ``new``."""
+        for link, link_target in links:
+            moved = paths.rebase(link, old, new)
+            try:
+                await self.client.symlink(link_target, moved)
+                await self.client.delete(link)
+            except AgfsError as exc:
+                log.error("renamed %s but could not move its link %s: %s", old, link, exc)
 
     async def _check_replaceable(self, source: FileInfo, target: FileInfo, new: str) -> None:
         """The errors POSIX rename gives when ``target`` cannot be replaced by ``source``."""
@@ -360,8 +394,13 @@ class AgfsFilesystem:
             base,
             self.url,
             self.caps,
-            on_uploaded=self.parked.uploaded,
+            on_uploaded=self._uploaded,
         )
+
+    def _uploaded(self, path: str) -> None:
+        """The server has a new version of ``path``: what was cached of it is stale."""
+        self.attrs.invalidate(path)
+        self.parked.uploaded(path)
 
     def spool_of(self, key: int) -> SpoolWriter | None:
         return self._spools.get(key)
