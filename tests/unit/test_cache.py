@@ -40,3 +40,33 @@ def test_zero_ttl_caches_nothing():
     cache = AttrCache(0, FakeClock())
     cache.put("/a", info("a"))
     assert cache.get("/a") is None
+
+
+def test_invalidate_tree_finds_descendants_whose_parents_were_never_cached():
+    cache = AttrCache(10, FakeClock())
+    cache.put("/d/x/y/z", info("z"))
+    cache.put("/d/w", info("w"))
+    cache.put("/e/x", info("x"))
+    cache.invalidate_tree("/d/x")
+    assert cache.get("/d/x/y/z") is None
+    assert cache.get("/d/w") is not None and cache.get("/e/x") is not None
+    cache.put("/d/x/y/z", info("z"))  # cached again after the drop: found again
+    cache.invalidate_tree("/d")
+    assert cache.get("/d/x/y/z") is None and cache.get("/d/w") is None
+    assert len(cache) == 1
+
+
+def test_invalidate_root_drops_everything():
+    cache = AttrCache(10, FakeClock())
+    for path in ("/a", "/b/c"):
+        cache.put(path, info(path))
+    cache.invalidate_tree("/")
+    assert len(cache) == 0
+
+
+def test_a_full_cache_starts_over_instead_of_growing():
+    cache = AttrCache(10, FakeClock(), max_entries=3)
+    for n in range(5):
+        cache.put(f"/d/f{n}", info(f"f{n}"))
+    assert len(cache) <= 3
+    assert cache.get("/d/f4") is not None
