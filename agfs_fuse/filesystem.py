@@ -31,6 +31,7 @@ from .errors import (
     ServerUnreachable,
 )
 from .models import FileInfo
+from .readahead import Budget, ReadAhead
 from .spool import SpoolDir
 from .uploads import ParkedUploads
 from .writes import MessageWriter, SpoolWriter, Writer
@@ -67,6 +68,7 @@ class AgfsFilesystem:
         self._reload_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self.parked = ParkedUploads(self._stat_or_none)
+        self.readahead_budget = Budget()
 
     def attach(self, nursery: trio.Nursery) -> None:
         """The mount's nursery, for work that outlives one request (following streams,
@@ -335,6 +337,17 @@ class AgfsFilesystem:
 
     async def read(self, path: str, offset: int, size: int) -> bytes:
         return await self.client.read(path, offset, size)
+
+    def read_ahead(self, path_now: Callable[[], str | None], info: FileInfo) -> ReadAhead:
+        """Prefetching for a handle of a plain file; ``path_now`` follows renames."""
+
+        async def fetch(offset: int, size: int) -> bytes:
+            path = path_now()
+            if path is None:
+                raise NotFound("file was removed")
+            return await self.client.read(path, offset, size)
+
+        return ReadAhead(fetch, info.size, self.nursery(), self.readahead_budget)
 
     async def fetch_all(self, path: str) -> bytes:
         """One GET for the whole content: for files whose size or reads are untrusted."""

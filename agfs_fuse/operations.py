@@ -36,6 +36,7 @@ from .fuse_attrs import (
 from .fuse_boundary import error_boundary
 from .inodes import ROOT_INODE, InodeTable, LocalAttrs
 from .models import FileInfo
+from .readahead import ReadAhead
 from .streams import StreamFollower
 from .writes import Writer
 
@@ -72,6 +73,7 @@ class OpenFile:
     control: ControlFile | None = None
     append: bool = False
     stream: StreamFollower | None = None
+    readahead: ReadAhead | None = None
 
 
 @dataclass
@@ -345,8 +347,11 @@ class AgfsOperations(pyfuse3.Operations):
         )
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             handle.writer = self.fs.open_writer(inode, path, info, flags)
-        if flags & os.O_ACCMODE != os.O_WRONLY and self.fs.is_stream(path, info):
-            handle.stream = StreamFollower(self.fs.current_client, path)
+        if flags & os.O_ACCMODE != os.O_WRONLY:
+            if self.fs.is_stream(path, info):
+                handle.stream = StreamFollower(self.fs.current_client, path)
+            elif not handle.volatile:
+                handle.readahead = self.fs.read_ahead(lambda: self.inodes.entry(inode).path, info)
         fh = self._register(handle)
         # Keep the kernel's pages only when the file is unchanged since they were read.
         entry = self.inodes.entry(inode)
@@ -427,11 +432,16 @@ class AgfsOperations(pyfuse3.Operations):
             return handle.content[off : off + size]
         writer = handle.writer or self.fs.spool_of(handle.inode)
         if writer is not None:
+            if handle.readahead is not None:  # what it fetched may predate local changes
+                handle.readahead.drop()
+                handle.readahead = None
             local = await writer.read(off, size)
             if local is not None:
                 return local
         if path is None:
             raise NotFound("file was removed")
+        if handle.readahead is not None:
+            return await handle.readahead.read(off, size)
         return await self.fs.read(path, off, size)
 
     @error_boundary
@@ -469,6 +479,8 @@ class AgfsOperations(pyfuse3.Operations):
             return
         if handle.stream is not None:
             handle.stream.close()
+        if handle.readahead is not None:
+            handle.readahead.drop()
         try:
             if handle.writer is not None:
                 await self.fs.release_writer(handle.inode, handle.writer)
