@@ -30,6 +30,7 @@ from .operations import AgfsOperations
 from .options import MountOptions
 from .spool import default_cache_dir, mount_spool_dir
 from .stats import RequestStats
+from .taskdump import describe_tasks
 from .wire import normalize_base_url
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,12 @@ async def _recover_leftovers(fs: AgfsFilesystem) -> None:
 
 
 async def _handle_signals(fs: AgfsFilesystem, operations: AgfsOperations) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+    wanted = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
+    with trio.open_signal_receiver(*wanted) as signals:
         async for signum in signals:
+            if signum == signal.SIGUSR1:
+                log.warning("SIGUSR1: what each task waits for\n%s", describe_tasks())
+                continue
             if signum == signal.SIGHUP:
                 try:
                     await operations.reload("")

@@ -1,0 +1,103 @@
+"""A watchdog for every test: a hung mount fails one test instead of stalling the run.
+
+A program blocked in a FUSE request sleeps uninterruptibly: pytest-timeout's SIGALRM is
+never delivered to a test stuck in ``stat()`` on a mount that stopped answering. A
+little before the test's timeout, this aborts the FUSE connections of the test mounts
+(``/sys/fs/fuse/connections/N/abort``, what ``fusermount3 -u`` cannot do for a dead
+daemon): the blocked call returns ENOTCONN, the test fails and the run goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.mount import pids_with_arg
+
+DEFAULT_TIMEOUT = 120.0
+MARGIN = 5.0
+TEST_MOUNT_ROOT = tempfile.gettempdir()
+
+
+def _test_fuse_connections() -> list[tuple[str, str]]:
+    """(connection id, mountpoint) of the agfs mounts the tests made under the temp dir."""
+    found = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            fstype, mountpoint = fields[sep + 1], fields[4]
+            if fstype == "fuse.agfs" and mountpoint.startswith(TEST_MOUNT_ROOT + "/"):
+                found.append((fields[2].split(":")[1], mountpoint))
+    return found
+
+
+def _fusectl() -> Path:
+    """The fusectl filesystem, mounted first if the machine did not (Debian does not)."""
+    connections = Path("/sys/fs/fuse/connections")
+    if connections.is_dir() and not any(connections.iterdir()):
+        subprocess.run(
+            ["mount", "-t", "fusectl", "fusectl", str(connections)],
+            capture_output=True,
+            timeout=10,
+        )
+    return connections
+
+
+def _dump_tasks(mountpoint: str) -> None:
+    """Ask the mount process what its tasks wait for (SIGUSR1) and show it here."""
+    for pid in pids_with_arg(mountpoint):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        os.kill(pid, signal.SIGUSR1)
+        if "--log-file" in argv:
+            log = Path(argv[argv.index("--log-file") + 1])
+            time.sleep(1.0)
+            tail = log.read_text(errors="replace").splitlines()[-120:]
+            print("\n".join(["", f"watchdog: the end of {log}:", *tail]), file=sys.stderr)
+
+
+def _abort_test_mounts(test: str) -> None:
+    connections = _fusectl()
+    for connection, mountpoint in _test_fuse_connections():
+        try:
+            _dump_tasks(mountpoint)
+        except OSError as exc:
+            print(
+                f"\nwatchdog: no task dump from the mount on {mountpoint}: {exc}", file=sys.stderr
+            )
+        abort = connections / connection / "abort"
+        try:
+            abort.write_text("1")
+            print(
+                f"\nwatchdog: {test} hung; aborted the FUSE connection of {mountpoint}",
+                file=sys.stderr,
+            )
+        except OSError as exc:
+            print(f"\nwatchdog: cannot abort {mountpoint}: {exc}", file=sys.stderr)
+
+
+@pytest.fixture(autouse=True)
+def fuse_watchdog(request: pytest.FixtureRequest) -> Iterator[None]:
+    marker = request.node.get_closest_marker("timeout")
+    if marker and marker.args:
+        timeout = float(marker.args[0])
+    else:
+        timeout = float(request.config.getini("timeout") or DEFAULT_TIMEOUT)
+    timer = threading.Timer(
+        max(timeout - MARGIN, 1.0), _abort_test_mounts, args=(request.node.nodeid,)
+    )
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
