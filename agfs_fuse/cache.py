@@ -1,14 +1,15 @@
-"""A short-lived attribute cache keyed by remote path, with an injected clock.
+"""Short-lived metadata caches keyed by remote path, with an injected clock.
 
-Directory listings fill it, so ``ls -l`` of N files costs one request instead of N+1.
-Entries live ``ttl`` seconds; every mutation made through the mount invalidates the path
-(and its parent's listing is re-fetched on the next ``opendir`` anyway).
+``AttrCache``: attributes, filled by stats and directory listings, so ``ls -l`` of N files
+costs one request instead of N+1. ``DirListings``: the names a listing held, so a name
+that is not there needs no request. Entries live ``ttl`` seconds; every mutation made
+through the mount invalidates or updates what it touched.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from . import paths
 from .models import FileInfo
@@ -79,3 +80,84 @@ class AttrCache:
     def clear(self) -> None:
         self._entries.clear()
         self._children.clear()
+
+
+class DirListings:
+    """What listings of directories said, for two uses.
+
+    - *Prefill*: after a few lookups in one directory within ``window`` seconds, one
+      listing (which caches every entry's attributes) is cheaper than a stat per name:
+      ``worth_listing`` says when, at most once per directory per window.
+    - *Missing names*: for ``ttl`` seconds (``-o dir_cache_timeout``; 0 = never) the names
+      a listing held answer lookups of names that are not there, without a request. Off
+      by default: a file another client just made would stay invisible for that long.
+
+    Mutations made through the mount keep the names current (``added``, ``removed``).
+    """
+
+    MISSES_BEFORE_LISTING = 3
+
+    def __init__(self, ttl: float, window: float, clock: Clock = time.monotonic) -> None:
+        self.ttl = ttl
+        self.window = window
+        self._clock = clock
+        self._names: dict[str, tuple[float, set[str]]] = {}
+        self._misses: dict[str, tuple[float, int]] = {}
+        self._listed: dict[str, float] = {}
+
+    def put(self, directory: str, names: Iterable[str]) -> None:
+        now = self._clock()
+        self._misses.pop(directory, None)
+        self._listed[directory] = now
+        if len(self._listed) > 10_000:
+            self._listed = {d: t for d, t in self._listed.items() if now - t <= self.window}
+        if self.ttl > 0:
+            self._names[directory] = (now + self.ttl, set(names))
+
+    def names(self, directory: str) -> set[str] | None:
+        item = self._names.get(directory)
+        if item is None:
+            return None
+        if item[0] <= self._clock():
+            del self._names[directory]
+            return None
+        return item[1]
+
+    def worth_listing(self, directory: str) -> bool:
+        """Count a lookup that found nothing cached in ``directory``; True once there
+        were enough of them within one window, and the directory was not listed in it."""
+        if self.window <= 0:
+            return False
+        now = self._clock()
+        if now - self._listed.get(directory, -self.window - 1) <= self.window:
+            return False
+        since, count = self._misses.get(directory, (now, 0))
+        if now - since > self.window:
+            since, count = now, 0
+        self._misses[directory] = (since, count + 1)
+        return count + 1 >= self.MISSES_BEFORE_LISTING
+
+    def added(self, path: str) -> None:
+        parent, name = paths.split(path)
+        names = self.names(parent)
+        if names is not None:
+            names.add(name)
+
+    def removed(self, path: str) -> None:
+        parent, name = paths.split(path)
+        names = self.names(parent)
+        if names is not None:
+            names.discard(name)
+
+    def invalidate_tree(self, path: str) -> None:
+        for directory in [d for d in self._names if paths.is_within(d, path)]:
+            del self._names[directory]
+
+    def forget_parent(self, path: str) -> None:
+        """The outcome of a change to ``path`` is unknown: its parent must be listed anew."""
+        self._names.pop(paths.split(path)[0], None)
+
+    def clear(self) -> None:
+        self._names.clear()
+        self._misses.clear()
+        self._listed.clear()

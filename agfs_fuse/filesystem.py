@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager, contextmanager
 import trio
 
 from . import paths
-from .cache import AttrCache, Clock
+from .cache import AttrCache, Clock, DirListings
 from .capabilities import Capabilities
 from .client import AgfsClient
 from .errors import (
@@ -56,12 +56,16 @@ class AgfsFilesystem:
         *,
         client_factory: ClientFactory,
         attr_ttl: float = 1.0,
+        dir_ttl: float = 0.0,
         clock: Clock | None = None,
     ) -> None:
         self.client = client
         self.spool_dir = spool_dir
         self._client_factory = client_factory
         self.attrs = AttrCache(attr_ttl, clock) if clock else AttrCache(attr_ttl)
+        self.listings = (
+            DirListings(dir_ttl, attr_ttl, clock) if clock else DirListings(dir_ttl, attr_ttl)
+        )
         self.caps = Capabilities()
         self._spools: dict[int, SpoolWriter] = {}
         self._retired: list[AgfsClient] = []
@@ -110,13 +114,32 @@ class AgfsFilesystem:
 
     async def stat(self, path: str, *, fresh: bool = False) -> FileInfo:
         if not fresh:
-            cached = self.attrs.get(path)
+            cached = self.attrs.get(path) or await self._from_listing(path)
             if cached is not None:
                 return cached
         info = await self.client.stat(path)
         if not self.is_volatile(path, info):
             self.attrs.put(path, info)
         return info
+
+    async def _from_listing(self, path: str) -> FileInfo | None:
+        """Answer a lookup from the parent's listing: after a few lookups in one
+        directory, list it once instead of a stat per name; with ``dir_cache_timeout``,
+        NotFound when a fresh listing lacks the name. None when the server must be
+        asked."""
+        if path == "/":
+            return None
+        parent, name = paths.split(path)
+        names = self.listings.names(parent)
+        if names is None and self.listings.worth_listing(parent):
+            try:
+                await self.list(parent)
+            except AgfsError:
+                return None  # let the stat of the name itself say what is wrong
+            names = self.listings.names(parent)
+        if names is not None and name not in names:
+            raise NotFound("no such file or directory", path=path)
+        return self.attrs.get(path)  # None for links, whose listed size is not theirs
 
     async def exists(self, path: str) -> bool:
         try:
@@ -130,6 +153,7 @@ class AgfsFilesystem:
         for info in entries:
             if not info.is_symlink:  # listings report links with size 0
                 self.attrs.put(paths.join(path, info.name), info)
+        self.listings.put(path, (info.name for info in entries))
         return entries
 
     @contextmanager
@@ -141,6 +165,11 @@ class AgfsFilesystem:
             self.attrs.invalidate_tree(path)
         try:
             yield
+        except BaseException:
+            for path in changed:  # whether it happened on the server is not known
+                self.listings.forget_parent(path)
+                self.listings.invalidate_tree(path)
+            raise
         finally:
             for path in changed:
                 self.attrs.invalidate_tree(path)
@@ -150,11 +179,13 @@ class AgfsFilesystem:
     async def mkdir(self, path: str, mode: int) -> None:
         with self._changing(path):
             await self.client.mkdir(path, mode)
+            self.listings.added(path)
 
     async def create(self, path: str, mode: int) -> None:
         """Create an empty file (EEXIST when it exists) and give it ``mode``."""
         with self._changing(path):
             await self._create(path, mode)
+            self.listings.added(path)
 
     async def _create(self, path: str, mode: int) -> None:
         await self.client.create(path)
@@ -167,6 +198,7 @@ class AgfsFilesystem:
     async def unlink(self, path: str) -> None:
         with self._changing(path):
             await self._unlink(path)
+            self.listings.removed(path)
 
     async def _unlink(self, path: str) -> None:
         if self.caps.is_queue(path):
@@ -185,6 +217,8 @@ class AgfsFilesystem:
     async def rmdir(self, path: str) -> None:
         with self._changing(path):
             await self._rmdir(path)
+            self.listings.removed(path)
+            self.listings.invalidate_tree(path)
 
     async def _rmdir(self, path: str) -> None:
         if self.caps.is_queue(path):
@@ -202,6 +236,7 @@ class AgfsFilesystem:
     async def symlink(self, target: str, link: str) -> None:
         with self._changing(link):
             await self.client.symlink(target, link)
+            self.listings.added(link)
 
     async def readlink(self, path: str) -> str:
         return await self.client.readlink(path)
@@ -229,6 +264,10 @@ class AgfsFilesystem:
             raise InvalidArgument("cannot move a directory into itself", path=new)
         with self._changing(old, new):
             await self._rename(old, new, noreplace)
+            self.listings.removed(old)
+            self.listings.invalidate_tree(old)
+            self.listings.invalidate_tree(new)
+            self.listings.added(new)
 
     async def _rename(self, old: str, new: str, noreplace: bool) -> None:
         source = await self.stat(old, fresh=True)
@@ -483,12 +522,14 @@ class AgfsFilesystem:
             self._retired.append(self.client)
             self.client = fresh
             self.attrs.clear()
+            self.listings.clear()
             await self.refresh_mounts()
             log.info("reloaded: now serving %s", self.url)
             return self.url
 
     def drop_caches(self) -> None:
         self.attrs.clear()
+        self.listings.clear()
 
     def snapshot(self) -> dict[str, object]:
         """What ``/.agfs-stats`` reports about the connection, caches and uploads."""

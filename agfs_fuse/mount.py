@@ -170,7 +170,13 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
     status(f"connecting to {url}")
     await check_server(client)
     spool_dir = mount_spool_dir(opts.cache_dir or default_cache_dir(), url, request.mountpoint)
-    fs = AgfsFilesystem(client, spool_dir, client_factory=make_client, attr_ttl=opts.attr_timeout)
+    fs = AgfsFilesystem(
+        client,
+        spool_dir,
+        client_factory=make_client,
+        attr_ttl=opts.attr_timeout,
+        dir_ttl=opts.dir_cache_timeout,
+    )
     await fs.refresh_mounts()
     await _check_root(fs, opts.root)
     await _recover_leftovers(fs)

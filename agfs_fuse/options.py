@@ -86,6 +86,10 @@ VALUED: dict[str, tuple[Callable[[str], Any], str]] = {
     "attr_timeout": (_seconds, "seconds the kernel caches attributes (default 1)"),
     "entry_timeout": (_seconds, "seconds the kernel caches names (default 1)"),
     "negative_timeout": (_seconds, "seconds a missing name is cached (default 1)"),
+    "dir_cache_timeout": (
+        _seconds,
+        "seconds a listing also answers lookups of missing names (default 0: off)",
+    ),
     "timeout": (_positive_seconds, "per-request inactivity deadline in seconds (default 30)"),
     "uid": (_id, "owner shown for every file (default: the mounting user)"),
     "gid": (_id, "group shown for every file (default: the mounting user's)"),
@@ -111,6 +115,7 @@ class MountOptions:
     attr_timeout: float = 1.0
     entry_timeout: float = 1.0
     negative_timeout: float = 1.0
+    dir_cache_timeout: float = 0.0
     timeout: float = 30.0
     uid: int | None = None
     gid: int | None = None

@@ -76,3 +76,41 @@ def test_dequeue_is_one_get_per_open(counted) -> None:
     assert b'"m0"' in out
     assert _delta(server, before).get("GET /files", 0) == 1, _delta(server, before)
     assert server.http.read("/queuefs/cq/size") == b"2"
+
+
+def test_stat_of_every_file_in_a_directory_lists_it_once(counted) -> None:
+    """``stat`` of each name (a build tool, ``find -newer``): after a few lookups the mount
+    lists the directory once instead of asking for every name."""
+    server, mount = counted
+    before = server.http.request_counts()
+    names = [f"f{i:02d}" for i in range(50)]
+    run(["stat", "-c", "%s", *[str(mount.path / "memfs" / "d" / n) for n in names]])
+    delta = _delta(server, before)
+    assert delta.get("GET /stat", 0) <= 6, delta
+    assert delta.get("GET /directories", 0) <= 2, delta
+
+
+def test_sequential_read_of_a_big_file_uses_few_large_requests(counted) -> None:
+    server, mount = counted
+    data = os.urandom(24 << 20)
+    server.http.write("/memfs/big", data)
+    before = server.http.request_counts()
+    assert (mount.path / "memfs" / "big").read_bytes() == data
+    reads = _delta(server, before).get("GET /files", 0)
+    # 128 KiB kernel requests would be 192 GETs; readahead fetches 1 MiB chunks
+    assert reads <= 24 + 4, reads
+
+
+def test_dir_cache_timeout_answers_missing_names_from_the_listing(make_server, make_mount):
+    """With ``-o dir_cache_timeout``, new files cost a create and a PUT, no lookup each."""
+    server = make_server(localfs=False, test_hooks=True)
+    server.http.mkdir("/memfs/new")
+    mount = make_mount(server.url, options=["dir_cache_timeout=30"])
+    target = mount.path / "memfs" / "new"
+    os.listdir(target)
+    before = server.http.request_counts()
+    for i in range(40):
+        (target / f"n{i}").write_bytes(b"content %d" % i)
+    delta = _delta(server, before)
+    assert sum(delta.values()) <= 2 * 40 + 3, delta
+    assert server.http.names("/memfs/new") == {f"n{i}" for i in range(40)}

@@ -1,6 +1,6 @@
 """The attribute cache expires by an injected clock, never by sleeping."""
 
-from agfs_fuse.cache import AttrCache
+from agfs_fuse.cache import AttrCache, DirListings
 from agfs_fuse.models import FileInfo
 
 
@@ -70,3 +70,64 @@ def test_a_full_cache_starts_over_instead_of_growing():
         cache.put(f"/d/f{n}", info(f"f{n}"))
     assert len(cache) <= 3
     assert cache.get("/d/f4") is not None
+
+
+def test_listing_names_expire_after_the_ttl():
+    clock = FakeClock()
+    listings = DirListings(1.0, 1.0, clock)
+    listings.put("/d", ["a", "b"])
+    assert listings.names("/d") == {"a", "b"}
+    clock.now += 1.1
+    assert listings.names("/d") is None
+
+
+def test_mutations_keep_listed_names_current():
+    listings = DirListings(10, 1.0, FakeClock())
+    listings.put("/d", ["a"])
+    listings.added("/d/new")
+    listings.removed("/d/a")
+    assert listings.names("/d") == {"new"}
+    listings.added("/other/x")  # a directory never listed stays unknown
+    assert listings.names("/other") is None
+
+
+def test_listing_is_worth_it_after_a_few_misses_within_the_window():
+    clock = FakeClock()
+    listings = DirListings(0, 1.0, clock)
+    verdicts = [listings.worth_listing("/d") for _ in range(DirListings.MISSES_BEFORE_LISTING)]
+    assert verdicts[-1] and not any(verdicts[:-1])
+    clock.now += 5
+    assert not listings.worth_listing("/d")
+    clock.now += 5  # misses spread wider than the window never add up
+    assert not listings.worth_listing("/d")
+
+
+def test_a_directory_is_listed_at_most_once_per_window():
+    clock = FakeClock()
+    listings = DirListings(0, 1.0, clock)
+    listings.put("/d", ["a"])
+    assert not any(listings.worth_listing("/d") for _ in range(10))
+    clock.now += 1.5
+    verdicts = [listings.worth_listing("/d") for _ in range(DirListings.MISSES_BEFORE_LISTING)]
+    assert verdicts[-1]
+
+
+def test_without_dir_cache_timeout_no_names_are_kept():
+    listings = DirListings(0, 1.0, FakeClock())
+    listings.put("/d", ["a"])
+    assert listings.names("/d") is None  # so a missing name is always asked for
+
+
+def test_unknown_outcome_forgets_the_parent_and_the_subtree():
+    listings = DirListings(10, 1.0, FakeClock())
+    for d in ("/p", "/p/d", "/p/d/e", "/q"):
+        listings.put(d, [])
+    listings.forget_parent("/p/d")
+    listings.invalidate_tree("/p/d")
+    assert listings.names("/p") is None and listings.names("/p/d/e") is None
+    assert listings.names("/q") == set()
+
+
+def test_zero_window_never_lists():
+    listings = DirListings(0, 0, FakeClock())
+    assert not any(listings.worth_listing("/d") for _ in range(5))
