@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEBS   := fuse3 libfuse3-dev pkg-config
 
-.PHONY: install system-deps test lint soak demo demo-stop install-systemd clean
+.PHONY: install system-deps test lint soak bench demo demo-stop install-systemd clean
 
 install: system-deps $(STAMP)
 
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check agfs_fuse tests
+	$(BIN)/ruff check agfs_fuse tests bench
 
 test: install lint
 	$(BIN)/pytest
@@ -33,6 +33,12 @@ test: install lint
 # The long endurance runs (minutes); `make test` runs their short versions.
 soak: install
 	$(BIN)/pytest -o addopts="-ra" -m soak
+
+# Not a test: agfs-fuse against curl, sshfs and rclone mount in one run (installs them with
+# apt when missing); the table goes to stdout, JSON and a PNG chart to bench/results/.
+bench: install
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[bench]'
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 demo: install
 	@bash scripts/demo.sh start
