@@ -34,7 +34,7 @@ import pytest
 from tests.mount.agfs_http import AgfsHttp
 from tests.support.faultproxy import FaultProxy
 from tests.support.mount import Mount, force_unmount, mounts_under, wait_until
-from tests.support.server import ServerProcess, start_server
+from tests.support.server import ServerProcess, plugins_config, start_server
 
 PROBE = str(Path(__file__).with_name("probe.py"))
 #: The mounts' request deadline (``-o timeout``); bounds below are derived from it.
@@ -205,19 +205,6 @@ def run_tool(cmd: list[str], timeout: float = 30.0) -> tuple[int, str, float]:
 # -- the rig ------------------------------------------------------------------------------
 
 
-def localfs_config(local_dir: Path) -> dict[str, Any]:
-    return {
-        "plugins": {
-            "memfs": {"enabled": True, "path": "/memfs"},
-            "localfs": {
-                "enabled": True,
-                "path": "/local",
-                "config": {"local_dir": str(local_dir)},
-            },
-        }
-    }
-
-
 class Rig:
     """Server, proxy and mounts of one test."""
 
@@ -228,7 +215,7 @@ class Rig:
         self.server_dir = base / "server"
         self.cache_dir = base / "cache"
         self.server: ServerProcess = start_server(
-            self.server_dir, config=localfs_config(self.local_dir)
+            self.server_dir, config=plugins_config(self.local_dir, queuefs=False)
         )
         self.port = self.server.port
         self.http = AgfsHttp(self.server.url, timeout=10.0)
@@ -278,7 +265,7 @@ class Rig:
             try:
                 self.server = start_server(
                     self.server_dir,
-                    config=localfs_config(self.local_dir),
+                    config=plugins_config(self.local_dir, queuefs=False),
                     extra_args=["--addr", f"127.0.0.1:{self.port}"],
                 )
                 return

@@ -31,28 +31,13 @@ import trio
 from agfs_fuse.client import AgfsClient
 from agfs_fuse.filesystem import AgfsFilesystem
 from agfs_fuse.spool import SpoolDir
-from tests.support.server import ServerProcess, start_server
+from tests.support.server import ServerProcess, plugins_config, start_server
 
 T = TypeVar("T")
 
 SMALL_BODY = 1024
 
 _ids = itertools.count()
-
-
-def full_config(local_dir: Path) -> dict[str, Any]:
-    """memfs at /memfs, localfs at /local over ``local_dir``, queuefs at /queuefs."""
-    return {
-        "plugins": {
-            "memfs": {"enabled": True, "path": "/memfs"},
-            "localfs": {
-                "enabled": True,
-                "path": "/local",
-                "config": {"local_dir": str(local_dir)},
-            },
-            "queuefs": {"enabled": True, "path": "/queuefs", "config": {}},
-        }
-    }
 
 
 @dataclass
@@ -72,7 +57,7 @@ def launch(workdir: Path, *, max_body: int | None = None) -> LiveServer:
     workdir.mkdir(parents=True, exist_ok=True)
     local_dir = workdir / "local-data"
     local_dir.mkdir(exist_ok=True)
-    process = start_server(workdir, config=full_config(local_dir), max_body=max_body)
+    process = start_server(workdir, config=plugins_config(local_dir), max_body=max_body)
     return LiveServer(url=process.url, local_dir=local_dir, process=process)
 
 

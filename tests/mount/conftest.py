@@ -23,33 +23,17 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.mount.agfs_http import AgfsHttp
 from tests.support.mount import Mount, force_unmount, mounts_under
-from tests.support.server import ServerProcess, start_server
+from tests.support.server import ServerProcess, plugins_config, start_server
 
 _counter = itertools.count()
 
 
 # -- servers ----------------------------------------------------------------------------
-
-
-def full_config(local_dir: Path) -> dict[str, Any]:
-    """memfs at /memfs, localfs at /local over ``local_dir``, queuefs at /queuefs."""
-    return {
-        "plugins": {
-            "memfs": {"enabled": True, "path": "/memfs"},
-            "localfs": {
-                "enabled": True,
-                "path": "/local",
-                "config": {"local_dir": str(local_dir)},
-            },
-            "queuefs": {"enabled": True, "path": "/queuefs"},
-        }
-    }
 
 
 @dataclass
@@ -90,7 +74,7 @@ def _new_server(
     if localfs:
         local_dir = workdir / "local-data"
         local_dir.mkdir()
-        config = full_config(local_dir)
+        config = plugins_config(local_dir)
     handle = start_server(workdir, config=config, max_body=max_body, test_hooks=test_hooks)
     url = handle.url
     return Server(url=url, http=AgfsHttp(url), handle=handle, local_dir=local_dir)

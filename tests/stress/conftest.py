@@ -25,9 +25,8 @@ from pathlib import Path
 import pytest
 
 from tests.mount.agfs_http import AgfsHttp
-from tests.mount.conftest import full_config
 from tests.support.mount import Mount, force_unmount, mounts_under
-from tests.support.server import ServerProcess, start_server
+from tests.support.server import ServerProcess, plugins_config, start_server
 
 PLUGIN_ROOTS = {"memfs": "/memfs", "localfs": "/local"}
 _counter = itertools.count()
@@ -86,7 +85,7 @@ def new_stack(base: Path, options: list[str] | None = None) -> Stack:
     base.mkdir(parents=True, exist_ok=True)
     local_data = base / "local-data"
     local_data.mkdir(exist_ok=True)
-    server = start_server(base / "server", config=full_config(local_data), test_hooks=True)
+    server = start_server(base / "server", config=plugins_config(local_data), test_hooks=True)
     http = AgfsHttp(server.url)
     mount = Mount(
         server.url,

@@ -218,6 +218,18 @@ def run_server(
         server.stop()
 
 
+def plugins_config(local_dir: str | os.PathLike[str], *, queuefs: bool = True) -> dict[str, Any]:
+    """memfs at /memfs, localfs at /local over ``local_dir`` and (unless told not to)
+    queuefs at /queuefs, in the real server's config shape."""
+    plugins: dict[str, Any] = {
+        "memfs": {"enabled": True, "path": "/memfs"},
+        "localfs": {"enabled": True, "path": "/local", "config": {"local_dir": str(local_dir)}},
+    }
+    if queuefs:
+        plugins["queuefs"] = {"enabled": True, "path": "/queuefs", "config": {}}
+    return {"plugins": plugins}
+
+
 def write_config(path: str | os.PathLike[str], config: dict[str, Any]) -> Path:
     """Write ``config`` (the real server's ``config.yaml`` shape) as YAML; returns the path."""
     path = Path(path)
