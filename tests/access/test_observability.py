@@ -173,8 +173,11 @@ def test_stats_command_on_a_plain_directory_fails_in_one_line(workdir):
 
 def test_default_log_is_quiet_during_file_operations(make_mount, server, remote_dir):
     mount = make_mount(server.url)
+    # the mount answers a moment before its "mounted" line reaches the log file
+    wait_until(
+        lambda: " INFO agfs_fuse.mount: mounted " in mount.log(), message="the 'mounted' line"
+    )
     at_mount = mount.log()
-    assert " INFO agfs_fuse.mount: mounted " in at_mount
     file_operations(mount.path / remote_dir.lstrip("/"))
     assert read_stats(mount)["requests_total"] > 10
     assert mount.log() == at_mount, "new log lines during normal operations:\n" + mount.log()
