@@ -50,7 +50,7 @@ from hypothesis.stateful import (
 from tests.mount.agfs_http import AgfsHttp
 from tests.stress.conftest import Stack, plugin_dir
 
-EXAMPLES = int(os.environ.get("AGFS_NS_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("AGFS_NS_EXAMPLES", "15"))
 STEPS = int(os.environ.get("AGFS_NS_STEPS", "40"))
 
 TOP = ["a", "b", "c"]

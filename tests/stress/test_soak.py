@@ -16,7 +16,7 @@ compared with the early ones (second quarter): no descriptor growth (a couple fo
 connections), and RSS growth within a generous bound. At the end every file is compared on
 the server over HTTP.
 
-``test_soak_short`` runs in ``make test`` (about 20 s); ``test_soak_long`` is marked
+``test_soak_short`` runs in ``make test`` (about 10 s); ``test_soak_long`` is marked
 ``soak`` (``make soak``) and runs ``AGFS_SOAK_SECONDS`` (default 600). ``AGFS_SOAK_SEED``
 repeats a run's operation sequence.
 """
@@ -37,7 +37,7 @@ import pytest
 
 from tests.stress.conftest import Dir, Stack, plugin_dir
 
-SHORT_SECONDS = 20.0
+SHORT_SECONDS = 10.0
 LONG_SECONDS = float(os.environ.get("AGFS_SOAK_SECONDS", "600"))
 SAMPLE_EVERY = 0.5
 NAMES = 40  # files per directory are drawn from f00..f39
