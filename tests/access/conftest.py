@@ -22,8 +22,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +34,9 @@ from tests.support.mount import (
     force_unmount,
     is_mounted,
     mount_command,
-    mounts_under,
     pids_with_arg,
     run_mount_cli,
+    scratch_dir,
     wait_until,
 )
 from tests.support.server import ServerProcess, start_server
@@ -49,14 +47,9 @@ _counter = itertools.count()
 
 @pytest.fixture(scope="session")
 def access_tmp() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="agfs-acc-", dir="/tmp"))
-    path.chmod(0o755)
-    try:
+    # other users must reach it, so not under a private $TMPDIR
+    with scratch_dir("agfs-acc-", mode=0o755, parent="/tmp") as path:
         yield path
-    finally:
-        for mountpoint in mounts_under(path):
-            force_unmount(mountpoint)
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

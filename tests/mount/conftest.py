@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.mount.agfs_http import AgfsHttp
-from tests.support.mount import Mount, force_unmount, mounts_under
+from tests.support.mount import Mount, scratch_dir
 from tests.support.server import ServerProcess, plugins_config, start_server
 
 _counter = itertools.count()
@@ -54,13 +52,8 @@ class Server:
 @pytest.fixture(scope="session")
 def session_tmp() -> Iterator[Path]:
     """A short temporary directory for the session (mountpoints, logs, localfs data)."""
-    path = Path(tempfile.mkdtemp(prefix="agfs-mt-"))
-    try:
+    with scratch_dir("agfs-mt-") as path:
         yield path
-    finally:
-        for mountpoint in mounts_under(path):
-            force_unmount(mountpoint)
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _new_server(

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.mount.agfs_http import AgfsHttp
-from tests.support.mount import Mount, force_unmount, mounts_under
+from tests.support.mount import Mount, force_unmount, mounts_under, scratch_dir
 from tests.support.server import ServerProcess, plugins_config, start_server
 
 PLUGIN_ROOTS = {"memfs": "/memfs", "localfs": "/local"}
@@ -116,13 +116,8 @@ def _check_alive(stack: Stack) -> None:
 
 @pytest.fixture(scope="module")
 def _module_tmp() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="agfs-st-"))
-    try:
+    with scratch_dir("agfs-st-") as path:
         yield path
-    finally:
-        for mountpoint in mounts_under(path):
-            force_unmount(mountpoint)
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -148,6 +149,23 @@ def force_unmount(mountpoint: str | os.PathLike[str], timeout: float = 10.0) -> 
             return
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
             subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+
+
+@contextlib.contextmanager
+def scratch_dir(
+    prefix: str, *, mode: int | None = None, parent: str | None = None
+) -> Iterator[Path]:
+    """A short temporary directory for mountpoints, logs and server data; whatever is
+    still mounted below it is unmounted (lazily if need be) before it is removed."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    if mode is not None:
+        path.chmod(mode)
+    try:
+        yield path
+    finally:
+        for mountpoint in mounts_under(path):
+            force_unmount(mountpoint)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def mount_command(
