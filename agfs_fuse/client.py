@@ -15,9 +15,10 @@ import posixpath
 import re
 import ssl
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, BinaryIO
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import trio
@@ -26,6 +27,7 @@ from . import errors
 from .models import FileInfo, Health, MountPoint
 from .retry import RETRY_STATUSES, Backoff, StalledDirectories
 from .stats import RequestStats
+from .transport import AgfsTransport
 from .wire import agfs_open_flags, normalize_base_url, parse_file_info
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,17 @@ Body = bytes | Callable[[], AsyncIterator[bytes]] | None
 """A request body: bytes, or a function making a fresh stream (so a retry can resend)."""
 
 _HANDLE_ID = re.compile(r"/handles/\d+")
+
+
+def _proxied(url: str) -> bool:
+    """Whether the environment sends requests for ``url`` through a proxy, which only
+    httpx's own transport speaks."""
+    host = urlsplit(url).hostname or ""
+    scheme = urlsplit(url).scheme
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(host)
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -86,6 +99,8 @@ class AgfsClient:
         self.stats = stats or RequestStats()
         self.backoff = backoff or Backoff()
         self.stalled = StalledDirectories(timeout)
+        if transport is None and not _proxied(self.base_url):
+            transport = AgfsTransport(verify=verify, max_connections=max_connections)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
             limits=httpx.Limits(

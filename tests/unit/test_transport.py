@@ -1,0 +1,323 @@
+"""The lean HTTP/1.1 transport against a scripted loopback server.
+
+Each test gives the server the exact bytes to answer with, so framing (Content-Length,
+chunked with extensions and trailers, read-to-close, 100 Continue), connection reuse and
+every way an answer can break are checked byte for byte, through httpx as the client
+uses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+
+import httpx
+import pytest
+import trio
+
+from agfs_fuse.transport import PIECE, AgfsTransport
+
+pytestmark = pytest.mark.timeout(20)
+
+CLOSE = b""
+"""In a script: hang up instead of answering."""
+
+HANG_UP = b"\x00hang up"
+"""At the end of a script entry: send the rest, then hang up."""
+
+
+@dataclass
+class Scripted:
+    """Answers each request with the next script entry; records what it received."""
+
+    script: list[bytes]
+    requests: list[tuple[bytes, bytes]] = field(default_factory=list)
+    connections: int = 0
+    port: int = 0
+    hung_up: trio.Event = field(default_factory=trio.Event)
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
+        buffer = bytearray()
+
+        async def more() -> None:
+            data = await stream.receive_some(65536)
+            if not data:
+                raise EOFError
+            buffer.extend(data)
+
+        try:
+            while self.script:
+                while b"\r\n\r\n" not in buffer:
+                    await more()
+                head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+                buffer[:] = rest
+                body = await self._body(head, buffer, more)
+                self.requests.append((head, body))
+                answer = self.script.pop(0)
+                if answer is CLOSE:
+                    return
+                await stream.send_all(answer.removesuffix(HANG_UP))
+                if answer.endswith(HANG_UP):
+                    return
+        except (EOFError, trio.BrokenResourceError):
+            return
+        finally:
+            await stream.aclose()
+            self.hung_up.set()
+
+    @staticmethod
+    async def _body(head: bytes, buffer: bytearray, more) -> bytes:  # noqa: ANN001
+        fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line)
+        fields = {k.lower(): v for k, v in fields.items()}
+        if b"content-length" in fields:
+            size = int(fields[b"content-length"])
+            while len(buffer) < size:
+                await more()
+            body = bytes(buffer[:size])
+            del buffer[:size]
+            return body
+        if fields.get(b"transfer-encoding") == b"chunked":
+            body = b""
+            while True:
+                while b"\r\n" not in buffer:
+                    await more()
+                line, _, rest = bytes(buffer).partition(b"\r\n")
+                size = int(line, 16)
+                while len(rest) < size + 2:
+                    await more()
+                    line, _, rest = bytes(buffer).partition(b"\r\n")
+                body += rest[:size]
+                buffer[:] = rest[size + 2 :]
+                if size == 0:
+                    return body
+        return b""
+
+
+async def _serve(nursery: trio.Nursery, server: Scripted) -> None:
+    listeners = await nursery.start(partial(trio.serve_tcp, server.handle, 0, host="127.0.0.1"))
+    server.port = listeners[0].socket.getsockname()[1]
+
+
+def _run(script: list[bytes], talk) -> Scripted:  # noqa: ANN001
+    """Serve ``script``, let ``talk(client, url)`` make requests, return the server."""
+    server = Scripted(list(script))
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await _serve(nursery, server)
+            transport = AgfsTransport()
+            async with httpx.AsyncClient(transport=transport, timeout=2.0) as client:
+                await talk(client, f"http://127.0.0.1:{server.port}")
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    return server
+
+
+def ok(body: bytes, *extra: bytes) -> bytes:
+    head = [b"HTTP/1.1 200 OK", b"Content-Length: %d" % len(body), *extra]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def chunked(*chunks: bytes, trailer: bytes = b"") -> bytes:
+    body = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(c), c) for c in chunks)
+    return CHUNKED_HEAD + body + b"0\r\n" + trailer + b"\r\n"
+
+
+def test_content_length_bodies_reuse_one_connection() -> None:
+    got = []
+
+    async def talk(client: httpx.AsyncClient, url: str) -> None:
+        for _ in range(3):
+            got.append((await client.get(url + "/a")).content)
+
+    server = _run([ok(b"one"), ok(b"two"), ok(b"")], talk)
+    assert got == [b"one", b"two", b""]
+    assert server.connections == 1
+
+
+def test_chunked_body_with_extensions_trailers_and_a_large_chunk() -> None:
+    big = bytes(range(256)) * (PIECE // 256 * 2 + 3)  # more than two pieces
+    got = []
+
+    async def talk(client: httpx.AsyncClient, url: str) -> None:
+        got.append((await client.get(url)).content)
+        got.append((await client.get(url)).content)
+
+    server = _run([chunked(b"ab", big, b"c", trailer=b"X-T: 1\r\n"), ok(b"next")], talk)
+    assert got == [b"ab" + big + b"c", b"next"]
+    assert server.connections == 1
+
+
+def test_read_to_close_body_then_a_fresh_connection() -> None:
+    got = []
+
+    async def talk(client: httpx.AsyncClient, url: str) -> None:
+        got.append((await client.get(url)).content)
+        got.append((await client.get(url)).content)
+
+    server = _run([b"HTTP/1.1 200 OK\r\n\r\nuntil close" + HANG_UP, ok(b"again")], talk)
+    assert got == [b"until close", b"again"]
+    assert server.connections == 2
+
+
+def test_connection_close_header_is_honoured() -> None:
+    async def talk(client: httpx.AsyncClient, url: str) -> None:
+        assert (await client.get(url)).content == b"x"
+        assert (await client.get(url)).content == b"y"
+
+    server = _run([ok(b"x", b"Connection: close"), ok(b"y")], talk)
+    assert server.connections == 2
+
+
+def test_interim_100_continue_is_skipped() -> None:
+    async def talk(client: httpx.AsyncClient, url: str) -> None:
+        response = await client.put(url, content=b"data")
+        assert (response.status_code, response.content) == (200, b"done")
+
+    server = _run([b"HTTP/1.1 100 Continue\r\n\r\n" + ok(b"done")], talk)
+    assert server.requests[0][1] == b"data"
+
+
+def test_streamed_request_body_without_length_goes_chunked() -> None:
+    async def parts():  # noqa: ANN202
+        yield b"hello "
+        yield b""
+        yield b"world"
+
+    async def talk(client: httpx.AsyncClient, url: str) -> None:
+        assert (await client.put(url, content=parts())).status_code == 200
+
+    server = _run([ok(b"")], talk)
+    head, body = server.requests[0]
+    assert b"Transfer-Encoding: chunked" in head and body == b"hello world"
+
+
+def test_request_line_keeps_the_encoded_query_and_headers() -> None:
+    async def talk(client: httpx.AsyncClient, url: str) -> None:
+        await client.get(url + "/api/v1/stat?path=/a%2Bb%20c%23", headers={"X-Key": "v"})
+
+    server = _run([ok(b"{}")], talk)
+    head = server.requests[0][0]
+    assert head.startswith(b"GET /api/v1/stat?path=/a%2Bb%20c%23 HTTP/1.1\r\n")
+    assert b"\r\nX-Key: v" in head and b"\r\nHost: 127.0.0.1:" in head
+
+
+def test_head_and_204_have_no_body() -> None:
+    async def talk(client: httpx.AsyncClient, url: str) -> None:
+        assert (await client.head(url)).content == b""
+        assert (await client.delete(url)).status_code == 204
+        assert (await client.get(url)).content == b"after"
+
+    no_body = b"HTTP/1.1 204 No Content\r\n\r\n"
+    head_answer = b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n"
+    server = _run([head_answer, no_body, ok(b"after")], talk)
+    assert server.connections == 1
+
+
+def test_a_server_that_closed_an_idle_connection_gets_a_new_one() -> None:
+    server = Scripted([ok(b"first") + HANG_UP, ok(b"second")])
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await _serve(nursery, server)
+            async with httpx.AsyncClient(transport=AgfsTransport(), timeout=2.0) as client:
+                url = f"http://127.0.0.1:{server.port}"
+                assert (await client.get(url)).content == b"first"
+                await server.hung_up.wait()  # the idle connection is dead now
+                assert (await client.get(url)).content == b"second"
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert server.connections == 2
+
+
+BROKEN_ANSWERS = {
+    "not HTTP": (b"SMTP ready\r\n\r\n", "not an HTTP"),
+    "short body": (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "mid-body"),
+    "bad length": (b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n", "Content-Length"),
+    "bad chunk size": (CHUNKED_HEAD + b"zz\r\n", "chunk size"),
+    "chunk overrun": (CHUNKED_HEAD + b"2\r\nabX", "CRLF|mid-answer"),
+    "bad header": (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "header"),
+    "hang-up": (CLOSE, "without an answer"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_ANSWERS))
+def test_broken_answers_raise_httpx_protocol_errors(case: str) -> None:
+    answer, match = BROKEN_ANSWERS[case]
+
+    async def talk(client: httpx.AsyncClient, url: str) -> None:
+        with pytest.raises(httpx.RemoteProtocolError, match=match):
+            await client.get(url)
+
+    _run([answer], talk)
+
+
+def test_a_silent_server_is_a_read_timeout_and_the_pool_recovers() -> None:
+    async def talk(client: httpx.AsyncClient, url: str) -> None:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get(url + "/silent", timeout=0.2)
+        assert (await client.get(url)).content == b"fine"
+
+    server = Scripted([])
+    release = trio.Event()
+
+    async def silent_then_ok(stream: trio.SocketStream) -> None:
+        server.connections += 1
+        data = await stream.receive_some(65536)
+        if b"/silent" in data:
+            await release.wait()
+            return
+        await stream.send_all(ok(b"fine"))
+
+    server.handle = silent_then_ok  # type: ignore[method-assign]
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await _serve(nursery, server)
+            async with httpx.AsyncClient(transport=AgfsTransport(), timeout=2.0) as client:
+                await talk(client, f"http://127.0.0.1:{server.port}")
+            release.set()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert server.connections == 2  # the timed-out connection was not reused
+
+
+def test_refused_connection_is_a_connect_error() -> None:
+    async def main() -> None:
+        with trio.socket.socket() as probe:
+            await probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]  # bound, never listening: refused
+            async with httpx.AsyncClient(transport=AgfsTransport()) as client:
+                with pytest.raises(httpx.ConnectError, match="refused"):
+                    await client.get(f"http://127.0.0.1:{port}/")
+
+    trio.run(main)
+
+
+def test_a_streamed_body_closed_early_frees_its_slot() -> None:
+    async def talk(client: httpx.AsyncClient, url: str) -> None:
+        for _ in range(3):  # one slot only: a leaked slot would time out the 2nd request
+            async with client.stream("GET", url) as response:
+                async for _piece in response.aiter_bytes():
+                    break
+
+    transport_slots = 1
+    server = Scripted([chunked(b"a" * 10, b"b" * 10)] * 3)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await _serve(nursery, server)
+            transport = AgfsTransport(max_connections=transport_slots)
+            async with httpx.AsyncClient(transport=transport, timeout=2.0) as client:
+                await talk(client, f"http://127.0.0.1:{server.port}")
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert server.connections == 3  # an unfinished body is never reused
