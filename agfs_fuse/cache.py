@@ -88,22 +88,37 @@ class DirListings:
     - *Prefill*: after a few lookups in one directory within ``window`` seconds, one
       listing (which caches every entry's attributes) is cheaper than a stat per name:
       ``worth_listing`` says when, at most once per directory per window.
-    - *Missing names*: for ``ttl`` seconds (``-o dir_cache_timeout``; 0 = never) the names
-      a listing held answer lookups of names that are not there, without a request. Off
-      by default: a file another client just made would stay invisible for that long.
+    - *Missing names*: a listing's names answer lookups of names that are not there,
+      without a request, in two cases. For ``ttl`` seconds (``-o dir_cache_timeout``;
+      0 = never) always: off by default, since a file another client just made would
+      stay invisible for that long. And while the mount itself is creating files in the
+      directory (an untar, a ``cp -r``: ``CREATES_FOR_BURST``, each within
+      ``burst_window`` of the last), for ``burst_window`` seconds (the negative timeout):
+      the kernel caches each missing name that long anyway, and it saves a request per
+      new file.
 
     Mutations made through the mount keep the names current (``added``, ``removed``).
     """
 
+    CREATES_FOR_BURST = 2
     MISSES_BEFORE_LISTING = 3
 
-    def __init__(self, ttl: float, window: float, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl: float,
+        window: float,
+        clock: Clock = time.monotonic,
+        *,
+        burst_window: float | None = None,
+    ) -> None:
         self.ttl = ttl
         self.window = window
+        self.burst_window = window if burst_window is None else burst_window
         self._clock = clock
-        self._names: dict[str, tuple[float, set[str]]] = {}
+        self._names: dict[str, tuple[float, set[str]]] = {}  # directory -> (listed at, names)
         self._misses: dict[str, tuple[float, int]] = {}
         self._listed: dict[str, float] = {}
+        self._creating: dict[str, tuple[float, int]] = {}  # directory -> (last, count)
 
     def put(self, directory: str, names: Iterable[str]) -> None:
         now = self._clock()
@@ -111,17 +126,38 @@ class DirListings:
         self._listed[directory] = now
         if len(self._listed) > 10_000:
             self._listed = {d: t for d, t in self._listed.items() if now - t <= self.window}
-        if self.ttl > 0:
-            self._names[directory] = (now + self.ttl, set(names))
+            self._creating = {
+                d: c for d, c in self._creating.items() if now - c[0] <= self.burst_window
+            }
+        if self.ttl > 0 or self.burst_window > 0:
+            if len(self._names) > 1000:
+                keep = max(self.ttl, self.burst_window)
+                self._names = {d: n for d, n in self._names.items() if now - n[0] < keep}
+            self._names[directory] = (now, set(names))
 
     def names(self, directory: str) -> set[str] | None:
+        """The names of a listing that may answer for missing ones now, or None."""
         item = self._names.get(directory)
         if item is None:
             return None
-        if item[0] <= self._clock():
+        age = self._clock() - item[0]
+        if age < self.ttl or (age < self.burst_window and self._bursting(directory)):
+            return item[1]
+        if age >= max(self.ttl, self.burst_window):
             del self._names[directory]
-            return None
-        return item[1]
+        return None
+
+    def created(self, path: str) -> None:
+        """The mount made ``path``: a run of these in one directory is a burst."""
+        parent, _ = paths.split(path)
+        now = self._clock()
+        last, count = self._creating.get(parent, (now, 0))
+        self._creating[parent] = (now, count + 1 if now - last < self.burst_window else 1)
+        self.added(path)
+
+    def _bursting(self, directory: str) -> bool:
+        last, count = self._creating.get(directory, (0.0, 0))
+        return count >= self.CREATES_FOR_BURST and self._clock() - last < self.burst_window
 
     def worth_listing(self, directory: str) -> bool:
         """Count a lookup that found nothing cached in ``directory``; True once there
@@ -139,15 +175,15 @@ class DirListings:
 
     def added(self, path: str) -> None:
         parent, name = paths.split(path)
-        names = self.names(parent)
-        if names is not None:
-            names.add(name)
+        item = self._names.get(parent)
+        if item is not None:
+            item[1].add(name)
 
     def removed(self, path: str) -> None:
         parent, name = paths.split(path)
-        names = self.names(parent)
-        if names is not None:
-            names.discard(name)
+        item = self._names.get(parent)
+        if item is not None:
+            item[1].discard(name)
 
     def invalidate_tree(self, path: str) -> None:
         for directory in [d for d in self._names if paths.is_within(d, path)]:
@@ -161,3 +197,4 @@ class DirListings:
         self._names.clear()
         self._misses.clear()
         self._listed.clear()
+        self._creating.clear()

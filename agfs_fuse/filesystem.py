@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -57,14 +58,15 @@ class AgfsFilesystem:
         client_factory: ClientFactory,
         attr_ttl: float = 1.0,
         dir_ttl: float = 0.0,
+        negative_ttl: float = 1.0,
         clock: Clock | None = None,
     ) -> None:
         self.client = client
         self.spool_dir = spool_dir
         self._client_factory = client_factory
-        self.attrs = AttrCache(attr_ttl, clock) if clock else AttrCache(attr_ttl)
-        self.listings = (
-            DirListings(dir_ttl, attr_ttl, clock) if clock else DirListings(dir_ttl, attr_ttl)
+        self.attrs = AttrCache(attr_ttl, clock or time.monotonic)
+        self.listings = DirListings(
+            dir_ttl, attr_ttl, clock or time.monotonic, burst_window=negative_ttl
         )
         self.caps = Capabilities()
         self._spools: dict[int, SpoolWriter] = {}
@@ -179,13 +181,13 @@ class AgfsFilesystem:
     async def mkdir(self, path: str, mode: int) -> None:
         with self._changing(path):
             await self.client.mkdir(path, mode)
-            self.listings.added(path)
+            self.listings.created(path)
 
     async def create(self, path: str, mode: int) -> None:
         """Create an empty file (EEXIST when it exists) and give it ``mode``."""
         with self._changing(path):
             await self._create(path, mode)
-            self.listings.added(path)
+            self.listings.created(path)
 
     async def _create(self, path: str, mode: int) -> None:
         await self.client.create(path)
@@ -236,7 +238,7 @@ class AgfsFilesystem:
     async def symlink(self, target: str, link: str) -> None:
         with self._changing(link):
             await self.client.symlink(target, link)
-            self.listings.added(link)
+            self.listings.created(link)
 
     async def readlink(self, path: str) -> str:
         return await self.client.readlink(path)

@@ -176,6 +176,7 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
         client_factory=make_client,
         attr_ttl=opts.attr_timeout,
         dir_ttl=opts.dir_cache_timeout,
+        negative_ttl=opts.negative_timeout,
     )
     await fs.refresh_mounts()
     await _check_root(fs, opts.root)

@@ -131,3 +131,42 @@ def test_unknown_outcome_forgets_the_parent_and_the_subtree():
 def test_zero_window_never_lists():
     listings = DirListings(0, 0, FakeClock())
     assert not any(listings.worth_listing("/d") for _ in range(5))
+
+
+def test_a_creation_burst_lets_a_fresh_listing_answer_missing_names() -> None:
+    clock = FakeClock()
+    listings = DirListings(0, 1.0, clock)
+    listings.put("/d", ["old"])
+    listings.created("/d/one")
+    assert listings.names("/d") is None  # one create is not a burst: ask the server
+    listings.created("/d/two")
+    assert listings.names("/d") == {"old", "one", "two"}
+    assert listings.names("/elsewhere") is None
+
+
+def test_a_burst_trusts_a_listing_no_longer_than_the_window() -> None:
+    clock = FakeClock()
+    listings = DirListings(0, 1.0, clock)
+    listings.put("/d", [])
+    listings.created("/d/a")
+    listings.created("/d/b")
+    clock.now += 0.9
+    listings.created("/d/c")  # the burst goes on, but the listing is 0.9 s old
+    assert listings.names("/d") == {"a", "b", "c"}
+    clock.now += 0.2
+    listings.created("/d/e")
+    assert listings.names("/d") is None  # older than a missing name may be cached
+
+
+def test_a_burst_ends_when_creating_stops() -> None:
+    clock = FakeClock()
+    listings = DirListings(0, 1.0, clock)
+    listings.created("/d/a")
+    listings.created("/d/b")
+    clock.now += 1.5
+    listings.put("/d", ["a", "b"])
+    assert listings.names("/d") is None  # a listing after the burst answers nothing
+    listings.created("/d/c")
+    assert listings.names("/d") is None  # the count started again
+    listings.created("/d/e")
+    assert listings.names("/d") == {"a", "b", "c", "e"}
