@@ -73,6 +73,7 @@ class _Connection:
         self.stream = stream
         self.sock = sock  # set for plain TCP, whose bodies are received with recv_into
         self.buffer = bytearray()
+        self.scratch = bytearray()  # where bodies are received, reused across answers
 
     def looks_closed(self) -> bool:
         """An idle connection the server closed (or sent junk on) is readable."""
@@ -133,14 +134,15 @@ class _Connection:
             data = bytes(self.buffer[:size])
             del self.buffer[:size]
             return data
-        out = bytearray(size)
-        view = memoryview(out)
+        if len(self.scratch) < size:
+            self.scratch = bytearray(size)  # kept: fresh pages cost a fault each
+        view = memoryview(self.scratch)[:size]
         have = len(self.buffer)
         view[:have] = self.buffer
         self.buffer.clear()
         while have < size:
             have += await self._receive_into(view[have:], seconds)
-        return bytes(out)
+        return bytes(view)
 
     async def _receive_into(self, view: memoryview, seconds: float | None) -> int:
         if self.sock is None:
