@@ -9,7 +9,7 @@ through the mount invalidates or updates what it touched.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, KeysView
 
 from . import paths
 from .models import FileInfo
@@ -46,6 +46,11 @@ class AttrCache:
             return None
         self.hits += 1
         return item[1]
+
+    def peek(self, path: str) -> FileInfo | None:
+        """Like ``get``, without counting a hit or a miss."""
+        item = self._entries.get(path)
+        return item[1] if item is not None and item[0] > self._clock() else None
 
     def put(self, path: str, info: FileInfo) -> None:
         if self.ttl <= 0:
@@ -114,8 +119,10 @@ class DirListings:
         self.ttl = ttl
         self.window = window
         self.burst_window = window if burst_window is None else burst_window
+        self._keep = max(ttl, window, self.burst_window)  # how long a listing can be of use
         self._clock = clock
-        self._names: dict[str, tuple[float, set[str]]] = {}  # directory -> (listed at, names)
+        # directory -> (listed at, names in the server's order)
+        self._names: dict[str, tuple[float, dict[str, None]]] = {}
         self._misses: dict[str, tuple[float, int]] = {}
         self._listed: dict[str, float] = {}
         self._creating: dict[str, tuple[float, int]] = {}  # directory -> (last, count)
@@ -129,23 +136,31 @@ class DirListings:
             self._creating = {
                 d: c for d, c in self._creating.items() if now - c[0] <= self.burst_window
             }
-        if self.ttl > 0 or self.burst_window > 0:
+        if self._keep > 0:
             if len(self._names) > 1000:
-                keep = max(self.ttl, self.burst_window)
+                keep = self._keep
                 self._names = {d: n for d, n in self._names.items() if now - n[0] < keep}
-            self._names[directory] = (now, set(names))
+            self._names[directory] = (now, dict.fromkeys(names))
 
-    def names(self, directory: str) -> set[str] | None:
+    def names(self, directory: str) -> KeysView[str] | None:
         """The names of a listing that may answer for missing ones now, or None."""
         item = self._names.get(directory)
         if item is None:
             return None
         age = self._clock() - item[0]
         if age < self.ttl or (age < self.burst_window and self._bursting(directory)):
-            return item[1]
-        if age >= max(self.ttl, self.burst_window):
+            return item[1].keys()
+        if age >= self._keep:
             del self._names[directory]
         return None
+
+    def recent(self, directory: str) -> KeysView[str] | None:
+        """The names of a listing taken less than ``window`` seconds ago (kept current by
+        the mount's own changes), or None."""
+        item = self._names.get(directory)
+        if item is None or self._clock() - item[0] >= self.window:
+            return None
+        return item[1].keys()
 
     def created(self, path: str) -> None:
         """The mount made ``path``: a run of these in one directory is a burst."""
@@ -177,13 +192,13 @@ class DirListings:
         parent, name = paths.split(path)
         item = self._names.get(parent)
         if item is not None:
-            item[1].add(name)
+            item[1][name] = None
 
     def removed(self, path: str) -> None:
         parent, name = paths.split(path)
         item = self._names.get(parent)
         if item is not None:
-            item[1].discard(name)
+            item[1].pop(name, None)
 
     def invalidate_tree(self, path: str) -> None:
         for directory in [d for d in self._names if paths.is_within(d, path)]:

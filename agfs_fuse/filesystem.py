@@ -150,6 +150,17 @@ class AgfsFilesystem:
             return False
         return True
 
+    async def list_for_reading(self, path: str) -> list[FileInfo]:
+        """A directory's entries for ``readdir``: from a listing less than ``attr_timeout``
+        old when the attributes of all its names are still cached (a second ``ls`` right
+        after the first needs no request), else listed now."""
+        names = self.listings.recent(path)
+        if names is not None:
+            cached = [self.attrs.peek(paths.join(path, name)) for name in names]
+            if all(info is not None for info in cached):
+                return cached  # type: ignore[return-value]
+        return await self.list(path)
+
     async def list(self, path: str) -> list[FileInfo]:
         entries = await self.client.list(path)
         for info in entries:

@@ -239,7 +239,7 @@ class AgfsOperations(pyfuse3.Operations):
     @error_boundary
     async def opendir(self, inode, ctx):
         path = self.inodes.path(inode)
-        listing = await self.fs.list(path)
+        listing = await self.fs.list_for_reading(path)
         entries: list[tuple[str, FileInfo | None]] = []
         if inode == ROOT_INODE:
             entries += [(c.name, None) for c in CONTROLS.values() if c.listed]

@@ -294,10 +294,13 @@ class AgfsTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError("the client is closed")
         deadline = _Deadline(request)
         try:
-            with _scope(deadline.pool):
-                await self._slots.acquire()
-        except trio.TooSlowError:
-            raise httpx.PoolTimeout("timed out waiting for a free connection") from None
+            self._slots.acquire_nowait()  # the usual case, without a cancel scope
+        except trio.WouldBlock:
+            try:
+                with _scope(deadline.pool):
+                    await self._slots.acquire()
+            except trio.TooSlowError:
+                raise httpx.PoolTimeout("timed out waiting for a free connection") from None
         conn: _Connection | None = None
         try:
             conn = await self._connection(request.url, deadline)

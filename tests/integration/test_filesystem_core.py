@@ -799,3 +799,55 @@ def test_filesystem_stat_and_list_use_live_server(arun, make_fs, ws: Workspace, 
     assert entries["a"].size == 2 and entries["sub"].is_dir
     assert (yes, no) == (True, False)
     assert (mem_plugin, queue_plugin, local_plugin) == ("memfs", "queuefs", "localfs")
+
+
+# -- readdir from a fresh listing ---------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_second_readdir_within_attr_timeout_needs_no_request(
+    arun, closer, ws: Workspace, raw: RawHttp
+):
+    raw.write(f"{ws.mem}/a", b"1")
+    raw.write(f"{ws.mem}/b", b"22")
+    clock = _Clock()
+
+    async def body() -> list[tuple[list[str], int]]:
+        client = closer.client()
+        fs = AgfsFilesystem(
+            client, SpoolDir(closer.spool_root), client_factory=closer.client, clock=clock
+        )
+        closer.filesystems.append(fs)
+        seen = []
+
+        async def readdir() -> None:
+            entries = await fs.list_for_reading(ws.mem)
+            seen.append(
+                (sorted(e.name for e in entries), client.stats.requests["GET /directories"])
+            )
+
+        await readdir()
+        await readdir()  # within the second: from the cache
+        raw.write(f"{ws.mem}/other", b"made elsewhere")
+        clock.now += 0.5
+        await readdir()  # still cached: another client's file is not seen yet
+        clock.now += 0.6
+        await readdir()  # over attr_timeout: listed again, and there it is
+        await fs.create(f"{ws.mem}/mine", 0o644)
+        await readdir()  # our own change: listed again at once
+        return seen
+
+    assert arun(body) == [
+        (["a", "b"], 1),
+        (["a", "b"], 1),
+        (["a", "b"], 1),
+        (["a", "b", "other"], 2),
+        (["a", "b", "mine", "other"], 3),
+    ]

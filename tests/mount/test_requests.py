@@ -114,3 +114,20 @@ def test_dir_cache_timeout_answers_missing_names_from_the_listing(make_server, m
     delta = _delta(server, before)
     assert sum(delta.values()) <= 2 * 40 + 3, delta
     assert server.http.names("/memfs/new") == {f"n{i}" for i in range(40)}
+
+
+def test_a_second_ls_within_attr_timeout_costs_nothing(make_server, make_mount) -> None:
+    """``ls`` right after ``ls`` reads the listing the first one fetched (attr_timeout is
+    long here so a slow machine cannot let it expire between the two)."""
+    server = make_server(localfs=False, test_hooks=True)
+    server.http.mkdir("/memfs/twice")
+    for i in range(20):
+        server.http.write(f"/memfs/twice/f{i:02d}", b"x" * i)
+    mount = make_mount(server.url, options=["attr_timeout=30", "entry_timeout=30"])
+    target = str(mount.path / "memfs" / "twice")
+    first = run(["ls", "-l", target]).stdout
+    before = server.http.request_counts()
+    assert run(["ls", "-l", target]).stdout == first
+    assert _delta(server, before) == {}
+    (mount.path / "memfs" / "twice" / "new").write_bytes(b"made here")
+    assert "new" in run(["ls", target]).stdout.decode().split()

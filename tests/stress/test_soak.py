@@ -222,7 +222,11 @@ def soak(stack: Stack, seconds: float) -> None:
     dirs = [plugin_dir(stack, "memfs", "soak"), plugin_dir(stack, "localfs", "soak")]
     run = Soak(stack, dirs, random.Random(seed))
     before = stack.request_counts()
-    samples = run.run(seconds)
+    try:
+        samples = run.run(seconds)
+    except Exception:
+        print(stack.mount.log()[-6000:])  # what the mount said about the failed step
+        raise
     requests = sum(stack.request_counts().values()) - sum(before.values())
     handles = stack.request_counts().get("POST /handles/open", 0) - before.get(
         "POST /handles/open", 0

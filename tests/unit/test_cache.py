@@ -170,3 +170,14 @@ def test_a_burst_ends_when_creating_stops() -> None:
     assert listings.names("/d") is None  # the count started again
     listings.created("/d/e")
     assert listings.names("/d") == {"a", "b", "c", "e"}
+
+
+def test_recent_listing_keeps_server_order_and_own_changes_for_one_window() -> None:
+    clock = FakeClock()
+    listings = DirListings(0, 1.0, clock)
+    listings.put("/d", ["c", "a", "b"])
+    listings.added("/d/new")
+    listings.removed("/d/a")
+    assert list(listings.recent("/d") or []) == ["c", "b", "new"]
+    clock.now += 1.0
+    assert listings.recent("/d") is None
