@@ -131,3 +131,14 @@ def test_a_second_ls_within_attr_timeout_costs_nothing(make_server, make_mount) 
     assert _delta(server, before) == {}
     (mount.path / "memfs" / "twice" / "new").write_bytes(b"made here")
     assert "new" in run(["ls", target]).stdout.decode().split()
+
+
+def test_the_mount_raises_the_kernel_readahead(counted) -> None:
+    """Root may raise the bdi's readahead: the kernel then asks for 1 MiB at a time."""
+    _, mount = counted
+    target = os.path.realpath(mount.path)
+    with open("/proc/self/mountinfo") as f:
+        device = next(line.split()[2] for line in f if line.split()[4] == target)
+    with open(f"/sys/class/bdi/{device}/read_ahead_kb") as f:
+        value = int(f.read())
+    assert value == (1024 if os.geteuid() == 0 else 128)
