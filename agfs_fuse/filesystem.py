@@ -8,6 +8,7 @@ nor the kernel, so it can be tested by calling it directly.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -255,8 +256,13 @@ class AgfsFilesystem:
         return await self.client.readlink(path)
 
     async def chmod(self, path: str, mode: int) -> None:
+        """Change the permission bits; what was cached of the file stays, with the new bits,
+        so the stat that follows every setattr needs no request."""
+        cached = self.attrs.peek(path)
         with self._changing(path):
             await self.client.chmod(path, mode)
+        if cached is not None:
+            self.attrs.put(path, dataclasses.replace(cached, perm=mode & 0o7777))
 
     async def _stat_or_none(self, path: str) -> FileInfo | None:
         try:

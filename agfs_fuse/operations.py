@@ -197,8 +197,10 @@ class AgfsOperations(pyfuse3.Operations):
             await self.fs.truncate(inode, path, attr.st_size)
         if fields.update_mode:
             await self.fs.chmod(path, stat.S_IMODE(attr.st_mode))
+        # Cached attributes will do (an untar sets mode, owner and times of every file):
+        # what changed here dropped or updated them, and they are never over a TTL old.
         if fields.update_uid or fields.update_gid or fields.update_atime or fields.update_mtime:
-            info = await self.fs.stat(path, fresh=True)
+            info = await self.fs.stat(path)
             entry = self.inodes.entry(inode)
             local = entry.local
             if local is None or local.basis != (info.size, info.mtime_ns):
@@ -213,7 +215,7 @@ class AgfsOperations(pyfuse3.Operations):
                 local.mtime_ns = attr.st_mtime_ns
             entry.local = local
             return self._attrs(inode, info)
-        return self._attrs(inode, await self.fs.stat(path, fresh=True))
+        return self._attrs(inode, await self.fs.stat(path))
 
     @error_boundary
     async def forget(self, inode_list):

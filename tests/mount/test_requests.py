@@ -9,6 +9,8 @@ cache (a second ``cat`` reads nothing from the server); a destructive file (queu
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 
 import pytest
 
@@ -139,6 +141,22 @@ def test_the_mount_raises_the_kernel_readahead(counted) -> None:
     target = os.path.realpath(mount.path)
     with open("/proc/self/mountinfo") as f:
         device = next(line.split()[2] for line in f if line.split()[4] == target)
-    with open(f"/sys/class/bdi/{device}/read_ahead_kb") as f:
-        value = int(f.read())
-    assert value == (1024 if os.geteuid() == 0 else 128)
+    knob = Path(f"/sys/class/bdi/{device}/read_ahead_kb")
+    want = 1024 if os.geteuid() == 0 else 128
+    deadline = time.monotonic() + 10  # raised just after the mount answers its first request
+    while int(knob.read_text()) != want and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert int(knob.read_text()) == want
+
+
+def test_chmod_and_utime_after_a_listing_cost_only_the_chmod(counted) -> None:
+    """What tar does to every file it makes: set mode and times, each a setattr."""
+    server, mount = counted
+    target = mount.path / "memfs" / "d" / "f07"
+    os.listdir(target.parent)  # the listing caches every entry's attributes
+    before = server.http.request_counts()
+    os.chmod(target, 0o600)
+    os.utime(target, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+    assert _delta(server, before) == {"POST /chmod": 1}
+    st = os.stat(target)
+    assert (st.st_mode & 0o777, st.st_mtime_ns) == (0o600, 1_000_000_000_000_000_000)
