@@ -27,15 +27,16 @@ from . import errors
 from .models import FileInfo, Health, MountPoint
 from .retry import RETRY_STATUSES, Backoff, StalledDirectories
 from .stats import RequestStats
-from .transport import AgfsTransport
+from .transport import AgfsTransport, FileBody
 from .wire import agfs_open_flags, normalize_base_url, parse_file_info
 
 log = logging.getLogger(__name__)
 
 UPLOAD_CHUNK = 1 << 20
 
-Body = bytes | Callable[[], AsyncIterator[bytes]] | None
-"""A request body: bytes, or a function making a fresh stream (so a retry can resend)."""
+Body = bytes | FileBody | Callable[[], AsyncIterator[bytes]] | None
+"""A request body: bytes, a file, or a function making a fresh stream (so a retry can
+resend)."""
 
 _HANDLE_ID = re.compile(r"/handles/\d+")
 
@@ -243,6 +244,9 @@ class AgfsClient:
         else:
             timeout = httpx.USE_CLIENT_DEFAULT
         body = content() if callable(content) else content  # a fresh stream per attempt
+        file_body = body if isinstance(body, FileBody) else None
+        if file_body is not None:
+            body = None  # set as the request's stream below, as it is
         request = self._http.build_request(
             method,
             url,
@@ -253,6 +257,14 @@ class AgfsClient:
             },
             timeout=timeout,
         )
+        if file_body is not None:  # the same request, with the file as its stream
+            request = httpx.Request(
+                method,
+                request.url,
+                headers=request.headers,
+                stream=file_body,
+                extensions=request.extensions,
+            )
         try:
             response = await self._http.send(request, stream=stream)
         except httpx.ConnectTimeout as exc:
@@ -413,35 +425,26 @@ class AgfsClient:
     async def write_from(self, path: str, source: BinaryIO, size: int) -> None:
         """Replace the whole file with ``size`` bytes streamed from ``source`` (from 0).
 
-        The body is streamed with a Content-Length, so a large spool never sits in memory
-        and the server can refuse an oversized body (413 -> EFBIG) before reading it. A
-        small one (a local read of at most ``UPLOAD_CHUNK``) goes in one piece with the
-        request head, with no thread hop.
+        The body goes with a Content-Length, so the server can refuse an oversized one
+        (413 -> EFBIG) before reading it, and straight from the file (sendfile on plain
+        HTTP), so a large spool never passes through memory. A small one (at most
+        ``UPLOAD_CHUNK``) goes in one piece with the request head.
         """
+
+        def shrank() -> errors.AgfsError:
+            return errors.ServerError(f"spool for {path} shrank during upload", path=path)
+
         if size <= UPLOAD_CHUNK:
             data = os.pread(source.fileno(), size, 0)
             if len(data) != size:
-                raise errors.ServerError(f"spool for {path} shrank during upload")
+                raise shrank()
             await self._send("PUT", "/files", path, content=data, idempotent=True)
             return
-
-        async def chunks() -> AsyncIterator[bytes]:
-            remaining = size
-            offset = 0
-            while remaining > 0:
-                n = min(UPLOAD_CHUNK, remaining)
-                block = await trio.to_thread.run_sync(os.pread, source.fileno(), n, offset)
-                if not block:
-                    raise errors.ServerError(f"spool for {path} shrank during upload")
-                offset += len(block)
-                remaining -= len(block)
-                yield block
-
         await self._send(
             "PUT",
             "/files",
             path,
-            content=chunks,
+            content=FileBody(source.fileno(), size, shrank),
             headers={"Content-Length": str(size)},
             idempotent=True,  # spools hold regular files: a whole-file replace
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -46,6 +46,30 @@ def ssl_context_for(verify: bool | ssl.SSLContext) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+class FileBody(httpx.AsyncByteStream):
+    """A request body of ``size`` bytes read from a file descriptor, from offset 0.
+
+    ``AgfsTransport`` hands it to the kernel with ``sendfile`` (no copy through Python);
+    any other transport iterates it, each piece read in a worker thread. ``shrank`` makes
+    the error raised when the file turns out shorter than ``size``.
+    """
+
+    def __init__(self, fd: int, size: int, shrank: Callable[[], Exception]) -> None:
+        self.fd = fd
+        self.size = size
+        self.shrank = shrank
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        offset = 0
+        while offset < self.size:
+            count = min(PIECE, self.size - offset)
+            block = await trio.to_thread.run_sync(os.pread, self.fd, count, offset)
+            if not block:
+                raise self.shrank()
+            offset += len(block)
+            yield block
 
 
 class _Deadline:
@@ -88,6 +112,27 @@ class _Connection:
             raise httpx.WriteTimeout("timed out sending the request") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise httpx.WriteError(f"sending the request failed: {exc}") from exc
+
+    async def send_file(self, body: FileBody, seconds: float | None) -> None:
+        """``body`` with sendfile(2) on the plain socket: the kernel copies the bytes."""
+        assert self.sock is not None
+        offset = 0
+        while offset < body.size:
+            try:
+                sent = os.sendfile(self.sock.fileno(), body.fd, offset, body.size - offset)
+            except BlockingIOError:
+                try:
+                    with _scope(seconds):
+                        await trio.lowlevel.wait_writable(self.sock)
+                except trio.TooSlowError:
+                    raise httpx.WriteTimeout("timed out sending the request") from None
+                continue
+            except OSError as exc:
+                raise httpx.WriteError(f"sending the request failed: {exc}") from exc
+            if sent == 0:
+                raise body.shrank()
+            offset += sent
+            await trio.lowlevel.checkpoint()  # a fast peer never blocks: let others run
 
     async def _receive_some(self, seconds: float | None, limit: int = _RECEIVE) -> bytes:
         try:
@@ -378,6 +423,10 @@ class AgfsTransport(httpx.AsyncBaseTransport):
         if isinstance(stream, httpx.ByteStream) and not chunked:
             body = b"".join([part async for part in stream])
             await conn.send(head + body, deadline.write)  # one packet for small requests
+            return
+        if isinstance(stream, FileBody) and conn.sock is not None and not chunked:
+            await conn.send(head, deadline.write)
+            await conn.send_file(stream, deadline.write)
             return
         await conn.send(head, deadline.write)
         async for part in stream:

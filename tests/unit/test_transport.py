@@ -15,7 +15,7 @@ import httpx
 import pytest
 import trio
 
-from agfs_fuse.transport import PIECE, AgfsTransport
+from agfs_fuse.transport import PIECE, AgfsTransport, FileBody
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -321,3 +321,38 @@ def test_a_streamed_body_closed_early_frees_its_slot() -> None:
 
     trio.run(main)
     assert server.connections == 3  # an unfinished body is never reused
+
+
+def test_a_file_body_goes_by_sendfile_with_its_length(tmp_path) -> None:  # noqa: ANN001
+    data = bytes(range(256)) * (3 * PIECE // 256 + 7)
+    source = tmp_path / "spool"
+    source.write_bytes(data)
+
+    async def talk(client: httpx.AsyncClient, url: str) -> None:
+        with open(source, "rb") as f:
+            body = FileBody(f.fileno(), len(data), lambda: AssertionError("short"))
+            request = httpx.Request(
+                "PUT", url, headers={"Content-Length": str(len(data))}, stream=body
+            )
+            assert (await client.send(request)).content == b"stored"
+
+    server = _run([ok(b"stored")], talk)
+    head, body = server.requests[0]
+    assert body == data and f"Content-Length: {len(data)}".encode() in head
+
+
+def test_a_file_shorter_than_its_body_raises_the_callers_error(tmp_path) -> None:  # noqa: ANN001
+    source = tmp_path / "spool"
+    source.write_bytes(b"only this")
+
+    class Shrank(Exception):
+        pass
+
+    async def talk(client: httpx.AsyncClient, url: str) -> None:
+        with open(source, "rb") as f:
+            body = FileBody(f.fileno(), 100, Shrank)
+            request = httpx.Request("PUT", url, headers={"Content-Length": "100"}, stream=body)
+            with pytest.raises(Shrank):
+                await client.send(request)
+
+    _run([CLOSE], talk)
