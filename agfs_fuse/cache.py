@@ -176,12 +176,15 @@ class DirListings:
 
     def worth_listing(self, directory: str) -> bool:
         """Count a lookup that found nothing cached in ``directory``; True once there
-        were enough of them within one window, and the directory was not listed in it."""
+        were enough of them within one window (at once during a creation burst), and the
+        directory was not listed in it."""
         if self.window <= 0:
             return False
         now = self._clock()
-        if now - self._listed.get(directory, -self.window - 1) <= self.window:
+        if now - self._listed.get(directory, -self.window - 1) < self.window:
             return False
+        if self._bursting(directory):
+            return True  # the mount is filling it: one listing answers the next names
         since, count = self._misses.get(directory, (now, 0))
         if now - since > self.window:
             since, count = now, 0

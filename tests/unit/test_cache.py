@@ -181,3 +181,16 @@ def test_recent_listing_keeps_server_order_and_own_changes_for_one_window() -> N
     assert list(listings.recent("/d") or []) == ["c", "b", "new"]
     clock.now += 1.0
     assert listings.recent("/d") is None
+
+
+def test_during_a_burst_a_stale_listing_is_worth_renewing_at_the_first_miss() -> None:
+    clock = FakeClock()
+    listings = DirListings(0, 1.0, clock)
+    listings.put("/d", [])
+    listings.created("/d/a")
+    listings.created("/d/b")
+    assert not listings.worth_listing("/d")  # listed within the window
+    for name in ("c", "e"):  # the burst goes on, each create within the window
+        clock.now += 0.6
+        listings.created(f"/d/{name}")
+    assert listings.names("/d") is None and listings.worth_listing("/d")
