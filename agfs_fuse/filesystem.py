@@ -155,12 +155,20 @@ class AgfsFilesystem:
         """A directory's entries for ``readdir``: from a listing less than ``attr_timeout``
         old when the attributes of all its names are still cached (a second ``ls`` right
         after the first needs no request), else listed now."""
+        cached = self._cached_listing(path)
+        return cached if cached is not None else await self.list(path)
+
+    def _cached_listing(self, path: str) -> list[FileInfo] | None:
         names = self.listings.recent(path)
-        if names is not None:
-            cached = [self.attrs.peek(paths.join(path, name)) for name in names]
-            if all(info is not None for info in cached):
-                return cached  # type: ignore[return-value]
-        return await self.list(path)
+        if names is None:
+            return None
+        entries = []
+        for name in names:
+            info = self.attrs.peek(paths.join(path, name))
+            if info is None:
+                return None
+            entries.append(info)
+        return entries
 
     async def list(self, path: str) -> list[FileInfo]:
         entries = await self.client.list(path)
