@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Callable
@@ -206,6 +207,8 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
             nursery.start_soon(_handle_signals, fs, operations)
             nursery.start_soon(fuse_loop)
             await trio.to_thread.run_sync(os.listdir, request.mountpoint)
+            # Only now: the kernel sets the readahead when FUSE's INIT is answered.
+            await trio.to_thread.run_sync(raise_readahead, request.mountpoint)
             log.info("mounted %s on %s", url, request.mountpoint)
             ready(None)
             notify("READY=1", f"STATUS=serving {url} on {request.mountpoint}")
@@ -217,6 +220,55 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
         if mounted:
             pyfuse3.close(unmount=True)
         await fs.aclose()
+
+
+READ_AHEAD_KB = 512
+"""The kernel's readahead for the mount. Measured in ``make bench`` (cold 256 MiB read, and
+peak RSS copying 1 GiB out): 128 KiB 830-930 ms, 93 MiB; 512 KiB 693 ms, 93 MiB; 1024 KiB
+634 ms, 113-119 MiB, over the 100 MiB the mount may use."""
+
+
+def raise_readahead(
+    mountpoint: str, mountinfo: str = "/proc/self/mountinfo", bdi_root: str = "/sys/class/bdi"
+) -> int | None:
+    """Raise the mount's readahead to ``READ_AHEAD_KB`` (never lower it); returns the new
+    value, or None where that is not allowed (only root may write the bdi's sysfs file).
+
+    libfuse would ask for it at init, but pyfuse3 does not expose ``max_readahead``. The
+    device is found in ``mountinfo``, not by a stat of the mountpoint, which would be a
+    FUSE request to this very process.
+    """
+    # Only the parent is resolved: resolving the mountpoint itself would stat it.
+    absolute = os.path.abspath(mountpoint)
+    target = os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute))
+    try:
+        with open(mountinfo) as f:
+            device = next(
+                (
+                    fields[2]
+                    for fields in (line.split() for line in f)
+                    if len(fields) > 4 and _unescape(fields[4]) == target
+                ),
+                None,
+            )
+        if device is None:
+            return None
+        knob = f"{bdi_root}/{device}/read_ahead_kb"
+        with open(knob, "r+") as f:
+            if int(f.read().strip() or 0) >= READ_AHEAD_KB:
+                return None
+            f.seek(0)
+            f.write(str(READ_AHEAD_KB))
+    except (OSError, ValueError) as exc:
+        log.debug("kernel readahead left as it is: %s", exc)
+        return None
+    log.debug("kernel readahead raised to %d KiB (%s)", READ_AHEAD_KB, knob)
+    return READ_AHEAD_KB
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash in paths as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def run_mount(request: MountRequest, ready: Ready) -> int:

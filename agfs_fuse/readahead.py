@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import trio
 
 CHUNK = 1 << 20
-MAX_WINDOW = 8 << 20  # per handle: at most this many bytes fetched ahead of the reader
+MAX_WINDOW = 4 << 20  # per handle: at most this many bytes fetched ahead of the reader
 GLOBAL_BUDGET = 128 << 20  # for the whole mount
 
 Fetch = Callable[[int, int], Awaitable[bytes]]

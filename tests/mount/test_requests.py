@@ -9,9 +9,12 @@ cache (a second ``cat`` reads nothing from the server); a destructive file (queu
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 
 import pytest
 
+from agfs_fuse.mount import READ_AHEAD_KB
 from tests.mount.conftest import run
 
 
@@ -131,6 +134,20 @@ def test_a_second_ls_within_attr_timeout_costs_nothing(make_server, make_mount) 
     assert _delta(server, before) == {}
     (mount.path / "memfs" / "twice" / "new").write_bytes(b"made here")
     assert "new" in run(["ls", target]).stdout.decode().split()
+
+
+def test_the_mount_raises_the_kernel_readahead(counted) -> None:
+    """Root may raise the bdi's readahead: the kernel then asks for more at a time."""
+    _, mount = counted
+    target = os.path.realpath(mount.path)
+    with open("/proc/self/mountinfo") as f:
+        device = next(line.split()[2] for line in f if line.split()[4] == target)
+    knob = Path(f"/sys/class/bdi/{device}/read_ahead_kb")
+    want = READ_AHEAD_KB if os.geteuid() == 0 else 128
+    deadline = time.monotonic() + 10  # raised just after the mount answers its first request
+    while int(knob.read_text()) != want and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert int(knob.read_text()) == want
 
 
 def test_chmod_and_utime_after_a_listing_cost_only_the_chmod(counted) -> None:
