@@ -33,6 +33,8 @@ from .wire import agfs_open_flags, normalize_base_url, parse_file_info
 log = logging.getLogger(__name__)
 
 UPLOAD_CHUNK = 1 << 20
+"""A spool up to this size is read at once and sent with the request head; larger ones
+go from the file (by sendfile, or in pieces of this size through another transport)."""
 
 Body = bytes | FileBody | Callable[[], AsyncIterator[bytes]] | None
 """A request body: bytes, a file, or a function making a fresh stream (so a retry can
@@ -44,8 +46,8 @@ _HANDLE_ID = re.compile(r"/handles/\d+")
 def _proxied(url: str) -> bool:
     """Whether the environment sends requests for ``url`` through a proxy, which only
     httpx's own transport speaks."""
-    host = urlsplit(url).hostname or ""
-    scheme = urlsplit(url).scheme
+    parts = urlsplit(url)
+    host, scheme = parts.hostname or "", parts.scheme
     proxies = urllib.request.getproxies()
     if not (proxies.get(scheme) or proxies.get("all")):
         return False

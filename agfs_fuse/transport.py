@@ -261,8 +261,8 @@ class _Head:
         if method == "HEAD" or self.status in _NO_BODY_STATUSES or self.status < 200:
             self.chunked, self.length = False, 0
         close = b"close" in fields.get(b"connection", b"").lower()
-        self.to_close = not self.chunked and self.length is None
-        self.keep_alive = self.http_version == "HTTP/1.1" and not close and not self.to_close
+        read_to_close = not self.chunked and self.length is None
+        self.keep_alive = self.http_version == "HTTP/1.1" and not close and not read_to_close
 
 
 class _Body(httpx.AsyncByteStream):
