@@ -1361,30 +1361,25 @@ def run(
             prefix="/memfs",
         )
         systems["curl/memfs"] = System("curl/memfs", "http", prefix="/memfs", counted=True)
-    if args.no_sshfs:
-        notes.append("sshfs: left out (--no-sshfs).")
-    else:
-        m = setup_sshfs(work, data, cleanup, logs)
+    baselines = (
+        ("sshfs", args.no_sshfs, setup_sshfs,
+         "sshfs defaults over a throwaway sshd on 127.0.0.1 (ed25519 key), same directory."),
+        ("rclone", args.no_rclone, setup_rclone,
+         "rclone mount (defaults, --vfs-cache-mode off) over rclone serve webdav of the same "
+         "directory."),
+    )
+    for name, left_out, setup, how in baselines:
+        if left_out:
+            notes.append(f"{name}: left out (--no-{name}).")
+            continue
+        m = setup(work, data, cleanup, logs)
         if isinstance(m, str):
-            notes.append(f"sshfs: SKIPPED, {m}")
-            log(f"sshfs skipped: {m}")
-        else:
-            m.start()
-            systems["sshfs"] = System("sshfs", "fs", root=m.mp, mount=m, backing=data)
-            notes.append("sshfs: sshfs defaults over a throwaway sshd on 127.0.0.1 (ed25519 key), "
-                         "same directory.")
-    if args.no_rclone:
-        notes.append("rclone: left out (--no-rclone).")
-    else:
-        m = setup_rclone(work, data, cleanup, logs)
-        if isinstance(m, str):
-            notes.append(f"rclone: SKIPPED, {m}")
-            log(f"rclone skipped: {m}")
-        else:
-            m.start()
-            systems["rclone"] = System("rclone", "fs", root=m.mp, mount=m, backing=data)
-            notes.append("rclone: rclone mount (defaults, --vfs-cache-mode off) over rclone "
-                         "serve webdav of the same directory.")
+            notes.append(f"{name}: SKIPPED, {m}")
+            log(f"{name} skipped: {m}")
+            continue
+        m.start()
+        systems[name] = System(name, "fs", root=m.mp, mount=m, backing=data)
+        notes.append(f"{name}: {how}")
     can_drop = drop_caches()
     notes.append(
         "Cold runs: " + ("page cache dropped (echo 3 > /proc/sys/vm/drop_caches) and the mount "
