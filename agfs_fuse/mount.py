@@ -206,7 +206,7 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
 
             nursery.start_soon(_handle_signals, fs, operations)
             nursery.start_soon(fuse_loop)
-            await trio.to_thread.run_sync(os.listdir, request.mountpoint)
+            await operations.kernel_ready.wait()
             # Only now: the kernel sets the readahead when FUSE's INIT is answered.
             await trio.to_thread.run_sync(raise_readahead, request.mountpoint)
             log.info("mounted %s on %s", url, request.mountpoint)

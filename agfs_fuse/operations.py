@@ -100,6 +100,15 @@ class AgfsOperations(pyfuse3.Operations):
         self._warned_shadow = False
         self._opens_kept_cache = 0
         self._opens_dropped_cache = 0
+        self.kernel_ready = trio.Event()
+
+    def init(self) -> None:
+        """FUSE's INIT: pyfuse3 calls this while handling it and sends the answer as soon
+        as it returns, before any other task runs; a task woken by ``kernel_ready`` finds
+        the kernel serving the mount. The mount never asks its own mountpoint to find
+        that out: a request from this process to itself, in flight when a SIGKILL comes,
+        waits for an answer no one will give, and the process can never exit."""
+        self.kernel_ready.set()
 
     # -- helpers --------------------------------------------------------------------
 

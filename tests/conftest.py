@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.mount import pids_with_arg
+from tests.support.mount import abort_fuse_connection, fuse_connections, pids_with_arg
 
 DEFAULT_TIMEOUT = 120.0
 MARGIN = 5.0
@@ -30,27 +29,7 @@ TEST_MOUNT_ROOT = tempfile.gettempdir()
 
 def _test_fuse_connections() -> list[tuple[str, str]]:
     """(connection id, mountpoint) of the agfs mounts the tests made under the temp dir."""
-    found = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            fstype, mountpoint = fields[sep + 1], fields[4]
-            if fstype == "fuse.agfs" and mountpoint.startswith(TEST_MOUNT_ROOT + "/"):
-                found.append((fields[2].split(":")[1], mountpoint))
-    return found
-
-
-def _fusectl() -> Path:
-    """The fusectl filesystem, mounted first if the machine did not (Debian does not)."""
-    connections = Path("/sys/fs/fuse/connections")
-    if connections.is_dir() and not any(connections.iterdir()):
-        subprocess.run(
-            ["mount", "-t", "fusectl", "fusectl", str(connections)],
-            capture_output=True,
-            timeout=10,
-        )
-    return connections
+    return [(c, m) for c, m in fuse_connections() if m.startswith(TEST_MOUNT_ROOT + "/")]
 
 
 def _dump_tasks(mountpoint: str) -> None:
@@ -66,7 +45,6 @@ def _dump_tasks(mountpoint: str) -> None:
 
 
 def _abort_test_mounts(test: str) -> None:
-    connections = _fusectl()
     for connection, mountpoint in _test_fuse_connections():
         try:
             _dump_tasks(mountpoint)
@@ -74,9 +52,8 @@ def _abort_test_mounts(test: str) -> None:
             print(
                 f"\nwatchdog: no task dump from the mount on {mountpoint}: {exc}", file=sys.stderr
             )
-        abort = connections / connection / "abort"
         try:
-            abort.write_text("1")
+            abort_fuse_connection(connection)
             print(
                 f"\nwatchdog: {test} hung; aborted the FUSE connection of {mountpoint}",
                 file=sys.stderr,

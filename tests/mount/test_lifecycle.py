@@ -23,7 +23,9 @@ import pytest
 from tests.mount.conftest import run
 from tests.support.mount import (
     Mount,
+    abort_fuse_connection,
     force_unmount,
+    fuse_connections,
     is_mounted,
     is_stale,
     mount_entry,
@@ -285,6 +287,51 @@ def test_stale_mount_is_cleared(agfs_server, tmp_path: Path, attr_timeout: str |
         again.unmount()
         crashed.unmount()
     assert not is_mounted(mp)
+
+
+@pytest.mark.timeout(90)
+def test_sigkill_right_after_mounting_always_ends_the_process(
+    agfs_server, mountpoint: Path, tmp_path: Path
+) -> None:
+    """A mount killed the moment it appears dies at once. It used to list its own
+    mountpoint to learn that the kernel was serving it; a kill while that request was in
+    flight left the process unkillable (its thread waits, uninterruptibly, for an answer
+    from itself) in about half the tries."""
+    rounds = 8
+    for attempt in range(rounds):
+        proc = subprocess.Popen(
+            [
+                AGFS_FUSE,
+                "mount",
+                agfs_server.url,
+                str(mountpoint),
+                "-f",
+                "-o",
+                f"cache_dir={tmp_path / 'cache'}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            # Polled tightly: the kill must come while the mount is still starting.
+            wait_until(
+                lambda: os.path.ismount(mountpoint), 20, interval=0.0005, message="the mount"
+            )
+            proc.kill()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                for connection, where in fuse_connections():
+                    if where == str(mountpoint):
+                        abort_fuse_connection(connection)  # frees the stuck process
+                pytest.fail(f"try {attempt + 1} of {rounds}: SIGKILL did not end the mount")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+            force_unmount(mountpoint)
+    assert not is_mounted(mountpoint)
 
 
 # -- options ------------------------------------------------------------------------------

@@ -140,6 +140,33 @@ def is_stale(mountpoint: str | os.PathLike[str]) -> bool:
     return False
 
 
+def fuse_connections(fstype: str = "fuse.agfs") -> list[tuple[str, str]]:
+    """(FUSE connection id, mountpoint) of every mount of ``fstype``, live or stale."""
+    found = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            if fields[sep + 1] == fstype:
+                found.append((fields[2].split(":")[1], _unescape_mount_field(fields[4])))
+    return found
+
+
+def abort_fuse_connection(connection: str) -> None:
+    """Abort a FUSE connection (``/sys/fs/fuse/connections/N/abort``): every request
+    waiting on it fails with ENOTCONN, even when its daemon will never answer, which
+    ``fusermount3 -u`` cannot end. Mounts fusectl first where the machine did not (Debian
+    does not). Raises OSError when it cannot."""
+    connections = Path("/sys/fs/fuse/connections")
+    if connections.is_dir() and not any(connections.iterdir()):
+        subprocess.run(
+            ["mount", "-t", "fusectl", "fusectl", str(connections)],
+            capture_output=True,
+            timeout=10,
+        )
+    (connections / connection / "abort").write_text("1")
+
+
 def force_unmount(mountpoint: str | os.PathLike[str], timeout: float = 10.0) -> None:
     """Unmount whatever is at ``mountpoint``: ``fusermount3 -u``, then lazy ``-uz``, then
     ``umount -l``. Never raises; does nothing when nothing is mounted."""
