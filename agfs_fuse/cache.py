@@ -3,7 +3,8 @@
 ``AttrCache``: attributes, filled by stats and directory listings, so ``ls -l`` of N files
 costs one request instead of N+1. ``DirListings``: the names a listing held, so a name
 that is not there needs no request. Entries live ``ttl`` seconds; every mutation made
-through the mount invalidates or updates what it touched.
+through the mount invalidates or updates what it touched, and ``ChangeMarks`` keeps an
+answer that was on its way during a mutation from bringing back what it changed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,51 @@ from . import paths
 from .models import FileInfo
 
 Clock = Callable[[], float]
+
+
+class ChangeMarks:
+    """Which paths were changed after a moment (a *mark*).
+
+    A request can be answered before a mutation and arrive after it: a listing sent while
+    ``NAME.tmp`` is renamed to ``NAME`` lacks ``NAME``. Stored, it would be served as
+    fresh for a whole timeout. So a fill carries the mark taken before its request, and is
+    refused when what it describes (the path, or a directory above it) changed since.
+    """
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._seq = 0
+        self._at: dict[str, int] = {}  # path -> the last change to it or below it
+        self._horizon = 0  # changes before this were forgotten: older marks are refused
+
+    def mark(self) -> int:
+        return self._seq
+
+    def record(self, path: str) -> None:
+        """``path`` and everything below it changed now."""
+        self._seq += 1
+        if len(self._at) >= self.LIMIT:
+            self.forget_all()
+        self._at[path] = self._seq
+
+    def forget_all(self) -> None:
+        """Everything changed (caches dropped): every mark taken before now is stale."""
+        self._seq += 1
+        self._at.clear()
+        self._horizon = self._seq
+
+    def changed_since(self, path: str, mark: int) -> bool:
+        if mark == self._seq:
+            return False
+        if mark < self._horizon:
+            return True
+        while True:
+            if self._at.get(path, 0) > mark:
+                return True
+            if path == "/":
+                return False
+            path = paths.split(path)[0]
 
 
 class AttrCache:
@@ -31,6 +77,7 @@ class AttrCache:
         self._max = max_entries
         self._entries: dict[str, tuple[float, FileInfo]] = {}
         self._children: dict[str, set[str]] = {}  # parent -> children with cached descendants
+        self._changes = ChangeMarks()
         self.hits = 0
         self.misses = 0
 
@@ -52,11 +99,20 @@ class AttrCache:
         item = self._entries.get(path)
         return item[1] if item is not None and item[0] > self._clock() else None
 
-    def put(self, path: str, info: FileInfo) -> None:
+    def mark(self) -> int:
+        """Take before asking the server; pass to ``put`` as ``since``."""
+        return self._changes.mark()
+
+    def put(self, path: str, info: FileInfo, since: int | None = None) -> None:
+        """Cache ``info``, unless ``path`` was invalidated after the mark ``since`` (the
+        answer may predate that change); ``since=None`` for what the mount just made."""
         if self.ttl <= 0:
             return
-        if len(self._entries) >= self._max:
-            self.clear()
+        if since is not None and self._changes.changed_since(path, since):
+            return
+        if len(self._entries) >= self._max:  # a memory bound: nothing changed on the server
+            self._entries.clear()
+            self._children.clear()
         self._entries[path] = (self._clock() + self.ttl, info)
         child = path
         while child != "/":
@@ -68,12 +124,14 @@ class AttrCache:
             child = parent
 
     def invalidate(self, path: str) -> None:
+        self._changes.record(path)
         self._entries.pop(path, None)
 
     def invalidate_tree(self, path: str) -> None:
         if path == "/":
             self.clear()
             return
+        self._changes.record(path)
         pending = [path]
         while pending:
             current = pending.pop()
@@ -83,6 +141,7 @@ class AttrCache:
         self._children.get(parent, set()).discard(path)
 
     def clear(self) -> None:
+        self._changes.forget_all()
         self._entries.clear()
         self._children.clear()
 
@@ -126,8 +185,15 @@ class DirListings:
         self._misses: dict[str, tuple[float, int]] = {}
         self._listed: dict[str, float] = {}
         self._creating: dict[str, tuple[float, int]] = {}  # directory -> (last, count)
+        self._changes = ChangeMarks()
 
-    def put(self, directory: str, names: Iterable[str]) -> None:
+    def mark(self) -> int:
+        """Take before asking for a listing; pass to ``put`` as ``since``."""
+        return self._changes.mark()
+
+    def put(self, directory: str, names: Iterable[str], since: int | None = None) -> None:
+        """Keep a listing's names, unless the mount changed the directory (or one above
+        it) after the mark ``since``: the listing may predate the change."""
         now = self._clock()
         self._misses.pop(directory, None)
         self._listed[directory] = now
@@ -136,6 +202,8 @@ class DirListings:
             self._creating = {
                 d: c for d, c in self._creating.items() if now - c[0] <= self.burst_window
             }
+        if since is not None and self._changes.changed_since(directory, since):
+            return
         if self._keep > 0:
             if len(self._names) > 1000:
                 keep = self._keep
@@ -193,25 +261,30 @@ class DirListings:
 
     def added(self, path: str) -> None:
         parent, name = paths.split(path)
+        self._changes.record(parent)
         item = self._names.get(parent)
         if item is not None:
             item[1][name] = None
 
     def removed(self, path: str) -> None:
         parent, name = paths.split(path)
+        self._changes.record(parent)
         item = self._names.get(parent)
         if item is not None:
             item[1].pop(name, None)
 
     def invalidate_tree(self, path: str) -> None:
+        self._changes.record(path)
         for directory in [d for d in self._names if paths.is_within(d, path)]:
             del self._names[directory]
 
     def forget_parent(self, path: str) -> None:
         """The outcome of a change to ``path`` is unknown: its parent must be listed anew."""
+        self._changes.record(paths.split(path)[0])
         self._names.pop(paths.split(path)[0], None)
 
     def clear(self) -> None:
+        self._changes.forget_all()
         self._names.clear()
         self._misses.clear()
         self._listed.clear()

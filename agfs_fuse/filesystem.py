@@ -120,9 +120,10 @@ class AgfsFilesystem:
             cached = self.attrs.get(path) or await self._from_listing(path)
             if cached is not None:
                 return cached
+        since = self.attrs.mark()
         info = await self.client.stat(path)
         if not self.is_volatile(path, info):
-            self.attrs.put(path, info)
+            self.attrs.put(path, info, since)
         return info
 
     async def _from_listing(self, path: str) -> FileInfo | None:
@@ -171,11 +172,12 @@ class AgfsFilesystem:
         return entries
 
     async def list(self, path: str) -> list[FileInfo]:
+        since = self.attrs.mark(), self.listings.mark()
         entries = await self.client.list(path)
         for info in entries:
             if not info.is_symlink:  # listings report links with size 0
-                self.attrs.put(paths.join(path, info.name), info)
-        self.listings.put(path, (info.name for info in entries))
+                self.attrs.put(paths.join(path, info.name), info, since[0])
+        self.listings.put(path, (info.name for info in entries), since[1])
         return entries
 
     @contextmanager

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trio
 
 from agfs_fuse import errors
 from agfs_fuse.filesystem import ASIDE_PREFIX, AgfsFilesystem, ReloadFailed
@@ -851,3 +852,54 @@ def test_a_second_readdir_within_attr_timeout_needs_no_request(
         (["a", "b", "other"], 2),
         (["a", "b", "mine", "other"], 3),
     ]
+
+
+class HeldListingTransport(httpx.AsyncBaseTransport):
+    """The real transport, except that the first listing's answer, once the server has
+    given it, is held until ``release`` is set: a listing that was on its way while the
+    mount changed the directory."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.answered = trio.Event()
+        self.release = trio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.url.path.endswith("/directories") and not self.answered.is_set():
+            await response.aread()
+            self.answered.set()
+            await self.release.wait()
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_a_listing_answered_before_a_rename_is_not_served_after_it(
+    arun, make_fs, ws: Workspace, raw: RawHttp
+):
+    """The atomic publish of the load test: a listing sent before ``NAME.tmp`` became
+    ``NAME`` arrives after; the next readdir must list ``NAME``, not the old names."""
+    raw.write(f"{ws.mem}/NAME.tmp", b"published")
+    transport = HeldListingTransport()
+
+    async def body() -> tuple[list[str], list[str], bool]:
+        fs: AgfsFilesystem = make_fs(transport=transport)
+        seen: dict[str, list[str]] = {}
+
+        async def first_readdir() -> None:
+            seen["first"] = sorted(e.name for e in await fs.list_for_reading(ws.mem))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(first_readdir)
+            await transport.answered.wait()
+            await fs.rename(f"{ws.mem}/NAME.tmp", f"{ws.mem}/NAME")
+            transport.release.set()
+        after = sorted(e.name for e in await fs.list_for_reading(ws.mem))
+        return seen["first"], after, await fs.exists(f"{ws.mem}/NAME.tmp")
+
+    first, after, tmp_exists = arun(body)
+    assert first == ["NAME.tmp"]  # what the server said when it was asked
+    assert after == ["NAME"]
+    assert not tmp_exists

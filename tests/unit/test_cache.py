@@ -1,6 +1,6 @@
 """The attribute cache expires by an injected clock, never by sleeping."""
 
-from agfs_fuse.cache import AttrCache, DirListings
+from agfs_fuse.cache import AttrCache, ChangeMarks, DirListings
 from agfs_fuse.models import FileInfo
 
 
@@ -194,3 +194,63 @@ def test_during_a_burst_a_stale_listing_is_worth_renewing_at_the_first_miss() ->
         clock.now += 0.6
         listings.created(f"/d/{name}")
     assert listings.names("/d") is None and listings.worth_listing("/d")
+
+
+# -- answers that were on their way during a change ----------------------------------------
+
+
+def test_a_stat_answered_across_an_invalidation_is_not_cached() -> None:
+    cache = AttrCache(10, FakeClock())
+    since = cache.mark()  # the stat is sent
+    cache.invalidate_tree("/d")  # the mount renames /d/x meanwhile (or something above it)
+    cache.put("/d/x", info("x"), since)  # the answer arrives
+    cache.put("/e/y", info("y"), since)  # elsewhere: untouched by the change
+    assert cache.get("/d/x") is None
+    assert cache.get("/e/y") == info("y")
+    later = cache.mark()  # sent after the change: its answer is current
+    cache.put("/d/x", info("x", 2), later)
+    assert cache.get("/d/x") == info("x", 2)
+
+
+def test_dropping_the_caches_refuses_every_answer_on_its_way() -> None:
+    cache = AttrCache(10, FakeClock())
+    since = cache.mark()
+    cache.clear()
+    cache.put("/a", info("a"), since)
+    cache.put("/b", info("b"))  # what the mount itself knows goes in
+    assert (cache.get("/a"), cache.get("/b")) == (None, info("b"))
+
+
+def test_a_listing_answered_across_a_rename_in_it_is_not_kept() -> None:
+    clock = FakeClock()
+    listings = DirListings(ttl=0, window=1.0, clock=clock)
+    since = listings.mark()  # listing of /d sent: the server still has NAME.tmp
+    listings.removed("/d/NAME.tmp")
+    listings.added("/d/NAME")
+    listings.put("/d", ["NAME.tmp"], since)
+    assert listings.recent("/d") is None  # not served as fresh for a window
+    listings.put("/d", ["NAME"], listings.mark())
+    assert list(listings.recent("/d") or ()) == ["NAME"]
+
+
+def test_a_listing_below_a_renamed_directory_is_not_kept() -> None:
+    listings = DirListings(ttl=0, window=1.0, clock=FakeClock())
+    since = listings.mark()
+    listings.invalidate_tree("/a")
+    listings.put("/a/b/c", ["x"], since)
+    listings.put("/z", ["y"], since)
+    assert listings.recent("/a/b/c") is None
+    assert list(listings.recent("/z") or ()) == ["y"]
+
+
+def test_change_marks_forget_old_changes_but_never_accept_a_mark_from_before() -> None:
+    marks = ChangeMarks()
+    since = marks.mark()
+    for n in range(ChangeMarks.LIMIT + 5):
+        marks.record(f"/f{n}")
+    assert marks.changed_since("/f0", since)  # forgotten, still refused
+    assert marks.changed_since("/unrelated", since)  # older than what is remembered
+    now = marks.mark()
+    assert not marks.changed_since("/unrelated", now)
+    marks.record("/f0")
+    assert marks.changed_since("/f0/below", now) and not marks.changed_since("/f1", now)
