@@ -190,7 +190,9 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
         entry_timeout=opts.entry_timeout,
         negative_timeout=opts.negative_timeout,
     )
-    operations = AgfsOperations(fs, InodeTable(opts.root), policy)
+    operations = AgfsOperations(
+        fs, InodeTable(opts.root), policy, writeback_cache=opts.writeback_cache
+    )
     try:
         pyfuse3.init(operations, request.mountpoint, fuse_options(request))
     except RuntimeError as exc:

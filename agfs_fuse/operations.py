@@ -38,7 +38,7 @@ from .inodes import ROOT_INODE, InodeTable, LocalAttrs
 from .models import FileInfo
 from .readahead import ReadAhead
 from .streams import StreamFollower
-from .writes import Writer
+from .writes import MessageWriter, Writer
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,19 @@ class AgfsOperations(pyfuse3.Operations):
     supports_dot_lookup = False
     enable_writeback_cache = False
 
-    def __init__(self, fs: AgfsFilesystem, inodes: InodeTable, policy: AttrPolicy) -> None:
+    def __init__(
+        self,
+        fs: AgfsFilesystem,
+        inodes: InodeTable,
+        policy: AttrPolicy,
+        *,
+        writeback_cache: bool = False,
+    ) -> None:
         super().__init__()
+        # Read by pyfuse3 when the kernel's INIT comes. With it the kernel keeps written
+        # pages and sends them in large writes (all before the flush of close), handles
+        # O_APPEND itself, and trusts its own idea of a file's size over the server's.
+        self.enable_writeback_cache = writeback_cache
         self.fs = fs
         self.inodes = inodes
         self.policy = policy
@@ -100,6 +111,7 @@ class AgfsOperations(pyfuse3.Operations):
         self._warned_shadow = False
         self._opens_kept_cache = 0
         self._opens_dropped_cache = 0
+        self._writes = 0  # write requests the kernel sent for files (not control files)
         self.kernel_ready = trio.Event()
 
     def init(self) -> None:
@@ -353,9 +365,7 @@ class AgfsOperations(pyfuse3.Operations):
     def _open_existing(self, inode: int, path: str, info: FileInfo, flags: int) -> pyfuse3.FileInfo:
         if info.is_dir:
             raise pyfuse3.FUSEError(errno.EISDIR)
-        handle = OpenFile(
-            inode, volatile=self.fs.is_volatile(path, info), append=bool(flags & os.O_APPEND)
-        )
+        handle = OpenFile(inode, volatile=self.fs.is_volatile(path, info))
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             handle.writer = self.fs.open_writer(inode, path, info, flags)
         if flags & os.O_ACCMODE != os.O_WRONLY:
@@ -364,6 +374,11 @@ class AgfsOperations(pyfuse3.Operations):
             elif not handle.volatile:
                 handle.readahead = self.fs.read_ahead(lambda: self.inodes.entry(inode).path, info)
         fh = self._register(handle)
+        # Messages (a queue's enqueue, control files) never wait in the writeback cache.
+        writeback = self.enable_writeback_cache
+        direct = handle.volatile or (writeback and isinstance(handle.writer, MessageWriter))
+        # The writeback cache appends itself: the writes it sends carry their offsets.
+        handle.append = bool(flags & os.O_APPEND) and (direct or not writeback)
         # Keep the kernel's pages only when the file is unchanged since they were read.
         entry = self.inodes.entry(inode)
         basis = (info.size, info.mtime_ns)
@@ -373,7 +388,7 @@ class AgfsOperations(pyfuse3.Operations):
             self._opens_kept_cache += 1
         elif not handle.volatile:
             self._opens_dropped_cache += 1
-        return pyfuse3.FileInfo(fh=fh, direct_io=handle.volatile, keep_cache=keep)
+        return pyfuse3.FileInfo(fh=fh, direct_io=direct, keep_cache=keep)
 
     @error_boundary
     async def open(self, inode, flags, ctx):
@@ -404,7 +419,9 @@ class AgfsOperations(pyfuse3.Operations):
             "page_cache": {
                 "opens_kept": self._opens_kept_cache,
                 "opens_dropped": self._opens_dropped_cache,
+                "writeback": self.enable_writeback_cache,
             },
+            "write_requests": self._writes,
         }
 
     @error_boundary
@@ -469,6 +486,7 @@ class AgfsOperations(pyfuse3.Operations):
             return len(buf)
         if handle.writer is None:
             raise pyfuse3.FUSEError(errno.EBADF)
+        self._writes += 1
         return await handle.writer.write(off, bytes(buf), append=handle.append)
 
     @error_boundary

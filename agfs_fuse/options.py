@@ -107,6 +107,10 @@ FLAGS: dict[str, str] = {
     "nonempty": "allow mounting over a non-empty directory",
     "debug": "log every FUSE operation and HTTP request (same as --debug)",
     "insecure": "do not verify the server's TLS certificate (dangerous)",
+    "writeback_cache": (
+        "let the kernel gather small writes into large ones (off by default: sizes changed"
+        " by other clients are then not seen; see docs/SEMANTICS.md)"
+    ),
 }
 
 
@@ -129,6 +133,7 @@ class MountOptions:
     keyfile: Path | None = None
     token_file: Path | None = None
     insecure: bool = False
+    writeback_cache: bool = False
     header: list[tuple[str, str]] = field(default_factory=list)
     kernel: list[str] = field(default_factory=list)
 

@@ -1,10 +1,11 @@
 """Parsing of -o option lists: ours, the kernel's, fstab-only, and clear errors."""
 
+import re
 from pathlib import Path
 
 import pytest
 
-from agfs_fuse.options import OptionError, parse_options
+from agfs_fuse.options import FLAGS, KERNEL_FLAGS, VALUED, OptionError, parse_options
 
 
 def test_defaults_are_short_ttls_and_a_30s_deadline():
@@ -70,6 +71,13 @@ def test_tls_and_auth_options():
     assert not options.insecure and parse_options(["insecure"]).insecure
 
 
+def test_writeback_cache_is_off_unless_asked_for():
+    assert not parse_options([]).writeback_cache
+    assert parse_options(["writeback_cache,attr_timeout=2"]).writeback_cache
+    with pytest.raises(OptionError, match="takes no value"):
+        parse_options(["writeback_cache=1"])
+
+
 @pytest.mark.parametrize(
     ("group", "fragment"),
     [
@@ -94,3 +102,14 @@ def test_relative_paths_become_absolute_against_the_callers_directory(tmp_path, 
     assert options.cache_dir == tmp_path / "spools"
     assert options.token_file is not None and options.token_file.is_absolute()
     assert "~" not in str(options.token_file)
+
+
+def test_the_readme_documents_every_mount_option():
+    """The README's option table and ``--help`` come from different places; keep them one."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("### Mount options")
+    table = readme[start : readme.index("\n### ", start + 1)]
+    documented = set(re.findall(r"`([a-z_]+)(?:=[^`]*)?`", table))
+    options = set(VALUED) | set(FLAGS) | set(KERNEL_FLAGS) - {"rw"}
+    missing = sorted(options - documented)
+    assert not missing, f"README's mount options table lacks {missing}"
