@@ -289,15 +289,18 @@ class Mount:
 class AgfsMount(Mount):
     name = "agfs-fuse"
 
-    def __init__(self, url: str, cache_dir: Path, *a: Any) -> None:
+    def __init__(self, url: str, cache_dir: Path, *a: Any, options: str = "") -> None:
         super().__init__(*a)
-        self.url, self.cache_dir = url, cache_dir
+        self.url, self.cache_dir, self.options = url, cache_dir, options
+        if options:
+            self.name = f"agfs-fuse-{options.replace('=', '-')}"  # its own log files
 
     def command(self) -> list[str]:
-        log_file = self.logdir / f"agfs-fuse.{self.starts}.mount.log"
+        log_file = self.logdir / f"{self.name}.{self.starts}.mount.log"
+        extra = f",{self.options}" if self.options else ""
         return [
             str(VENV_BIN / "agfs-fuse"), "mount", self.url, str(self.mp), "-f",
-            "--log-file", str(log_file), "-o", f"cache_dir={self.cache_dir}",
+            "--log-file", str(log_file), "-o", f"cache_dir={self.cache_dir}{extra}",
         ]
 
 
@@ -649,6 +652,26 @@ def run_write(s: System, ctx: Ctx, tag: str, rel: str) -> dict:
     return {"seconds": secs}
 
 
+SMALL_WRITE = 4096
+SMALL_WRITES_BYTES = 16 * MiB
+
+
+def run_write_4k(s: System, ctx: Ctx, tag: str, rel: str) -> dict:
+    """What programs writing in small pieces do (``-o writeback_cache`` gathers them)."""
+    view = memoryview(ctx.fx.block)[:SMALL_WRITES_BYTES]
+
+    def write() -> None:
+        fd = os.open(s.root / rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            for off in range(0, len(view), SMALL_WRITE):
+                os.write(fd, view[off : off + SMALL_WRITE])
+        finally:
+            os.close(fd)
+
+    secs, _ = timed(write)
+    return {"seconds": secs}
+
+
 def finish_remove(s: System, ctx: Ctx, tag: str, rel: str) -> None:
     if s.backing is not None:
         p = s.backing / rel
@@ -836,8 +859,14 @@ WORKLOADS = [
     ),
     Workload(
         "seq_write", "sequential write incl. close",
-        (*FS_ALL, "agfs-fuse/memfs", "curl", "curl/memfs"),
+        (*FS_ALL, "agfs-fuse/writeback", "agfs-fuse/memfs", "curl", "curl/memfs"),
         prep_write, run_write, finish_remove, unit="MB/s", amount=BYTES,
+    ),
+    Workload(
+        "write_4k", "write 16 MiB in 4 KiB pieces incl. close",
+        (*FS_ALL, "agfs-fuse/writeback"),
+        prep_write, run_write_4k, finish_remove, unit="MB/s",
+        amount=lambda ctx: min(ctx.fx.size, SMALL_WRITES_BYTES),
     ),
     Workload(
         "small_files", "small files create+write+close",
@@ -977,8 +1006,8 @@ def speed_str(w: Workload, ctx: Ctx, secs: float) -> str:
 
 
 def build_report(results: dict, ctx: Ctx, systems: dict[str, System]) -> tuple[str, list[dict]]:
-    order = [n for n in ("local", "agfs-fuse", "agfs-fuse/memfs", "curl", "curl/memfs", "sshfs",
-                         "rclone") if n in systems]
+    order = [n for n in ("local", "agfs-fuse", "agfs-fuse/writeback", "agfs-fuse/memfs", "curl",
+                         "curl/memfs", "sshfs", "rclone") if n in systems]
     lines = []
     lines.append("Medians (time; speed where it applies):")
     head = ["workload"] + order
@@ -1009,7 +1038,7 @@ def build_report(results: dict, ctx: Ctx, systems: dict[str, System]) -> tuple[s
     lines.append("agfs-fuse speed relative to each baseline (baseline time / agfs-fuse time; "
                  ">1 = agfs-fuse faster), and HTTP requests the server counted per run:")
     head2 = ["workload", "vs local", "vs curl", "vs sshfs", "vs rclone", "memfs vs curl/memfs",
-             "requests agfs-fuse (data)", "requests curl"]
+             "writeback_cache vs default", "requests agfs-fuse (data)", "requests curl"]
     rows2 = []
     for w in WORKLOADS:
         r = results.get(w.name)
@@ -1027,6 +1056,7 @@ def build_report(results: dict, ctx: Ctx, systems: dict[str, System]) -> tuple[s
         rows2.append([
             w.title, ratio(ms.get("local")), ratio(ms.get("curl")), ratio(ms.get("sshfs")),
             ratio(ms.get("rclone")), ratio(ms.get("curl/memfs"), ms.get("agfs-fuse/memfs")),
+            ratio(a, ms.get("agfs-fuse/writeback")),
             "-" if req is None else f"{req:g} ({dreq:g})",
             "-" if creq is None else f"{creq:g}",
         ])
@@ -1118,7 +1148,8 @@ def load_matplotlib() -> Any:
 
 
 COLORS = {
-    "local": "#999999", "agfs-fuse": "#d62728", "agfs-fuse/memfs": "#ff9896", "curl": "#1f77b4",
+    "local": "#999999", "agfs-fuse": "#d62728", "agfs-fuse/writeback": "#ff7f0e",
+    "agfs-fuse/memfs": "#ff9896", "curl": "#1f77b4",
     "curl/memfs": "#aec7e8", "sshfs": "#2ca02c", "rclone": "#9467bd",
 }
 
@@ -1352,6 +1383,13 @@ def run(
                             backing=data, prefix="/local"),
         "curl": System("curl", "http", prefix="/local", counted=True, backing=data),
     }
+    wb = AgfsMount(server.url, work / "cache-wb", work / "mnt-agfs-wb", logs, cleanup,
+                   options="writeback_cache")
+    wb.start()
+    systems["agfs-fuse/writeback"] = System(
+        "agfs-fuse/writeback", "fs", root=wb.mp / "local", mount=wb, counted=True, backing=data,
+        prefix="/local", note="a second mount, with -o writeback_cache",
+    )
     if not args.no_memfs:
         # The memfs copy of the big file, and a scratch directory.
         server.mkdir("/memfs/scratch")
