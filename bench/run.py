@@ -631,6 +631,21 @@ def prep_write(s: System, ctx: Ctx, tag: str) -> str:
     return f"scratch/seq-{tag}.bin"
 
 
+def timed_write(path: Path, data: memoryview, piece: int) -> float:
+    """Seconds to write ``data`` to a new ``path`` in ``piece``-byte writes, close included."""
+
+    def write() -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            for off in range(0, len(data), piece):
+                os.write(fd, data[off : off + piece])
+        finally:
+            os.close(fd)
+
+    secs, _ = timed(write)
+    return secs
+
+
 def run_write(s: System, ctx: Ctx, tag: str, rel: str) -> dict:
     if s.kind == "http":
         secs, _ = timed(
@@ -638,18 +653,7 @@ def run_write(s: System, ctx: Ctx, tag: str, rel: str) -> dict:
                 f"{s.prefix}/{rel}")])
         )
         return {"seconds": secs}
-    view = memoryview(ctx.fx.block)
-
-    def write() -> None:
-        fd = os.open(s.root / rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            for off in range(0, len(view), MiB):
-                os.write(fd, view[off : off + MiB])
-        finally:
-            os.close(fd)
-
-    secs, _ = timed(write)
-    return {"seconds": secs}
+    return {"seconds": timed_write(s.root / rel, memoryview(ctx.fx.block), MiB)}
 
 
 SMALL_WRITE = 4096
@@ -659,17 +663,7 @@ SMALL_WRITES_BYTES = 16 * MiB
 def run_write_4k(s: System, ctx: Ctx, tag: str, rel: str) -> dict:
     """What programs writing in small pieces do (``-o writeback_cache`` gathers them)."""
     view = memoryview(ctx.fx.block)[:SMALL_WRITES_BYTES]
-
-    def write() -> None:
-        fd = os.open(s.root / rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            for off in range(0, len(view), SMALL_WRITE):
-                os.write(fd, view[off : off + SMALL_WRITE])
-        finally:
-            os.close(fd)
-
-    secs, _ = timed(write)
-    return {"seconds": secs}
+    return {"seconds": timed_write(s.root / rel, view, SMALL_WRITE)}
 
 
 def finish_remove(s: System, ctx: Ctx, tag: str, rel: str) -> None:
