@@ -7,15 +7,17 @@ and per 1 MiB of readahead, so that cost is the mount's speed. This transport sp
 the HTTP/1.1 an AGFS server talks (keep-alive; ``Content-Length``, ``chunked`` or
 read-to-close bodies) and receives bodies straight into buffers of their announced size.
 
-httpx stays the client API: requests, responses, timeouts and the exception types the
-client maps to errors are httpx's, so the client is the same with either transport.
-Proxies are not spoken here; ``AgfsClient`` keeps httpx's own transport when the
-environment names a proxy for the server.
+It serves httpx as a transport (streamed answers: whole-file reads, followed streams),
+and offers ``exchange``: one request with its whole answer, past httpx's Request and
+Response objects, which cost as much CPU as the rest of a small request. Either way the
+exception types the client maps to errors are httpx's. Proxies are not spoken here;
+``AgfsClient`` keeps httpx's own transport when the environment names a proxy.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -72,15 +74,49 @@ class FileBody(httpx.AsyncByteStream):
             yield block
 
 
-class _Deadline:
-    """Per-operation inactivity deadlines from httpx's ``timeout`` extension."""
+class Timeouts:
+    """Per-operation inactivity deadlines in seconds (None: no deadline), as httpx has
+    them: waiting for a free connection, connecting, each send and each receive."""
 
-    def __init__(self, request: httpx.Request) -> None:
+    __slots__ = ("connect", "read", "write", "pool")
+
+    def __init__(
+        self,
+        connect: float | None = None,
+        read: float | None = None,
+        write: float | None = None,
+        pool: float | None = None,
+    ) -> None:
+        self.connect, self.read, self.write, self.pool = connect, read, write, pool
+
+    @classmethod
+    def of(cls, request: httpx.Request) -> Timeouts:
+        """From httpx's ``timeout`` request extension."""
         timeout = request.extensions.get("timeout", {})
-        self.connect: float | None = timeout.get("connect")
-        self.read: float | None = timeout.get("read")
-        self.write: float | None = timeout.get("write")
-        self.pool: float | None = timeout.get("pool")
+        return cls(
+            timeout.get("connect"), timeout.get("read"), timeout.get("write"), timeout.get("pool")
+        )
+
+
+class Reply:
+    """A whole answer, read at once, without httpx's models: what ``exchange`` gives for
+    requests that are not streamed. It has the parts of ``httpx.Response`` the client
+    reads (``status_code``, ``headers.get``, ``content``, ``text``, ``json()``)."""
+
+    __slots__ = ("status_code", "headers", "content", "sent")
+
+    def __init__(self, status_code: int, headers: dict[str, str], content: bytes, sent: int):
+        self.status_code = status_code
+        self.headers = headers  # names in lower case
+        self.content = content
+        self.sent = sent  # body bytes of the request this answers
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
 
 
 def _scope(seconds: float | None) -> trio.CancelScope:
@@ -219,6 +255,10 @@ class _Connection:
             await trio.aclose_forcefully(self.stream)
 
 
+def _key(scheme: str, host: str, port: int | None) -> _Key:
+    return (scheme, host, port or (443 if scheme == "https" else 80))
+
+
 def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
     inner = getattr(stream, "transport_stream", stream)
     return getattr(inner, "socket", None)
@@ -269,7 +309,7 @@ class _Body(httpx.AsyncByteStream):
     """A response body, read as httpx asks; gives the connection back when done."""
 
     def __init__(
-        self, pool: AgfsTransport, conn: _Connection, head: _Head, deadline: _Deadline
+        self, pool: AgfsTransport, conn: _Connection, head: _Head, deadline: Timeouts
     ) -> None:
         self._pool = pool
         self._conn: _Connection | None = conn
@@ -335,30 +375,18 @@ class AgfsTransport(httpx.AsyncBaseTransport):
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._closed:
-            raise httpx.ConnectError("the client is closed")
-        deadline = _Deadline(request)
-        try:
-            self._slots.acquire_nowait()  # the usual case, without a cancel scope
-        except trio.WouldBlock:
-            try:
-                with _scope(deadline.pool):
-                    await self._slots.acquire()
-            except trio.TooSlowError:
-                raise httpx.PoolTimeout("timed out waiting for a free connection") from None
-        conn: _Connection | None = None
-        try:
-            conn = await self._connection(request.url, deadline)
-            await self._send_request(conn, request, deadline)
-            while True:
-                head = _Head(await conn.head(deadline.read), request.method)
-                if not 100 <= head.status < 200:
-                    break
-        except BaseException:
-            if conn is not None:
-                await conn.aclose()
-            self._slots.release()
-            raise
+        url = request.url
+        deadline = Timeouts.of(request)
+        chunked = b"chunked" in request.headers.get("transfer-encoding", "").encode().lower()
+        conn, head = await self._open(
+            _key(url.scheme, url.host, url.port),
+            request.method,
+            url.raw_path,
+            request.headers.raw,
+            request.stream,
+            chunked,
+            deadline,
+        )
         body = _Body(self, conn, head, deadline)
         response = httpx.Response(
             head.status,
@@ -371,6 +399,71 @@ class AgfsTransport(httpx.AsyncBaseTransport):
             await body.aclose()
         return response
 
+    async def exchange(
+        self,
+        key: _Key,
+        method: str,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | FileBody | None,
+        deadline: Timeouts,
+    ) -> Reply:
+        """One request, its whole answer read, without httpx's Request and Response: they
+        cost about as much CPU as the rest of a small request. ``headers`` must include
+        ``Host`` and, with a body, ``Content-Length``. Raises httpx's exceptions, as
+        ``handle_async_request`` does."""
+        conn, head = await self._open(key, method, target, headers, body, False, deadline)
+        reader = _Body(self, conn, head, deadline)
+        try:
+            if head.length is not None and head.length <= PIECE:
+                content = await conn.exactly(head.length, deadline.read) if head.length else b""
+                reader._complete = True
+            else:  # chunked, read to close, or large: in pieces, the scratch stays small
+                content = b"".join([piece async for piece in reader])
+        finally:
+            await reader.aclose()
+        fields = {
+            name.decode("latin-1").lower(): value.decode("latin-1") for name, value in head.headers
+        }
+        sent = len(body) if isinstance(body, bytes) else body.size if body is not None else 0
+        return Reply(head.status, fields, content, sent)
+
+    async def _open(
+        self,
+        key: _Key,
+        method: str,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: Any,
+        chunked: bool,
+        deadline: Timeouts,
+    ) -> tuple[_Connection, _Head]:
+        """Take a connection slot, send the request, and read the answer's head; the slot
+        is the caller's to give back (through ``_Body``) unless this raises."""
+        if self._closed:
+            raise httpx.ConnectError("the client is closed")
+        try:
+            self._slots.acquire_nowait()  # the usual case, without a cancel scope
+        except trio.WouldBlock:
+            try:
+                with _scope(deadline.pool):
+                    await self._slots.acquire()
+            except trio.TooSlowError:
+                raise httpx.PoolTimeout("timed out waiting for a free connection") from None
+        conn: _Connection | None = None
+        try:
+            conn = await self._connection(key, deadline)
+            await self._send_request(conn, method, target, headers, body, chunked, deadline)
+            while True:
+                head = _Head(await conn.head(deadline.read), method)
+                if not 100 <= head.status < 200:
+                    return conn, head
+        except BaseException:
+            if conn is not None:
+                await conn.aclose()
+            self._slots.release()
+            raise
+
     async def release(self, conn: _Connection, *, reuse: bool) -> None:
         self._slots.release()
         if reuse and not self._closed:
@@ -378,8 +471,7 @@ class AgfsTransport(httpx.AsyncBaseTransport):
         else:
             await conn.aclose()
 
-    async def _connection(self, url: httpx.URL, deadline: _Deadline) -> _Connection:
-        key = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+    async def _connection(self, key: _Key, deadline: Timeouts) -> _Connection:
         idle = self._idle.get(key, [])
         while idle:
             conn = idle.pop()
@@ -388,7 +480,7 @@ class AgfsTransport(httpx.AsyncBaseTransport):
             await conn.aclose()
         return await self._connect(key, deadline)
 
-    async def _connect(self, key: _Key, deadline: _Deadline) -> _Connection:
+    async def _connect(self, key: _Key, deadline: Timeouts) -> _Connection:
         scheme, host, port = key
         try:
             with _scope(deadline.connect):
@@ -413,23 +505,31 @@ class AgfsTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(_connect_failure(exc, host, port)) from exc
 
     async def _send_request(
-        self, conn: _Connection, request: httpx.Request, deadline: _Deadline
+        self,
+        conn: _Connection,
+        method: str,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: Any,
+        chunked: bool,
+        deadline: Timeouts,
     ) -> None:
-        lines = [f"{request.method} ".encode() + request.url.raw_path + b" HTTP/1.1"]
-        lines.extend(name + b": " + value for name, value in request.headers.raw)
+        lines = [method.encode() + b" " + target + b" HTTP/1.1"]
+        lines.extend(name + b": " + value for name, value in headers)
         head = b"\r\n".join(lines) + b"\r\n\r\n"
-        chunked = b"chunked" in request.headers.get("transfer-encoding", "").encode().lower()
-        stream: Any = request.stream
-        if isinstance(stream, httpx.ByteStream) and not chunked:
-            body = b"".join([part async for part in stream])
-            await conn.send(head + body, deadline.write)  # one packet for small requests
+        if body is None or isinstance(body, bytes):
+            await conn.send(head + body if body else head, deadline.write)
             return
-        if isinstance(stream, FileBody) and conn.sock is not None and not chunked:
+        if isinstance(body, httpx.ByteStream) and not chunked:
+            data = b"".join([part async for part in body])
+            await conn.send(head + data, deadline.write)  # one packet for small requests
+            return
+        if isinstance(body, FileBody) and conn.sock is not None and not chunked:
             await conn.send(head, deadline.write)
-            await conn.send_file(stream, deadline.write)
+            await conn.send_file(body, deadline.write)
             return
         await conn.send(head, deadline.write)
-        async for part in stream:
+        async for part in body:
             if not part:
                 continue
             if chunked:

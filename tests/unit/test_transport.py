@@ -15,7 +15,9 @@ import httpx
 import pytest
 import trio
 
-from agfs_fuse.transport import PIECE, AgfsTransport, FileBody
+from agfs_fuse.client import AgfsClient
+from agfs_fuse.errors import NotFound
+from agfs_fuse.transport import PIECE, AgfsTransport, FileBody, Timeouts
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -356,3 +358,169 @@ def test_a_file_shorter_than_its_body_raises_the_callers_error(tmp_path) -> None
                 await client.send(request)
 
     _run([CLOSE], talk)
+
+
+# -- exchange: the client's way past httpx's models ------------------------------------------
+
+
+def _exchange(script: list[bytes], talk, *, slots: int = 32) -> Scripted:  # noqa: ANN001
+    """Serve ``script``; ``talk(ask)`` makes requests with ``ask(method, target, body=None,
+    read=2.0)``, which returns the ``Reply``."""
+    server = Scripted(list(script))
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await _serve(nursery, server)
+            transport = AgfsTransport(max_connections=slots)
+            key = ("http", "127.0.0.1", server.port)
+            host = b"127.0.0.1:%d" % server.port
+
+            async def ask(method, target, body=None, read=2.0):  # noqa: ANN001, ANN202
+                headers = [(b"Host", host)]
+                if body is not None:
+                    size = len(body) if isinstance(body, bytes) else body.size
+                    headers.append((b"Content-Length", str(size).encode()))
+                timeouts = Timeouts(connect=2.0, read=read, write=2.0, pool=2.0)
+                return await transport.exchange(key, method, target, headers, body, timeouts)
+
+            try:
+                await talk(ask)
+            finally:
+                await transport.aclose()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    return server
+
+
+def test_exchange_reads_each_kind_of_body_and_reuses_the_connection() -> None:
+    big = bytes(range(256)) * (PIECE // 256 * 2 + 3)
+    got = []
+
+    async def talk(ask) -> None:  # noqa: ANN001
+        for _ in range(5):
+            reply = await ask("GET", b"/x")
+            got.append((reply.status_code, reply.content))
+
+    script = [
+        ok(b"one", b"X-Thing: A"),
+        chunked(b"ab", big, trailer=b"X-T: 1\r\n"),
+        ok(big),  # larger than a piece: read in pieces
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n\r\nuntil close" + HANG_UP,
+    ]
+    server = _exchange(script, talk)
+    assert got == [(200, b"one"), (200, b"ab" + big), (200, big), (204, b""), (200, b"until close")]
+    assert server.connections == 1
+
+
+def test_exchange_sends_the_target_headers_and_body_as_given() -> None:
+    async def talk(ask) -> None:  # noqa: ANN001
+        reply = await ask("PUT", b"/api/v1/files?path=/a%2Bb%20c", b"data")
+        assert (reply.status_code, reply.text, reply.sent) == (201, "null", 4)
+        assert reply.headers["x-thing"] == "A" and reply.json() is None
+
+    created = b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\nX-Thing: A\r\n\r\nnull"
+    server = _exchange([b"HTTP/1.1 100 Continue\r\n\r\n" + created], talk)
+    head, body = server.requests[0]
+    assert head.startswith(b"PUT /api/v1/files?path=/a%2Bb%20c HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"\r\nContent-Length: 4" in head and body == b"data"
+
+
+def test_exchange_sends_a_file_by_sendfile(tmp_path) -> None:  # noqa: ANN001
+    data = bytes(range(256)) * (3 * PIECE // 256 + 7)
+    source = tmp_path / "spool"
+    source.write_bytes(data)
+
+    async def talk(ask) -> None:  # noqa: ANN001
+        with open(source, "rb") as f:
+            body = FileBody(f.fileno(), len(data), lambda: AssertionError("short"))
+            assert (await ask("PUT", b"/f", body)).content == b"stored"
+
+    server = _exchange([ok(b"stored")], talk)
+    assert server.requests[0][1] == data
+
+
+@pytest.mark.parametrize("case", list(BROKEN_ANSWERS))
+def test_exchange_raises_httpx_protocol_errors_and_frees_the_slot(case: str) -> None:
+    answer, match = BROKEN_ANSWERS[case]
+
+    async def talk(ask) -> None:  # noqa: ANN001
+        with pytest.raises(httpx.RemoteProtocolError, match=match):
+            await ask("GET", b"/broken")
+        assert (await ask("GET", b"/next")).content == b"next"  # one slot: it was freed
+
+    hang_up = answer if answer is CLOSE else answer + HANG_UP  # the next one: a new connection
+    _exchange([hang_up, ok(b"next")], talk, slots=1)
+
+
+def test_exchange_times_out_and_the_pool_recovers() -> None:
+    server = Scripted([])
+    release = trio.Event()
+
+    async def silent_then_ok(stream: trio.SocketStream) -> None:
+        server.connections += 1
+        data = await stream.receive_some(65536)
+        if b"/silent" in data:
+            await release.wait()
+            return
+        await stream.send_all(ok(b"fine"))
+
+    server.handle = silent_then_ok  # type: ignore[method-assign]
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await _serve(nursery, server)
+            transport = AgfsTransport(max_connections=1)
+            key = ("http", "127.0.0.1", server.port)
+            headers = [(b"Host", b"127.0.0.1")]
+            with pytest.raises(httpx.ReadTimeout):
+                await transport.exchange(key, "GET", b"/silent", headers, None, Timeouts(read=0.2))
+            reply = await transport.exchange(key, "GET", b"/", headers, None, Timeouts(read=2.0))
+            assert reply.content == b"fine"
+            await transport.aclose()
+            release.set()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert server.connections == 2
+
+
+def test_the_client_goes_past_httpx_with_the_same_headers_and_errors() -> None:
+    """``AgfsClient`` on its own transport sends answers it reads whole by ``exchange``:
+    its default and configured headers go along, and errors map as through httpx."""
+    stat = b'{"name":"a b","size":3,"mode":420,"modTime":"2026-01-02T03:04:05Z","isDir":false}'
+    missing = b'{"error":"file not found: /x"}'
+    server = Scripted([ok(stat), ok(missing).replace(b"200 OK", b"404 Not Found")])
+    seen: list = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await _serve(nursery, server)
+            client = AgfsClient(
+                f"http://127.0.0.1:{server.port}/api/v1", headers={"Authorization": "Bearer t"}
+            )
+            assert client._direct is not None
+            seen.append(await client.stat("/a b"))
+            with pytest.raises(NotFound):
+                await client.stat("/x")
+            seen.append(client.stats.requests["GET /stat"])
+            await client.aclose()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    info, count = seen
+    assert (info.name, info.size, count) == ("a b", 3, 2)
+    head = server.requests[0][0]
+    assert head.startswith(b"GET /api/v1/stat?path=/a%20b HTTP/1.1\r\n")
+    assert f"\r\nHost: 127.0.0.1:{server.port}\r\n".encode() in head
+    assert b"\r\nAuthorization: Bearer t" in head and b"\r\nAccept: */*" in head
+    assert b"ccept-Encoding" not in head and b"ccept-encoding" not in head  # nothing decodes
+
+
+def test_the_client_keeps_httpx_for_a_transport_it_is_given() -> None:
+    given = httpx.MockTransport(lambda request: httpx.Response(200))
+    assert AgfsClient("http://127.0.0.1:1/api/v1", transport=given)._direct is None
+    assert AgfsClient("http://127.0.0.1:1/api/v1")._direct is not None
+    # a URL only httpx can judge (here: port out of range) keeps its error from httpx
+    assert AgfsClient("http://h:99999999/api/v1")._direct is None
