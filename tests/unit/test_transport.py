@@ -260,12 +260,9 @@ def test_broken_answers_raise_httpx_protocol_errors(case: str) -> None:
     _run([answer], talk)
 
 
-def test_a_silent_server_is_a_read_timeout_and_the_pool_recovers() -> None:
-    async def talk(client: httpx.AsyncClient, url: str) -> None:
-        with pytest.raises(httpx.ReadTimeout):
-            await client.get(url + "/silent", timeout=0.2)
-        assert (await client.get(url)).content == b"fine"
-
+def _silent_then_ok(talk) -> Scripted:  # noqa: ANN001
+    """A server that never answers a request for ``/silent`` and answers others "fine";
+    ``talk(port)`` makes the requests. Returns the server, to count its connections."""
     server = Scripted([])
     release = trio.Event()
 
@@ -282,12 +279,23 @@ def test_a_silent_server_is_a_read_timeout_and_the_pool_recovers() -> None:
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             await _serve(nursery, server)
-            async with httpx.AsyncClient(transport=AgfsTransport(), timeout=2.0) as client:
-                await talk(client, f"http://127.0.0.1:{server.port}")
+            await talk(server.port)
             release.set()
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+    return server
+
+
+def test_a_silent_server_is_a_read_timeout_and_the_pool_recovers() -> None:
+    async def talk(port: int) -> None:
+        url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(transport=AgfsTransport(), timeout=2.0) as client:
+            with pytest.raises(httpx.ReadTimeout):
+                await client.get(url + "/silent", timeout=0.2)
+            assert (await client.get(url)).content == b"fine"
+
+    server = _silent_then_ok(talk)
     assert server.connections == 2  # the timed-out connection was not reused
 
 
@@ -455,34 +463,17 @@ def test_exchange_raises_httpx_protocol_errors_and_frees_the_slot(case: str) -> 
 
 
 def test_exchange_times_out_and_the_pool_recovers() -> None:
-    server = Scripted([])
-    release = trio.Event()
+    async def talk(port: int) -> None:
+        transport = AgfsTransport(max_connections=1)
+        key = ("http", "127.0.0.1", port)
+        headers = [(b"Host", b"127.0.0.1")]
+        with pytest.raises(httpx.ReadTimeout):
+            await transport.exchange(key, "GET", b"/silent", headers, None, Timeouts(read=0.2))
+        reply = await transport.exchange(key, "GET", b"/", headers, None, Timeouts(read=2.0))
+        assert reply.content == b"fine"
+        await transport.aclose()
 
-    async def silent_then_ok(stream: trio.SocketStream) -> None:
-        server.connections += 1
-        data = await stream.receive_some(65536)
-        if b"/silent" in data:
-            await release.wait()
-            return
-        await stream.send_all(ok(b"fine"))
-
-    server.handle = silent_then_ok  # type: ignore[method-assign]
-
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            await _serve(nursery, server)
-            transport = AgfsTransport(max_connections=1)
-            key = ("http", "127.0.0.1", server.port)
-            headers = [(b"Host", b"127.0.0.1")]
-            with pytest.raises(httpx.ReadTimeout):
-                await transport.exchange(key, "GET", b"/silent", headers, None, Timeouts(read=0.2))
-            reply = await transport.exchange(key, "GET", b"/", headers, None, Timeouts(read=2.0))
-            assert reply.content == b"fine"
-            await transport.aclose()
-            release.set()
-            nursery.cancel_scope.cancel()
-
-    trio.run(main)
+    server = _silent_then_ok(talk)
     assert server.connections == 2
 
 
