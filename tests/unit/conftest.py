@@ -2,10 +2,10 @@
 
 import pytest
 
-from agfs_fuse import client
+from agfs_fuse import session
 from agfs_fuse.retry import Backoff
 
 
 @pytest.fixture(autouse=True)
 def no_retry_pauses(monkeypatch):
-    monkeypatch.setattr(client, "Backoff", lambda: Backoff(budget=0))
+    monkeypatch.setattr(session, "Backoff", lambda: Backoff(budget=0))
