@@ -16,7 +16,8 @@ from agfs_fuse.server.plugins.devfs import DevFS
 from agfs_fuse.server.plugins.localfs import LocalFS, check_local_dir
 from agfs_fuse.server.plugins.memfs import MemFS
 from agfs_fuse.server.plugins.queuefs import QueueFS, check_queue_config
-from agfs_fuse.server.plugins.streamfs import StreamFS, check_stream_config
+from agfs_fuse.server.plugins.streamfs import StreamFS
+from agfs_fuse.server.plugins.streamfs_config import check_stream_config
 from agfs_fuse.server.routes import Api
 from agfs_fuse.server.status import MountStatusTracker
 

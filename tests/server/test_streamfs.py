@@ -19,7 +19,12 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from agfs_fuse.server.plugins import streamfs
+from agfs_fuse.server.plugins.streamfs_config import (
+    check_stream_config,
+    format_size,
+    parse_size,
+    validate_size,
+)
 from tests.server.helpers import check_file_info, err
 from tests.support.server import ServerProcess, start_server
 
@@ -552,21 +557,21 @@ def test_config_validation(tmp_path: Path) -> None:
 
 
 def test_size_parsing() -> None:
-    assert streamfs.parse_size("512KB") == 512 * 1024
-    assert streamfs.parse_size(" 1.5mb ") == 3 * 512 * 1024
-    assert streamfs.parse_size("100") == 100
-    assert streamfs.parse_size("1TB") is None  # Validate accepts TB, Initialize does not
-    streamfs.validate_size("1TB")
+    assert parse_size("512KB") == 512 * 1024
+    assert parse_size(" 1.5mb ") == 3 * 512 * 1024
+    assert parse_size("100") == 100
+    assert parse_size("1TB") is None  # Validate accepts TB, Initialize does not
+    validate_size("1TB")
     with pytest.raises(ValueError):
-        streamfs.validate_size("1 XB")
-    assert streamfs.check_stream_config({}) == (96, 96)
-    assert streamfs.check_stream_config({"ring_buffer_size": "1TB"}) == (96, 96)
-    assert streamfs.check_stream_config({"ring_buffer_size": 1, "channel_buffer_size": -5}) == (
+        validate_size("1 XB")
+    assert check_stream_config({}) == (96, 96)
+    assert check_stream_config({"ring_buffer_size": "1TB"}) == (96, 96)
+    assert check_stream_config({"ring_buffer_size": 1, "channel_buffer_size": -5}) == (
         1,
         1,
     )
-    assert streamfs.check_stream_config({"ring_buffer_size": 200000.0}) == (96, 3)
-    assert streamfs.format_size(512) == "512B" and streamfs.format_size(6 << 20) == "6.0MB"
+    assert check_stream_config({"ring_buffer_size": 200000.0}) == (96, 3)
+    assert format_size(512) == "512B" and format_size(6 << 20) == "6.0MB"
 
 
 def test_sigterm_with_connected_readers(tmp_path: Path) -> None:
