@@ -9,12 +9,12 @@ nor the kernel, so it can be tested by calling it directly.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import trio
 
@@ -24,16 +24,14 @@ from .capabilities import Capabilities
 from .client import AgfsClient
 from .errors import (
     AgfsError,
-    AlreadyExists,
     DirectoryNotEmpty,
     InvalidArgument,
-    IsADirectory,
-    NotADirectory,
     NotFound,
     ServerUnreachable,
 )
 from .models import FileInfo
 from .readahead import Budget, ReadAhead
+from .rename import ServerRename
 from .spool import SpoolDir
 from .uploads import ParkedUploads
 from .writes import MessageWriter, SpoolWriter, Writer
@@ -41,7 +39,6 @@ from .writes import MessageWriter, SpoolWriter, Writer
 log = logging.getLogger(__name__)
 
 MESSAGE_TYPES = frozenset({"control", "query", "ctl", "session-ctl"})
-ASIDE_PREFIX = ".agfs-fuse-replaced-"
 
 ClientFactory = Callable[[str], AgfsClient]
 
@@ -282,124 +279,23 @@ class AgfsFilesystem:
 
     async def rename(self, old: str, new: str, *, noreplace: bool = False) -> None:
         """POSIX rename: replaces ``new`` even where the plugin refuses, never loses it.
-
-        AGFS's own rename refuses an existing target on memfs, ignores symlinks (they live
-        in the server's memory, beside the plugin) and cannot move a link at all, so the
-        target is looked at first and each case is handled before the plugin sees it.
-        """
+        ``ServerRename`` makes it of requests the server understands; here the mount's own
+        state follows (open spools, parked uploads, caches)."""
         if old == new:
             return
         if paths.is_within(new, old):
             raise InvalidArgument("cannot move a directory into itself", path=new)
         with self._changing(old, new):
-            await self._rename(old, new, noreplace)
+            fresh_stat = functools.partial(self.stat, fresh=True)
+            await ServerRename(self.client, fresh_stat, self._stat_or_none).run(old, new, noreplace)
+            for writer in self._spools.values():
+                if paths.is_within(writer.path, old):
+                    writer.retarget(paths.rebase(writer.path, old, new))
+            self.parked.renamed(old, new)
             self.listings.removed(old)
             self.listings.invalidate_tree(old)
             self.listings.invalidate_tree(new)
             self.listings.added(new)
-
-    async def _rename(self, old: str, new: str, noreplace: bool) -> None:
-        source = await self.stat(old, fresh=True)
-        target = await self._stat_or_none(new)
-        if target is not None:
-            if noreplace:
-                raise AlreadyExists("file exists", path=new)
-            await self._check_replaceable(source, target, new)
-        if source.is_symlink:
-            link_target = await self.client.readlink(old)
-            async with self._target_set_aside(new, target):
-                await self.client.symlink(link_target, new)
-            await self.client.delete(old)
-        elif target is not None and target.is_symlink:
-            async with self._target_set_aside(new, target):
-                await self.client.rename(old, new)
-        else:
-            links = await self._links_below(old) if source.is_dir else []
-            try:
-                await self.client.rename(old, new)
-            except AlreadyExists:
-                if target is None:
-                    raise  # appeared meanwhile: someone else's file, not ours to remove
-                async with self._target_set_aside(new, target):
-                    await self.client.rename(old, new)
-            await self._move_links(links, old, new)
-        for writer in self._spools.values():
-            if paths.is_within(writer.path, old):
-                writer.retarget(paths.rebase(writer.path, old, new))
-        self.parked.renamed(old, new)
-
-    async def _links_below(self, top: str) -> list[tuple[str, str]]:
-        """Every symlink under directory ``top``, with its target.
-
-        The server keeps links in a table of its own, keyed by path, which the plugin's
-        rename does not touch: moving a directory would leave its links behind.
-        """
-        found: list[tuple[str, str]] = []
-        pending = [top]
-        while pending:
-            directory = pending.pop()
-            for info in await self.client.list(directory):
-                child = paths.join(directory, info.name)
-                if info.is_symlink:
-                    found.append((child, await self.client.readlink(child)))
-                elif info.is_dir:
-                    pending.append(child)
-        return found
-
-    async def _move_links(self, links: list[tuple[str, str]], old: str, new: str) -> None:
-        """Re-make the links of a renamed directory ``old`` under ``new``."""
-        for link, link_target in links:
-            moved = paths.rebase(link, old, new)
-            try:
-                await self.client.symlink(link_target, moved)
-                await self.client.delete(link)
-            except AgfsError as exc:
-                log.error("renamed %s but could not move its link %s: %s", old, link, exc)
-
-    async def _check_replaceable(self, source: FileInfo, target: FileInfo, new: str) -> None:
-        """The errors POSIX rename gives when ``target`` cannot be replaced by ``source``."""
-        source_is_dir = source.is_dir and not source.is_symlink
-        target_is_dir = target.is_dir and not target.is_symlink
-        if target_is_dir and not source_is_dir:
-            raise IsADirectory("is a directory", path=new)
-        if source_is_dir and not target_is_dir:
-            raise NotADirectory("not a directory", path=new)
-        if target_is_dir and await self.client.list(new):
-            raise DirectoryNotEmpty("directory not empty", path=new)
-
-    @asynccontextmanager
-    async def _target_set_aside(self, new: str, target: FileInfo | None) -> AsyncIterator[None]:
-        """Get an existing target out of the way for the body; put it back if the body
-        fails, remove it once the body succeeded. A file or directory is renamed to a
-        hidden name (its data never leaves the server); a link is remembered and re-made.
-        """
-        if target is None:
-            yield
-            return
-        if target.is_symlink:
-            link_target = await self.client.readlink(new)
-            await self.client.delete(new)
-            try:
-                yield
-            except AgfsError:
-                try:
-                    await self.client.symlink(link_target, new)
-                except AgfsError as exc:
-                    log.error("could not restore symlink %s -> %s: %s", new, link_target, exc)
-                raise
-            return
-        parent, _ = paths.split(new)
-        aside = paths.join(parent, f"{ASIDE_PREFIX}{uuid.uuid4().hex[:12]}")
-        await self.client.rename(new, aside)
-        try:
-            yield
-        except AgfsError:
-            await self.client.rename(aside, new)
-            raise
-        try:
-            await self.client.delete(aside, recursive=target.is_dir)
-        except AgfsError as exc:
-            log.warning("replaced %s but could not delete its old copy %s: %s", new, aside, exc)
 
     # -- data -----------------------------------------------------------------------
 

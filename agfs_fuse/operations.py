@@ -24,7 +24,7 @@ import trio
 
 from . import paths
 from .errors import AgfsError, InvalidArgument, NotFound, RequestTimeout, ServerUnreachable
-from .filesystem import ASIDE_PREFIX, AgfsFilesystem
+from .filesystem import AgfsFilesystem
 from .fuse_attrs import (
     BLOCK_SIZE,
     AttrPolicy,
@@ -37,6 +37,7 @@ from .fuse_boundary import error_boundary
 from .inodes import ROOT_INODE, InodeTable, LocalAttrs
 from .models import FileInfo
 from .readahead import ReadAhead
+from .rename import ASIDE_PREFIX
 from .streams import StreamFollower
 from .writes import MessageWriter, Writer
 
