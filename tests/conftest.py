@@ -5,14 +5,20 @@ never delivered to a test stuck in ``stat()`` on a mount that stopped answering.
 little before the test's timeout, this aborts the FUSE connections of the test mounts
 (``/sys/fs/fuse/connections/N/abort``, what ``fusermount3 -u`` cannot do for a dead
 daemon): the blocked call returns ENOTCONN, the test fails and the run goes on.
+
+It touches only what this run made. At start-up the run puts a random token in its own
+environment (``AGFS_FUSE_TEST_RUN``); every process it starts inherits it, also a mount that
+daemonises. A mount is this run's when a process serving it (its mountpoint in the argv)
+carries the token; only such mounts are aborted, and only such processes get SIGUSR1.
+Another user's mount, or a second run's, is left alone, wherever it is mounted.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,17 +30,37 @@ from tests.support.mount import abort_fuse_connection, fuse_connections, pids_wi
 
 DEFAULT_TIMEOUT = 120.0
 MARGIN = 5.0
-TEST_MOUNT_ROOT = tempfile.gettempdir()
+RUN_TOKEN_VARIABLE = "AGFS_FUSE_TEST_RUN"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Mark this run's processes: each child inherits the token (a nested run gets its own)."""
+    os.environ[RUN_TOKEN_VARIABLE] = secrets.token_hex(16)
+
+
+def _started_by_this_run(pid: int) -> bool:
+    """True when process ``pid`` carries this run's token in its environment."""
+    want = f"{RUN_TOKEN_VARIABLE}={os.environ[RUN_TOKEN_VARIABLE]}".encode()
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return want in environ.split(b"\0")
+
+
+def _our_mount_processes(mountpoint: str) -> list[int]:
+    """The processes this run started that serve ``mountpoint``."""
+    return [pid for pid in pids_with_arg(mountpoint) if _started_by_this_run(pid)]
 
 
 def _test_fuse_connections() -> list[tuple[str, str]]:
-    """(connection id, mountpoint) of the agfs mounts the tests made under the temp dir."""
-    return [(c, m) for c, m in fuse_connections() if m.startswith(TEST_MOUNT_ROOT + "/")]
+    """(connection id, mountpoint) of the agfs mounts served by this run's processes."""
+    return [(c, m) for c, m in fuse_connections() if _our_mount_processes(m)]
 
 
 def _dump_tasks(mountpoint: str) -> None:
     """Ask the mount process what its tasks wait for (SIGUSR1) and show it here."""
-    for pid in pids_with_arg(mountpoint):
+    for pid in _our_mount_processes(mountpoint):
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
         os.kill(pid, signal.SIGUSR1)
         if "--log-file" in argv:

@@ -169,6 +169,7 @@ def make_mount(tmp_path: Path) -> Iterator[Callable[..., Mount]]:
         options: list[str] | tuple[str, ...] = (),
         start: bool = True,
         mountpoint: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> Mount:
         n = len(mounts)
         work = tmp_path / f"mount{n}"
@@ -176,7 +177,9 @@ def make_mount(tmp_path: Path) -> Iterator[Callable[..., Mount]]:
         opts = list(options)
         if not any(o.startswith("cache_dir=") for o in opts):
             opts.append(f"cache_dir={work / 'cache'}")
-        mount = Mount(url, mountpoint or work / "mnt", workdir=work, options=opts, name=f"mount{n}")
+        mount = Mount(
+            url, mountpoint or work / "mnt", workdir=work, options=opts, env=env, name=f"mount{n}"
+        )
         mounts.append(mount)
         if start:
             mount.start()
