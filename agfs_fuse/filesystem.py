@@ -8,6 +8,7 @@ nor the kernel, so it can be tested by calling it directly.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 
 import trio
 
-from . import paths
+from . import names, paths
 from .cache import AttrCache, Clock, DirListings
 from .capabilities import Capabilities
 from .client import AgfsClient
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 MESSAGE_TYPES = frozenset({"control", "query", "ctl", "session-ctl"})
 
 ClientFactory = Callable[[str], AgfsClient]
+
+STAT_CONCURRENCY = 8  # stats in flight for the doubtful entries of one listing
+REPORTED_MAX = 4096  # paths whose listing problem was logged, before logging them again
 
 
 class ReloadFailed(AgfsError):
@@ -73,6 +77,8 @@ class AgfsFilesystem:
         self._nursery: trio.Nursery | None = None
         self.parked = ParkedUploads(self._stat_or_none)
         self.readahead_budget = Budget()
+        self.names = names.EscapedNames()
+        self._reported: set[str] = set()
 
     def attach(self, nursery: trio.Nursery) -> None:
         """The mount's nursery, for work that outlives one request (following streams,
@@ -170,12 +176,75 @@ class AgfsFilesystem:
 
     async def list(self, path: str) -> list[FileInfo]:
         since = self.attrs.mark(), self.listings.mark()
-        entries = await self.client.list(path)
+        entries = await self._trustworthy(path, await self.client.list(path))
+        self.names.record(path, entries)
         for info in entries:
             if not info.is_symlink:  # listings report links with size 0
                 self.attrs.put(paths.join(path, info.name), info, since[0])
         self.listings.put(path, (info.name for info in entries), since[1])
         return entries
+
+    async def _trustworthy(self, path: str, listed: list[FileInfo]) -> list[FileInfo]:
+        """The listing with one entry per name, each doubtful one (an on-disk link, a name
+        listed twice or holding U+FFFD) replaced by what ``GET /stat`` says of its name, so
+        that a read never serves a size other than the one shown. A doubtful name the
+        server cannot stat (a dangling link, a name it could not spell) is left out and
+        logged: it could be neither read nor removed through the mount."""
+        entries, doubtful, repeated = names.sort_out(listed)
+        for name in repeated:
+            self._report(paths.join(path, name), "listed more than once; showing one entry")
+        if not doubtful:
+            return entries
+        found: dict[str, FileInfo] = {}
+        failures: list[AgfsError] = []
+        limiter = trio.CapacityLimiter(STAT_CONCURRENCY)
+
+        async def stat_one(name: str) -> None:
+            async with limiter:
+                try:
+                    found[name] = await self.client.stat(paths.join(path, name))
+                except NotFound:
+                    pass
+                except AgfsError as exc:
+                    failures.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            for name in doubtful:
+                nursery.start_soon(stat_one, name)
+        if failures:
+            raise failures[0]
+        kept = []
+        for info in entries:
+            if info.name not in doubtful:
+                kept.append(info)
+            elif info.name in found:
+                kept.append(dataclasses.replace(found[info.name], name=info.name))
+            else:
+                why = "a dangling link" if info.is_disk_link else "the server cannot stat it"
+                self._report(paths.join(path, info.name), f"left out of the listing: {why}")
+        return kept
+
+    def _report(self, path: str, problem: str) -> None:
+        """A warning the first time a listing shows ``path``'s problem, then quiet."""
+        if len(self._reported) >= REPORTED_MAX:
+            self._reported.clear()
+        if path not in self._reported:
+            self._reported.add(path)
+            log.warning("%r: %s", path, problem)
+
+    def child_path(self, parent: str, name: str) -> str:
+        """The remote path of ``name`` as the mount shows it in ``parent``: an escaped name
+        leads back to the real one."""
+        return paths.join(parent, self.names.real_name(parent, name) or name)
+
+    async def lookup_path(self, parent: str, name: str) -> str:
+        """``child_path`` for a lookup: a name shaped like an escaped one that no listing
+        has shown yet (a path typed by hand, a map outlived by a rename) lists ``parent``
+        once to learn what it stands for."""
+        if self.names.real_name(parent, name) is None and names.looks_escaped(name):
+            with contextlib.suppress(AgfsError):  # the plain name's lookup says what is wrong
+                await self.list(parent)
+        return self.child_path(parent, name)
 
     @contextmanager
     def _changing(self, *changed: str) -> Iterator[None]:

@@ -44,6 +44,13 @@ class FileInfo:
         return self.meta_type in UNTRUSTED_TYPES
 
     @property
+    def is_disk_link(self) -> bool:
+        """A link on the plugin's own disk (localfs): listed with Go's symlink bit, but the
+        server's stat follows it and its readlink knows only AGFS's links (meta Type
+        ``symlink``), so it must be shown as what it points to."""
+        return self.is_symlink and self.meta_type != "symlink"
+
+    @property
     def write_only(self) -> bool:
         """True for files nobody may read (queuefs enqueue, proxyfs reload)."""
         return not self.is_dir and self.perm & 0o444 == 0

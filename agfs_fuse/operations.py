@@ -80,7 +80,7 @@ class OpenFile:
 @dataclass
 class OpenDir:
     path: str
-    entries: list[tuple[str, FileInfo | None]]
+    entries: list[tuple[str, FileInfo | None]]  # (name shown, entry; None: control file)
 
 
 class AgfsOperations(pyfuse3.Operations):
@@ -131,7 +131,7 @@ class AgfsOperations(pyfuse3.Operations):
         return fh
 
     def _child_path(self, parent_inode: int, name: bytes) -> str:
-        return paths.join(self.inodes.path(parent_inode), paths.decode_name(name))
+        return self.fs.child_path(self.inodes.path(parent_inode), paths.decode_name(name))
 
     def _control(self, parent_inode: int, name: bytes) -> ControlFile | None:
         if parent_inode != ROOT_INODE:
@@ -183,7 +183,8 @@ class AgfsOperations(pyfuse3.Operations):
         control = self._control(parent_inode, name)
         if control is not None:
             return self._control_attrs(control)
-        path = self._child_path(parent_inode, name)
+        parent = self.inodes.path(parent_inode)
+        path = await self.fs.lookup_path(parent, paths.decode_name(name))
         try:
             info = await self.fs.stat(path)
         except NotFound:
@@ -263,19 +264,19 @@ class AgfsOperations(pyfuse3.Operations):
     @error_boundary
     async def opendir(self, inode, ctx):
         path = self.inodes.path(inode)
-        listing = await self.fs.list_for_reading(path)
+        listing = self.fs.names.record(path, await self.fs.list_for_reading(path))
         entries: list[tuple[str, FileInfo | None]] = []
         if inode == ROOT_INODE:
             entries += [(c.name, None) for c in CONTROLS.values() if c.listed]
-        for info in listing:
-            if inode == ROOT_INODE and info.name in CONTROLS:
+        for shown, info in listing:
+            if inode == ROOT_INODE and shown in CONTROLS:
                 if not self._warned_shadow:
                     log.warning("the server's /%s is hidden by a control file", info.name)
                     self._warned_shadow = True
                 continue
             if info.name.startswith(ASIDE_PREFIX) or not info.name or "/" in info.name:
                 continue
-            entries.append((info.name, info))
+            entries.append((shown, info))
         fh = self._new_fh()
         self._dirs[fh] = OpenDir(path, entries)
         return fh
@@ -290,7 +291,7 @@ class AgfsOperations(pyfuse3.Operations):
                 if not pyfuse3.readdir_reply(token, name.encode(), control, index + 1):
                     return
                 continue
-            child = paths.join(listing.path, name)
+            child = paths.join(listing.path, info.name)  # the real name behind an escaped one
             inode = self.inodes.ensure(child)
             if pyfuse3.readdir_reply(token, name.encode(), self._attrs(inode, info), index + 1):
                 self.inodes.ref(child)
