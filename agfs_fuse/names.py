@@ -115,12 +115,12 @@ class EscapedNames:
         """``(shown name, info)`` for each entry of ``parent``'s listing. An escaped name
         that equals another entry's real name (or another escaped name) is left out and
         logged: one name, one inode."""
-        entries = list(entries)
-        plain = {info.name for info in entries if representable(info.name)}
+        judged = [(info, representable(info.name)) for info in entries]
+        plain = {info.name for info, ok in judged if ok}
         shown: list[tuple[str, FileInfo]] = []
         mapping: dict[str, str] = {}
-        for info in entries:
-            if info.name in plain:
+        for info, ok in judged:
+            if ok:
                 shown.append((info.name, info))
                 continue
             name = escape(info.name)

@@ -53,6 +53,8 @@ def test_rm_rf_removes_a_nul_name_and_a_300_byte_name(ws: Workspace) -> None:
     ws.http.write(f"{odd}/{NUL_NAME}", b"nul")
     ws.http.write(f"{odd}/{LONG_NAME}", b"long")
     ws.http.write(f"{odd}/plain", b"plain")
+    ws.http.mkdir(f"{odd}/{NUL_NAME}-dir")
+    ws.http.write(f"{odd}/{NUL_NAME}-dir/{LONG_NAME}", b"nested")
     run(["rm", "-rf", str(ws.p("odd"))])
     assert not ws.http.exists(odd)
 
