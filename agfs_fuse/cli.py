@@ -16,7 +16,9 @@ import sys
 import time
 
 from . import __version__
+from .errors import InvalidArgument
 from .options import OptionError, options_help, parse_options
+from .wire import normalize_base_url
 
 PROG = "agfs-fuse"
 BACKGROUND_START_TIMEOUT = 120.0
@@ -168,6 +170,10 @@ def _mount(args: argparse.Namespace, argv: list[str]) -> int:
         options = parse_options(args.options)
     except OptionError as exc:
         return _fail(str(exc))
+    try:  # before the background child exists: its command line shows in `ps`
+        normalize_base_url(args.url)
+    except InvalidArgument as exc:
+        return _fail(exc.message)
     if not args.foreground:
         return _start_in_background(argv)
 
