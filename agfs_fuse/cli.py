@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         "mount",
         help="mount an AGFS server on a local directory",
         description="Mount the AGFS server at URL (http(s)://host:port/api/v1; the /api/v1 "
-        "suffix is added when missing) on MOUNTPOINT. Returns once the mount is usable; "
+        "suffix is added when missing; no user:password@, a token goes in -o token_file=) "
+        "on MOUNTPOINT. Returns once the mount is usable; "
         "unmount with 'fusermount3 -u MOUNTPOINT'.",
         epilog=MOUNT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

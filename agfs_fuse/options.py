@@ -144,16 +144,23 @@ VALUED: dict[str, tuple[Callable[[str], Any], str]] = {
         "seconds a listing also answers lookups of missing names (default 0: off)",
     ),
     "timeout": (_positive_seconds, "per-request inactivity deadline in seconds (default 30)"),
-    "uid": (_id, "owner shown for every file (default: the mounting user)"),
+    "uid": (_id, "owner shown for every file (default: the mounting user; max 4294967294)"),
     "gid": (_id, "group shown for every file (default: the mounting user's)"),
     "umask": (_umask, "octal mask applied to the server's permission bits"),
-    "cache_dir": (_dir_path, "where write spools live (default $XDG_CACHE_HOME/agfs-fuse)"),
+    "cache_dir": (
+        _dir_path,
+        "where write spools live (default $XDG_CACHE_HOME/agfs-fuse); must be yours alone",
+    ),
     "root": (_root, "remote directory shown as the mount root, e.g. /memfs"),
     "cafile": (_path, "PEM file of CA certificates to verify an https:// server with"),
     "certfile": (_path, "PEM client certificate for mutual TLS (with keyfile=)"),
     "keyfile": (_path, "PEM private key of the client certificate"),
-    "token_file": (_path, "file holding a bearer token (or set AGFS_TOKEN)"),
-    "header": (_header, "extra HTTP header Name:Value for a proxy (may repeat)"),
+    "token_file": (_path, "file holding a bearer token, one line, mode 0600 (or AGFS_TOKEN)"),
+    "header": (
+        _header,
+        "extra HTTP header Name:Value for a proxy (may repeat; not Content-Length, Host,"
+        " Authorization or other framing headers)",
+    ),
 }
 REPEATABLE = frozenset({"header"})
 FLAGS: dict[str, str] = {
