@@ -32,10 +32,19 @@ MAX_TOKEN_FILE = 64 * 1024
 """A token file is read whole; a bigger one is a mistake, not a token."""
 
 
-def _read(path: Path, what: str) -> str:
+def _require_regular_file(path: Path, what: str) -> None:
+    """Opening a FIFO (or a device) would block the mount forever or read without end."""
     try:
-        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the mount forever
-            raise ConnectError(f"{what} {path} is not a regular file")
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConnectError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise ConnectError(f"{what} {path} is not a regular file")
+
+
+def _read(path: Path, what: str) -> str:
+    _require_regular_file(path, what)
+    try:
         with path.open("rb") as f:
             data = f.read(MAX_TOKEN_FILE + 1)
     except OSError as exc:
@@ -80,6 +89,13 @@ def tls_context(options: MountOptions) -> ssl.SSLContext | bool:
             "can read and change your files"
         )
         return False
+    for path, option in (
+        (options.cafile, "cafile"),
+        (options.certfile, "certfile"),
+        (options.keyfile, "keyfile"),
+    ):
+        if path is not None:
+            _require_regular_file(path, f"-o {option} file")
     try:
         context = ssl.create_default_context(cafile=str(options.cafile) if options.cafile else None)
     except (OSError, ssl.SSLError) as exc:

@@ -83,11 +83,14 @@ def test_a_token_file_others_can_read_gives_a_warning(tmp_path, caplog):
     assert "can be read by other users (mode 0644); chmod 600" in caplog.text
 
 
-def test_a_fifo_or_huge_token_file_is_refused_without_hanging(tmp_path):
+def test_a_fifo_or_huge_credentials_file_is_refused_without_hanging(tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     with pytest.raises(ConnectError, match="not a regular file"):
         request_headers(parse_options([f"token_file={fifo}"]))
+    for option in (f"cafile={fifo}", f"certfile={fifo},keyfile={fifo}"):
+        with pytest.raises(ConnectError, match="not a regular file"):
+            tls_context(parse_options([option]))
     huge = tmp_path / "huge"
     huge.write_bytes(b"x" * (1 << 20))
     with pytest.raises(ConnectError, match="larger than"):
