@@ -5,10 +5,14 @@ wire. Each is refused by ``agfs-fuse mount`` (background mode, as a user runs it
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+
+from tests.support.mount import MountError
 
 SECRET = "pw-in-url"
 
@@ -69,3 +73,38 @@ def test_option_values_that_break_the_mount_or_the_wire_are_one_line_errors(
     failure = mount_fails(server.url, options=[option])
     assert fragment in failure.line
     assert "Traceback" not in failure.stdout
+
+
+@pytest.mark.timeout(90)
+def test_a_planted_spool_directory_cannot_make_the_mount_close_a_foreign_handle(
+    server, make_mount, remote_dir: str
+) -> None:
+    """The attack of issue 13, item 2: another user replaces the mount's (predictable)
+    spool directory with a 0777 one of theirs, holding a sidecar that names a server handle
+    someone else has open. The next mount must refuse the directory, not close the handle."""
+    server.http.write(f"{remote_dir}/victim", b"open elsewhere")
+    opened = server.http.request("POST", "/handles/open", f"{remote_dir}/victim", flags=0)
+    handle = opened.json()["handle_id"]
+    mount = make_mount(server.url)
+    cache = Path(next(o for o in mount.options if o.startswith("cache_dir=")).split("=", 1)[1])
+    mount.unmount()
+    (spool,) = (cache / "spool").iterdir()  # the mount's own directory, found by looking
+    shutil.rmtree(spool)
+    spool.mkdir()
+    (spool / "planted").write_bytes(b"")
+    sidecar = {
+        "remote_path": f"{remote_dir}/victim",
+        "server_url": server.url,
+        "base_size": 0,
+        "base_mtime_ns": 0,
+        "created": 0.0,
+        "handle_id": handle,
+    }
+    (spool / "planted.json").write_text(json.dumps(sidecar))
+    os.chown(spool, 65534, 65534)
+    spool.chmod(0o777)
+    with pytest.raises(MountError) as refused:
+        mount.start()
+    assert "belongs to uid 65534" in str(refused.value)
+    assert server.http.request("GET", f"/handles/{handle}").status_code == 200
+    server.http.request("DELETE", f"/handles/{handle}")
