@@ -16,7 +16,9 @@ import sys
 import time
 
 from . import __version__
+from .errors import InvalidArgument
 from .options import OptionError, options_help, parse_options
+from .wire import normalize_base_url
 
 PROG = "agfs-fuse"
 BACKGROUND_START_TIMEOUT = 120.0
@@ -47,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         "mount",
         help="mount an AGFS server on a local directory",
         description="Mount the AGFS server at URL (http(s)://host:port/api/v1; the /api/v1 "
-        "suffix is added when missing) on MOUNTPOINT. Returns once the mount is usable; "
+        "suffix is added when missing; no user:password@, a token goes in -o token_file=) "
+        "on MOUNTPOINT. Returns once the mount is usable; "
         "unmount with 'fusermount3 -u MOUNTPOINT'.",
         epilog=MOUNT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -168,6 +171,10 @@ def _mount(args: argparse.Namespace, argv: list[str]) -> int:
         options = parse_options(args.options)
     except OptionError as exc:
         return _fail(str(exc))
+    try:  # before the background child exists: its command line shows in `ps`
+        normalize_base_url(args.url)
+    except InvalidArgument as exc:
+        return _fail(exc.message)
     if not args.foreground:
         return _start_in_background(argv)
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
 from .client import AgfsClient
-from .options import MountOptions
+from .options import MountOptions, check_header_value
 from .stats import RequestStats
 
 log = logging.getLogger(__name__)
@@ -27,11 +28,57 @@ class ConnectError(Exception):
     """A TLS or credential setting that cannot be used; the message is one line."""
 
 
-def _read(path: Path, what: str) -> str:
+MAX_TOKEN_FILE = 64 * 1024
+"""A token file is read whole; a bigger one is a mistake, not a token."""
+
+
+def _require_regular_file(path: Path, what: str) -> None:
+    """Opening a FIFO (or a device) would block the mount forever or read without end."""
     try:
-        return path.read_text().strip()
+        mode = path.stat().st_mode
     except OSError as exc:
         raise ConnectError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise ConnectError(f"{what} {path} is not a regular file")
+
+
+def _read(path: Path, what: str) -> str:
+    _require_regular_file(path, what)
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_TOKEN_FILE + 1)
+    except OSError as exc:
+        raise ConnectError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(data) > MAX_TOKEN_FILE:
+        raise ConnectError(f"{what} {path} is larger than {MAX_TOKEN_FILE} bytes")
+    try:
+        return data.decode().strip()
+    except UnicodeDecodeError:
+        raise ConnectError(f"{what} {path} is not UTF-8 text") from None
+
+
+def _warn_if_readable_by_others(path: Path) -> None:
+    """Like ssh with a private key, but only a warning: the token still works."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o044:
+        log.warning(
+            "token file %s can be read by other users (mode %04o); chmod 600 it",
+            path,
+            stat.S_IMODE(mode),
+        )
+
+
+def _checked_token(token: str, source: str) -> str:
+    """A token becomes an ``Authorization`` header: a newline in it would end that header
+    and inject others, so it is refused like a bad ``-o header=``."""
+    try:
+        check_header_value(token)
+    except ValueError as exc:
+        raise ConnectError(f"the token in {source} is not usable: it {exc}") from None
+    return token
 
 
 def tls_context(options: MountOptions) -> ssl.SSLContext | bool:
@@ -42,6 +89,13 @@ def tls_context(options: MountOptions) -> ssl.SSLContext | bool:
             "can read and change your files"
         )
         return False
+    for path, option in (
+        (options.cafile, "cafile"),
+        (options.certfile, "certfile"),
+        (options.keyfile, "keyfile"),
+    ):
+        if path is not None:
+            _require_regular_file(path, f"-o {option} file")
     try:
         context = ssl.create_default_context(cafile=str(options.cafile) if options.cafile else None)
     except (OSError, ssl.SSLError) as exc:
@@ -63,8 +117,10 @@ def request_headers(options: MountOptions) -> dict[str, str]:
         token = _read(options.token_file, "token file")
         if not token:
             raise ConnectError(f"token file {options.token_file} is empty")
+        _warn_if_readable_by_others(options.token_file)
+        token = _checked_token(token, f"token file {options.token_file}")
     elif os.environ.get(TOKEN_ENV):
-        token = os.environ[TOKEN_ENV].strip()
+        token = _checked_token(os.environ[TOKEN_ENV].strip(), f"${TOKEN_ENV}")
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return headers

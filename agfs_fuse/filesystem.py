@@ -35,6 +35,7 @@ from .readahead import Budget, ReadAhead
 from .rename import ServerRename
 from .spool import SpoolDir
 from .uploads import ParkedUploads
+from .wire import shown_url
 from .writes import MessageWriter, SpoolWriter, Writer
 
 log = logging.getLogger(__name__)
@@ -495,7 +496,9 @@ class AgfsFilesystem:
         """``/reload``: a fresh client for the same URL, or a switch to a new server."""
         request = text.strip()
         if request and not request.startswith(("http://", "https://")):
-            raise InvalidArgument(f"reload expects nothing or an http(s) URL, got {request!r}")
+            raise InvalidArgument(
+                f"reload expects nothing or an http(s) URL, got {shown_url(request)}"
+            )
         async with self._reload_lock:
             try:
                 fresh = self._client_factory(request or self.url)

@@ -29,7 +29,7 @@ from .inodes import InodeTable
 from .notify import notify, status
 from .operations import AgfsOperations
 from .options import MountOptions
-from .spool import default_cache_dir, mount_spool_dir
+from .spool import UnsafeSpoolDir, default_cache_dir, mount_spool_dir
 from .stats import RequestStats
 from .taskdump import describe_tasks
 from .wire import normalize_base_url
@@ -170,7 +170,10 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
     check_mountpoint(request.mountpoint, opts.nonempty)
     status(f"connecting to {url}")
     await check_server(client)
-    spool_dir = mount_spool_dir(opts.cache_dir or default_cache_dir(), url, request.mountpoint)
+    try:
+        spool_dir = mount_spool_dir(opts.cache_dir or default_cache_dir(), url, request.mountpoint)
+    except UnsafeSpoolDir as exc:
+        raise MountError(str(exc)) from None
     fs = AgfsFilesystem(
         client,
         spool_dir,

@@ -214,6 +214,11 @@ class AgfsOperations(pyfuse3.Operations):
     @error_boundary
     async def setattr(self, inode, attr, fields, fh, ctx):
         if inode in CONTROL_INODES:
+            # A truncate comes with every `echo > reload` (O_TRUNC) and changes nothing;
+            # a mode, owner or time would be silently dropped, so it fails as in /proc.
+            dropped = ("update_mode", "update_uid", "update_gid", "update_atime", "update_mtime")
+            if any(getattr(fields, name) for name in dropped):
+                raise pyfuse3.FUSEError(errno.EPERM)
             return self._control_attrs(CONTROL_INODES[inode])
         path = self.inodes.path(inode)
         if fields.update_size:

@@ -32,10 +32,35 @@ class OptionError(ValueError):
     """A bad ``-o`` option; the message says what is valid."""
 
 
+MAX_SECONDS = 366 * 24 * 3600
+"""Timeouts are capped at a year: ``inf`` or ``1e300`` would overflow a deadline somewhere."""
+MAX_ID = 2**32 - 2
+"""uid_t is 32 bits and (uid_t)-1 means "no id": a larger uid= mounted, then made every
+getattr fail with EIO."""
+TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+"""The characters of an HTTP header name (RFC 9110 section 5.6.2, ``token``)."""
+FORBIDDEN_HEADERS = frozenset(
+    {
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "host",
+    }
+)
+"""Headers that frame the request or belong to one hop (RFC 9110 section 7.6.1): set by
+the client for each request; a fixed one would break the framing or smuggle requests."""
+
+
 def _seconds(value: str) -> float:
     number = float(value)
-    if number < 0 or number != number:
-        raise ValueError("must be a number of seconds >= 0")
+    if not 0 <= number <= MAX_SECONDS:  # also refuses nan
+        raise ValueError(f"must be a number of seconds from 0 to {MAX_SECONDS}")
     return number
 
 
@@ -48,8 +73,8 @@ def _positive_seconds(value: str) -> float:
 
 def _id(value: str) -> int:
     number = int(value)
-    if number < 0:
-        raise ValueError("must be >= 0")
+    if not 0 <= number <= MAX_ID:
+        raise ValueError(f"must be a number from 0 to {MAX_ID}")
     return number
 
 
@@ -67,13 +92,41 @@ def _path(value: str) -> Path:
     return Path(value).expanduser().absolute()
 
 
+def _dir_path(value: str) -> Path:
+    """A path that is a directory or does not exist yet (the mount creates it)."""
+    path = _path(value)
+    if path.exists() and not path.is_dir():
+        raise ValueError("is not a directory")
+    return path
+
+
+def check_header_value(value: str) -> None:
+    """Raise ``ValueError`` unless ``value`` can travel as one header value: a CR or LF
+    would end the header and start another (header injection), other control characters
+    are refused by servers, and the wire carries only Latin-1."""
+    if "\n" in value or "\r" in value:
+        raise ValueError("must be one line")
+    if any(c != "\t" and not c.isprintable() for c in value):
+        raise ValueError("must not contain control characters")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError("must be Latin-1 text") from None
+
+
 def _header(value: str) -> tuple[str, str]:
     name, sep, text = value.partition(":")
-    if not sep or not name.strip() or any(c in name for c in " \t\r\n"):
+    name = name.strip()
+    if not sep or not name or not set(name) <= TCHARS:
         raise ValueError("must be Name:Value")
-    if "\n" in text or "\r" in text:
-        raise ValueError("must be one line")
-    return (name.strip(), text.strip())
+    if name.lower() in FORBIDDEN_HEADERS:
+        raise ValueError(f"{name} is set by agfs-fuse for each request and cannot be fixed")
+    if name.lower() == "authorization":
+        raise ValueError(
+            "a token on the command line shows in ps; use -o token_file=PATH or $AGFS_TOKEN"
+        )
+    check_header_value(text)
+    return (name, text.strip())
 
 
 def _root(value: str) -> str:
@@ -91,16 +144,23 @@ VALUED: dict[str, tuple[Callable[[str], Any], str]] = {
         "seconds a listing also answers lookups of missing names (default 0: off)",
     ),
     "timeout": (_positive_seconds, "per-request inactivity deadline in seconds (default 30)"),
-    "uid": (_id, "owner shown for every file (default: the mounting user)"),
+    "uid": (_id, "owner shown for every file (default: the mounting user; max 4294967294)"),
     "gid": (_id, "group shown for every file (default: the mounting user's)"),
     "umask": (_umask, "octal mask applied to the server's permission bits"),
-    "cache_dir": (_path, "where write spools live (default $XDG_CACHE_HOME/agfs-fuse)"),
+    "cache_dir": (
+        _dir_path,
+        "where write spools live (default $XDG_CACHE_HOME/agfs-fuse); must be yours alone",
+    ),
     "root": (_root, "remote directory shown as the mount root, e.g. /memfs"),
     "cafile": (_path, "PEM file of CA certificates to verify an https:// server with"),
     "certfile": (_path, "PEM client certificate for mutual TLS (with keyfile=)"),
     "keyfile": (_path, "PEM private key of the client certificate"),
-    "token_file": (_path, "file holding a bearer token (or set AGFS_TOKEN)"),
-    "header": (_header, "extra HTTP header Name:Value for a proxy (may repeat)"),
+    "token_file": (_path, "file holding a bearer token, one line, mode 0600 (or AGFS_TOKEN)"),
+    "header": (
+        _header,
+        "extra HTTP header Name:Value for a proxy (may repeat; not Content-Length, Host,"
+        " Authorization or other framing headers)",
+    ),
 }
 REPEATABLE = frozenset({"header"})
 FLAGS: dict[str, str] = {
@@ -174,7 +234,8 @@ def parse_options(groups: Iterable[str], *, sloppy: bool = False) -> MountOption
                     else:
                         setattr(options, name, converted)
                 except ValueError as exc:
-                    raise OptionError(f"bad value for -o {name}: {value!r} ({exc})") from None
+                    shown = repr(value) if len(value) <= 100 else f"{value[:100]!r}..."
+                    raise OptionError(f"bad value for -o {name}: {shown} ({exc})") from None
             elif name in FSTAB_ONLY or item.startswith(FSTAB_PREFIXES):
                 continue
             elif name in VALUED:
@@ -201,6 +262,7 @@ _METAVARS = {
     _id: "N",
     _umask: "OCTAL",
     _path: "PATH",
+    _dir_path: "DIR",
     _root: "/PATH",
     _header: "NAME:VALUE",
 }

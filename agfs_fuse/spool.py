@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import stat
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -40,12 +41,61 @@ class SpoolMeta:
     """For a sparse spool: the only byte ranges it holds (the rest is the server's)."""
 
 
+class UnsafeSpoolDir(Exception):
+    """The spool directory cannot be used, or not safely; the message is one line."""
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (mode 0700) if missing, then refuse it unless only we can change it.
+
+    A sidecar names a server handle that the next mount closes, and spools hold file
+    content: another local user who could plant or swap files here could make a root
+    mount close handles that are not its own, or read what it writes. So, as ssh does
+    with its key files: the directory must be ours, a real directory, and writable by
+    no one else; each directory above it must belong to us or root, and be writable by
+    others only with the sticky bit (like /tmp), so no one can swap it for their own.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        own = os.lstat(path)
+    except OSError as exc:
+        raise UnsafeSpoolDir(f"cannot use spool directory {path}: {exc.strerror}") from None
+    me = os.geteuid()
+    if not stat.S_ISDIR(own.st_mode):
+        raise UnsafeSpoolDir(f"spool directory {path} is not a directory (or is a symlink)")
+    if own.st_uid != me:
+        raise UnsafeSpoolDir(
+            f"spool directory {path} belongs to uid {own.st_uid}, not to you (uid {me}); "
+            "remove it or choose another -o cache_dir="
+        )
+    if own.st_mode & 0o022:
+        raise UnsafeSpoolDir(
+            f"spool directory {path} is writable by other users (mode "
+            f"{stat.S_IMODE(own.st_mode):04o}); run chmod 700 on it"
+        )
+    for parent in Path(os.path.realpath(path.parent), "x").parents:
+        try:
+            info = os.stat(parent)
+        except OSError as exc:
+            raise UnsafeSpoolDir(f"cannot check {parent}: {exc.strerror}") from None
+        if info.st_uid not in (me, 0):
+            raise UnsafeSpoolDir(
+                f"{parent}, above spool directory {path}, belongs to uid {info.st_uid}, "
+                f"not to you (uid {me}) or root; choose another -o cache_dir="
+            )
+        if info.st_mode & 0o002 and not info.st_mode & stat.S_ISVTX:
+            raise UnsafeSpoolDir(
+                f"{parent}, above spool directory {path}, is writable by every user "
+                f"(mode {stat.S_IMODE(info.st_mode):04o}); choose another -o cache_dir="
+            )
+
+
 class SpoolDir:
     """A per-mount directory under the cache dir that holds spool files."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dir(root)
 
     def new_spool(self, meta: SpoolMeta) -> Spool:
         name = uuid.uuid4().hex

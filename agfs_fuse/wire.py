@@ -37,18 +37,58 @@ _RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|z|[+
 _announced_suffix: set[str] = set()
 
 
+MAX_URL_LENGTH = 2048
+"""Longer server URLs are refused: no AGFS base URL needs more, httpx refuses 64 KiB, and
+the URL is repeated in the log, ``/proc/mounts`` and ``.agfs-stats``."""
+
+CREDENTIALS_HINT = "put a token in -o token_file=PATH or $AGFS_TOKEN instead"
+
+
+def shown_url(url: str, limit: int = 100) -> str:
+    """The URL as an error message may quote it: cut to ``limit`` characters, so a
+    hostile ``/reload`` write cannot make megabyte log lines, and not at all when it may
+    hold a password."""
+    if "@" in url:
+        return "(not shown: it may hold a password)"
+    return repr(url) if len(url) <= limit else f"{url[:limit]!r}... ({len(url)} characters)"
+
+
 def normalize_base_url(url: str) -> str:
     """Return the API base URL, appending ``/api/v1`` (and saying so once) when missing.
 
-    Raises ``InvalidArgument`` for anything that is not an http(s) URL with a host.
+    Raises ``InvalidArgument`` for anything that is not an http(s) URL with a host, and
+    for a user name or password in it: those would show in ``/proc/mounts`` (readable
+    by everyone), ``ps``, the log and ``.agfs-stats``. The message never quotes such a URL.
     """
-    parts = urlsplit(url.strip())
+    url = url.strip()
+    if len(url) > MAX_URL_LENGTH:
+        raise errors.InvalidArgument(
+            f"server URL is {len(url)} characters long; at most {MAX_URL_LENGTH} are allowed"
+        )
+    if any(c.isspace() or not c.isprintable() or c == "\\" for c in url):
+        raise errors.InvalidArgument(
+            f"server URL must not contain spaces, control characters or backslashes: "
+            f"{shown_url(url)}"
+        )
+    try:
+        parts = urlsplit(url)
+        if "@" in parts.netloc:
+            raise errors.InvalidArgument(
+                f"server URL must not contain a user name or password; {CREDENTIALS_HINT}"
+            )
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError as exc:  # a bad [IPv6] host or port
+        raise errors.InvalidArgument(f"server URL is malformed ({exc}): {shown_url(url)}") from None
     if parts.scheme not in ("http", "https"):
-        raise errors.InvalidArgument(f"server URL must start with http:// or https://, got {url!r}")
+        raise errors.InvalidArgument(
+            f"server URL must start with http:// or https://, got {shown_url(url)}"
+        )
     if not parts.hostname:
-        raise errors.InvalidArgument(f"server URL has no host: {url!r}")
+        raise errors.InvalidArgument(f"server URL has no host: {shown_url(url)}")
     if parts.query or parts.fragment:
-        raise errors.InvalidArgument(f"server URL must not have a query or fragment: {url!r}")
+        raise errors.InvalidArgument(
+            f"server URL must not have a query or fragment: {shown_url(url)}"
+        )
     path = parts.path.rstrip("/")
     if not path.endswith(API_SUFFIX):
         path += API_SUFFIX

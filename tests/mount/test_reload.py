@@ -172,3 +172,46 @@ def test_sighup_reloads(make_server, make_mount) -> None:
     assert mount.alive()
     (mount.path / "memfs" / "after-hup").write_bytes(b"ok")
     assert server.http.read("/memfs/after-hup") == b"ok"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["credentials", "space", "backslash", "too-long"])
+def test_reload_refuses_hostile_urls_with_einval_and_short_log_lines(two_servers, kind) -> None:
+    """Credentials, spaces, backslashes and a URL longer than httpx takes: EINVAL, the old
+    server stays, the password is nowhere, and no log line quotes the whole URL."""
+    mount, _, b = two_servers
+    host = b.url.removeprefix("http://")
+    url = {
+        "credentials": f"http://alice:pw-in-url@{host}",
+        "space": f"http://{host}/a b",
+        "backslash": f"http://{host}\\x",
+        "too-long": f"http://{host}/" + "a" * 70_000,
+    }[kind]
+    with pytest.raises(OSError) as info:
+        _write_reload(mount.path / "reload", url.encode() + b"\n")
+    assert info.value.errno == errno.EINVAL
+    assert (mount.path / "memfs" / "on-a").read_bytes() == b"from A"
+    log = mount.log()
+    assert "pw-in-url" not in log + (mount.path / ".agfs-stats").read_text()
+    assert max(len(line) for line in log.splitlines()) < 1000, "a log line quotes the URL"
+    assert mount.alive()
+
+
+@pytest.mark.timeout(60)
+def test_control_files_refuse_chmod_chown_and_touch(two_servers) -> None:
+    mount, _, _ = two_servers
+    for name in ("reload", ".agfs-stats"):
+        path = mount.path / name
+        before = os.stat(path)
+        for change in (lambda p: os.chmod(p, 0o777), lambda p: os.chown(p, 1, 1)):
+            with pytest.raises(PermissionError):
+                change(path)
+        with pytest.raises(PermissionError):
+            os.utime(path, (1, 1))
+        after = os.stat(path)
+        assert (after.st_mode, after.st_uid, after.st_mtime) == (
+            before.st_mode,
+            before.st_uid,
+            before.st_mtime,
+        )
+    run(f"echo > '{mount.path / 'reload'}'")  # O_TRUNC's truncate still works

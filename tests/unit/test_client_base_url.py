@@ -147,3 +147,46 @@ def test_client_timeouts() -> None:
     assert client._http.follow_redirects is False
     trio.run(client.aclose)
     trio.run(short.aclose)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "http://alice:pw-secret@h/api/v1",
+        "http://pw-secret@h/api/v1",
+        "http://alice:pw-secret@h:99999/api/v1",
+        "http://alice:pw-secret@[zz]/api/v1",
+    ],
+)
+def test_credentials_in_the_url_are_refused_without_quoting_them(bad: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        normalize_base_url(bad)
+    assert "pw-secret" not in info.value.message
+    with pytest.raises(InvalidArgument):
+        AgfsClient(bad)
+
+
+def test_credentials_error_points_to_token_file() -> None:
+    with pytest.raises(InvalidArgument) as info:
+        normalize_base_url("http://alice:pw@h/api/v1")
+    assert "token_file" in info.value.message and "AGFS_TOKEN" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "http://h/a b/api/v1",
+        "http://h\\x/api/v1",
+        "http://h/api/v1\x00",
+        "http://h/\tx",
+        "http://h:99999/api/v1",
+        "http://[zz]/api/v1",
+        "http://[::1/api/v1",
+        "http://h/" + "a" * 70_000,
+    ],
+)
+def test_unusable_urls_are_short_one_line_errors(bad: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        AgfsClient(bad)
+    assert info.value.errno == errno.EINVAL
+    assert len(info.value.message) < 300 and "\n" not in info.value.message

@@ -113,3 +113,44 @@ def test_the_readme_documents_every_mount_option():
     options = set(VALUED) | set(FLAGS) | set(KERNEL_FLAGS) - {"rw"}
     missing = sorted(options - documented)
     assert not missing, f"README's mount options table lacks {missing}"
+
+
+HOSTILE_VALUES = [
+    ("uid=4294967296", "from 0 to 4294967294"),
+    ("uid=4294967295", "from 0 to 4294967294"),
+    ("gid=-1", "from 0 to 4294967294"),
+    ("gid=1e3", "bad value for -o gid"),
+    ("attr_timeout=inf", "seconds from 0 to"),
+    ("entry_timeout=1e300", "seconds from 0 to"),
+    ("negative_timeout=-inf", "seconds from 0 to"),
+    ("dir_cache_timeout=nan", "seconds from 0 to"),
+    ("timeout=inf", "seconds from 0 to"),
+    ("cache_dir=/dev/null", "is not a directory"),
+    ("cache_dir=", "must be a path"),
+    ("header=Content-Length:5", "cannot be fixed"),
+    ("header=transfer-encoding:chunked", "cannot be fixed"),
+    ("header=Connection:close", "cannot be fixed"),
+    ("header=Host:evil", "cannot be fixed"),
+    ("header=Upgrade:h2c", "cannot be fixed"),
+    ("header=Authorization:Bearer x", "token_file"),
+    ("header=X(y):1", "Name:Value"),
+    ("header=X-A:a\x01b", "control characters"),
+    ("header=X-A:a\rb", "one line"),
+    ("header=X-A:\u20ac", "Latin-1"),
+    ("umask=8", "bad value for -o umask"),
+    ("header=X-A:" + "v\x00" * 100_000, "control characters"),
+]
+
+
+@pytest.mark.parametrize(("group", "fragment"), HOSTILE_VALUES, ids=lambda v: str(v)[:30])
+def test_values_that_would_break_the_mount_or_the_wire_are_refused(group, fragment):
+    with pytest.raises(OptionError) as caught:
+        parse_options([group])
+    message = str(caught.value)
+    assert fragment in message
+    assert "\n" not in message and len(message) < 600
+
+
+def test_the_largest_uid_and_a_year_of_caching_are_accepted():
+    options = parse_options([f"uid={2**32 - 2},gid=0,attr_timeout=31536000,timeout=0.5"])
+    assert (options.uid, options.gid, options.attr_timeout) == (2**32 - 2, 0, 31536000)

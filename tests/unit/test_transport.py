@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from agfs_fuse.client import AgfsClient
-from agfs_fuse.errors import NotFound
+from agfs_fuse.errors import InvalidArgument, NotFound
 from agfs_fuse.transport import PIECE, AgfsTransport, FileBody, Timeouts
 
 pytestmark = pytest.mark.timeout(20)
@@ -513,5 +513,8 @@ def test_the_client_keeps_httpx_for_a_transport_it_is_given() -> None:
     given = httpx.MockTransport(lambda request: httpx.Response(200))
     assert AgfsClient("http://127.0.0.1:1/api/v1", transport=given)._direct is None
     assert AgfsClient("http://127.0.0.1:1/api/v1")._direct is not None
-    # a URL only httpx can judge (here: port out of range) keeps its error from httpx
-    assert AgfsClient("http://h:99999999/api/v1")._direct is None
+    # a URL only httpx can judge (here: a host IDNA refuses) keeps its error from httpx;
+    # a port out of range never gets this far (normalize_base_url refuses it)
+    assert AgfsClient("http://a..b/api/v1")._direct is None
+    with pytest.raises(InvalidArgument):
+        AgfsClient("http://h:99999999/api/v1")
