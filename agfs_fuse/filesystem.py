@@ -32,6 +32,7 @@ from .errors import (
 from .models import FileInfo
 from .readahead import Budget, ReadAhead
 from .rename import ServerRename
+from .rename_gate import RenameGate
 from .spool import SpoolDir
 from .uploads import ParkedUploads
 from .writes import MessageWriter, SpoolWriter, Writer
@@ -73,6 +74,7 @@ class AgfsFilesystem:
         self._nursery: trio.Nursery | None = None
         self.parked = ParkedUploads(self._stat_or_none)
         self.readahead_budget = Budget()
+        self.renames = RenameGate()
 
     def attach(self, nursery: trio.Nursery) -> None:
         """The mount's nursery, for work that outlives one request (following streams,
@@ -113,6 +115,12 @@ class AgfsFilesystem:
     # -- metadata -------------------------------------------------------------------
 
     async def stat(self, path: str, *, fresh: bool = False) -> FileInfo:
+        """``path``'s attributes; while this mount renames something over ``path``, what
+        the server has once the rename is over (never the gap in the middle)."""
+        await self.renames.settled(path)
+        return await self._stat(path, fresh=fresh)
+
+    async def _stat(self, path: str, *, fresh: bool = False) -> FileInfo:
         if not fresh:
             cached = self.attrs.get(path) or await self._from_listing(path)
             if cached is not None:
@@ -277,6 +285,13 @@ class AgfsFilesystem:
         except NotFound:
             return None
 
+    async def _stat_now_or_none(self, path: str) -> FileInfo | None:
+        """The server's answer even in the middle of a rename (the rename's own checks)."""
+        try:
+            return await self._stat(path, fresh=True)
+        except NotFound:
+            return None
+
     async def rename(self, old: str, new: str, *, noreplace: bool = False) -> None:
         """POSIX rename: replaces ``new`` even where the plugin refuses, never loses it.
         ``ServerRename`` makes it of requests the server understands; here the mount's own
@@ -285,17 +300,23 @@ class AgfsFilesystem:
             return
         if paths.is_within(new, old):
             raise InvalidArgument("cannot move a directory into itself", path=new)
-        with self._changing(old, new):
-            fresh_stat = functools.partial(self.stat, fresh=True)
-            await ServerRename(self.client, fresh_stat, self._stat_or_none).run(old, new, noreplace)
-            for writer in self._spools.values():
-                if paths.is_within(writer.path, old):
-                    writer.retarget(paths.rebase(writer.path, old, new))
-            self.parked.renamed(old, new)
-            self.listings.removed(old)
-            self.listings.invalidate_tree(old)
-            self.listings.invalidate_tree(new)
-            self.listings.added(new)
+        async with self.renames.renaming(new):
+            with self._changing(old, new):
+                await self.server_rename().run(old, new, noreplace)
+                for writer in self._spools.values():
+                    if paths.is_within(writer.path, old):
+                        writer.retarget(paths.rebase(writer.path, old, new))
+                self.parked.renamed(old, new)
+                self.listings.removed(old)
+                self.listings.invalidate_tree(old)
+                self.listings.invalidate_tree(new)
+                self.listings.added(new)
+
+    def server_rename(self) -> ServerRename:
+        """A ``ServerRename`` that checks the server directly (not through the rename
+        gate, which its own rename holds)."""
+        fresh_stat = functools.partial(self._stat, fresh=True)
+        return ServerRename(self.client, fresh_stat, self._stat_now_or_none)
 
     # -- data -----------------------------------------------------------------------
 

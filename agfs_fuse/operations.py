@@ -397,6 +397,11 @@ class AgfsOperations(pyfuse3.Operations):
             return self._open_control(CONTROL_INODES[inode], flags)
         path = self.inodes.path(inode)
         info = await self.fs.stat(path, fresh=True)
+        if self.inodes.entry(inode).path != path:
+            # A rename replaced this inode's file while the stat waited for it (the kernel
+            # found the old file in its dentry cache). ESTALE makes the kernel look the
+            # name up again and open the new file, which is what the program asked for.
+            raise pyfuse3.FUSEError(errno.ESTALE)
         return self._open_existing(inode, path, info, flags)
 
     def _open_control(self, control: ControlFile, flags: int) -> pyfuse3.FileInfo:
