@@ -33,6 +33,7 @@ from .models import FileInfo
 from .readahead import Budget, ReadAhead
 from .rename import ServerRename
 from .rename_gate import RenameGate
+from .rename_journal import RenameJournal
 from .spool import SpoolDir
 from .uploads import ParkedUploads
 from .writes import MessageWriter, SpoolWriter, Writer
@@ -75,6 +76,7 @@ class AgfsFilesystem:
         self.parked = ParkedUploads(self._stat_or_none)
         self.readahead_budget = Budget()
         self.renames = RenameGate()
+        self.rename_journal = RenameJournal(spool_dir.root / "renames")
 
     def attach(self, nursery: trio.Nursery) -> None:
         """The mount's nursery, for work that outlives one request (following streams,
@@ -314,9 +316,11 @@ class AgfsFilesystem:
 
     def server_rename(self) -> ServerRename:
         """A ``ServerRename`` that checks the server directly (not through the rename
-        gate, which its own rename holds)."""
+        gate, which its own rename holds) and records its intent in the journal."""
         fresh_stat = functools.partial(self._stat, fresh=True)
-        return ServerRename(self.client, fresh_stat, self._stat_now_or_none)
+        return ServerRename(
+            self.client, fresh_stat, self._stat_now_or_none, journal=self.rename_journal
+        )
 
     # -- data -----------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from typing import Any
 import pyfuse3
 import trio
 
-from . import paths
+from . import asides, paths
 from .errors import AgfsError, InvalidArgument, NotFound, RequestTimeout, ServerUnreachable
 from .filesystem import AgfsFilesystem
 from .fuse_attrs import (
@@ -37,7 +37,6 @@ from .fuse_boundary import error_boundary
 from .inodes import ROOT_INODE, InodeTable, LocalAttrs
 from .models import FileInfo
 from .readahead import ReadAhead
-from .rename import ASIDE_PREFIX
 from .streams import StreamFollower
 from .writes import MessageWriter, Writer
 
@@ -273,7 +272,7 @@ class AgfsOperations(pyfuse3.Operations):
                     log.warning("the server's /%s is hidden by a control file", info.name)
                     self._warned_shadow = True
                 continue
-            if info.name.startswith(ASIDE_PREFIX) or not info.name or "/" in info.name:
+            if not info.name or "/" in info.name or asides.is_hidden(info.name, time.time()):
                 continue
             entries.append((info.name, info))
         fh = self._new_fh()
@@ -395,12 +394,13 @@ class AgfsOperations(pyfuse3.Operations):
     async def open(self, inode, flags, ctx):
         if inode in CONTROL_INODES:
             return self._open_control(CONTROL_INODES[inode], flags)
-        path = self.inodes.path(inode)
-        info = await self.fs.stat(path, fresh=True)
-        if self.inodes.entry(inode).path != path:
-            # A rename replaced this inode's file while the stat waited for it (the kernel
-            # found the old file in its dentry cache). ESTALE makes the kernel look the
-            # name up again and open the new file, which is what the program asked for.
+        path = self.inodes.entry(inode).path
+        if path is not None:
+            info = await self.fs.stat(path, fresh=True)
+        if path is None or self.inodes.entry(inode).path != path:
+            # A rename replaced this inode's file before or while the stat waited for it
+            # (the kernel found the old file in its dentry cache). ESTALE makes the kernel
+            # look the name up again and open what is there now, as the program asked.
             raise pyfuse3.FUSEError(errno.ESTALE)
         return self._open_existing(inode, path, info, flags)
 

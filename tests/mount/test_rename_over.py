@@ -25,11 +25,13 @@ import errno, json, os, sys
 target, stop = sys.argv[1], sys.argv[2]
 opens, failures, bad = 0, {}, []
 while not os.path.exists(stop):
+    step = "open"
     try:
         with open(target, "rb") as f:
+            step = "read"
             data = f.read()
     except OSError as exc:
-        name = errno.errorcode.get(exc.errno, str(exc.errno))
+        name = step + " " + errno.errorcode.get(exc.errno, str(exc.errno))
         failures[name] = failures.get(name, 0) + 1
         continue
     opens += 1
