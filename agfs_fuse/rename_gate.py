@@ -41,9 +41,7 @@ class RenameGate:
         """Return once no running rename replaces ``path`` or a directory above it."""
         while True:
             pending = [
-                event
-                for target, event in self._running.items()
-                if paths.is_within(path, target)
+                event for target, event in self._running.items() if paths.is_within(path, target)
             ]
             if not pending:
                 return

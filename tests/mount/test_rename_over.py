@@ -9,12 +9,15 @@ temporary file and renaming it over the original, and their readers rely on it.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from agfs_fuse import asides
 from tests.mount.conftest import Server, Workspace, _workspace
 from tests.support.mount import Mount
 
@@ -73,3 +76,19 @@ def test_reader_never_sees_enoent_during_rename_over(memfs_ws: Workspace, tmp_pa
     assert result["bad"] == [], result
     assert ws.http.read(ws.r("config.txt")) == f"version {CYCLES}\n".encode() * 50
     assert ws.http.names(ws.remote) == {"config.txt"}
+
+
+def test_old_asides_are_listed_and_removable_young_ones_hidden(memfs_ws: Workspace) -> None:
+    """An aside no rename explains (a crash, on a mount that did not come back) is hidden
+    only while young; then ``ls`` shows it and ``rm -r`` can empty the directory. Only
+    the names the mount generates are asides."""
+    ws = memfs_ws
+    now = time.time()
+    old = asides.new_aside_name(now - 2 * asides.HIDDEN_FOR)
+    young = asides.new_aside_name(now)
+    for name in (old, young, ".agfs-fuse-replaced-notes", "kept.txt"):
+        ws.http.write(ws.r(name), name.encode())
+    assert sorted(os.listdir(ws.local)) == sorted([old, ".agfs-fuse-replaced-notes", "kept.txt"])
+    assert ws.p(".agfs-fuse-replaced-notes").read_bytes() == b".agfs-fuse-replaced-notes"
+    ws.p(old).unlink()
+    assert ws.http.names(ws.remote) == {young, ".agfs-fuse-replaced-notes", "kept.txt"}
