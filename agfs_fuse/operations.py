@@ -37,6 +37,7 @@ from .fuse_boundary import error_boundary
 from .inodes import ROOT_INODE, InodeTable, LocalAttrs
 from .models import FileInfo
 from .readahead import ReadAhead
+from .rename import KeptAside
 from .streams import StreamFollower
 from .writes import MessageWriter, Writer
 
@@ -113,6 +114,8 @@ class AgfsOperations(pyfuse3.Operations):
         self._opens_dropped_cache = 0
         self._writes = 0  # write requests the kernel sent for files (not control files)
         self.kernel_ready = trio.Event()
+        self._kept: dict[int, KeptAside] = {}
+        """Replaced files kept aside while open here, by inode: deleted at last close."""
 
     def init(self) -> None:
         """FUSE's INIT: pyfuse3 calls this while handling it and sends the answer as soon
@@ -332,8 +335,35 @@ class AgfsOperations(pyfuse3.Operations):
             raise InvalidArgument("RENAME_EXCHANGE is not supported by AGFS")
         old = self._child_path(parent_inode_old, name_old)
         new = self._child_path(parent_inode_new, name_new)
-        await self.fs.rename(old, new, noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE))
+        kept = await self.fs.rename(
+            old,
+            new,
+            noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE),
+            keep_replaced=lambda: self._is_open(new),
+        )
+        replaced = self.inodes.find(new)
         self.inodes.rename(old, new)
+        if kept is not None and replaced is not None:
+            # Still open: its readers go on reading the old file, now under the aside name.
+            self.inodes.attach(replaced, kept.aside)
+            self._kept[replaced] = kept
+            await self._unpin(replaced, 0)  # closed meanwhile: delete it now
+
+    def _is_open(self, path: str) -> bool:
+        inode = self.inodes.find(path)
+        return inode is not None and self.inodes.entry(inode).pins > 0
+
+    async def _unpin(self, inode: int, count: int = 1) -> None:
+        """A handle of ``inode`` is gone; if it was the last one of a replaced file kept
+        aside, the file is deleted."""
+        for _ in range(count):
+            self.inodes.unpin(inode)
+        kept = self._kept.get(inode)
+        if kept is None or self._is_open(kept.aside):
+            return
+        del self._kept[inode]
+        self.inodes.detach(kept.aside)
+        await self.fs.discard_kept(kept)
 
     @error_boundary
     async def symlink(self, parent_inode, name, target, ctx):
@@ -395,14 +425,22 @@ class AgfsOperations(pyfuse3.Operations):
         if inode in CONTROL_INODES:
             return self._open_control(CONTROL_INODES[inode], flags)
         path = self.inodes.entry(inode).path
-        if path is not None:
-            info = await self.fs.stat(path, fresh=True)
-        if path is None or self.inodes.entry(inode).path != path:
-            # A rename replaced this inode's file before or while the stat waited for it
-            # (the kernel found the old file in its dentry cache). ESTALE makes the kernel
-            # look the name up again and open what is there now, as the program asked.
+        if path is None:
+            # A rename replaced this inode's file (the kernel found it in its dentry cache,
+            # a moment old). ESTALE makes the kernel look the name up again and open what
+            # is there now, as the program asked.
             raise pyfuse3.FUSEError(errno.ESTALE)
-        return self._open_existing(inode, path, info, flags)
+        self.inodes.pin(inode)  # a rename that replaces it meanwhile keeps it for us
+        try:
+            info = await self.fs.stat(path, fresh=True)  # after a rename of it, if one runs
+            now = self.inodes.entry(inode).path
+            if now is None:
+                raise pyfuse3.FUSEError(errno.ESTALE)
+            if now != path:  # renamed, or replaced and kept aside, while the stat waited
+                path, info = now, await self.fs.stat(now, fresh=True)
+            return self._open_existing(inode, path, info, flags)
+        finally:
+            await self._unpin(inode)
 
     def _open_control(self, control: ControlFile, flags: int) -> pyfuse3.FileInfo:
         handle = OpenFile(control.inode, control=control, volatile=True)
@@ -454,7 +492,7 @@ class AgfsOperations(pyfuse3.Operations):
         handle = self._files[fh]
         if handle.control is not None:
             return (handle.content or b"")[off : off + size]
-        path = self.inodes.entry(handle.inode).path
+        path = await self.fs.settled_path(lambda: self.inodes.entry(handle.inode).path)
         if handle.stream is not None:
             handle.stream.start(self.fs.nursery())
             return await handle.stream.read(off, size)
@@ -520,4 +558,4 @@ class AgfsOperations(pyfuse3.Operations):
             if handle.writer is not None:
                 await self.fs.release_writer(handle.inode, handle.writer)
         finally:
-            self.inodes.unpin(handle.inode)
+            await self._unpin(handle.inode)

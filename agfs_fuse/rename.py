@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
@@ -29,12 +30,23 @@ from .errors import (
     DirectoryNotEmpty,
     IsADirectory,
     NotADirectory,
+    NotFound,
 )
 from .models import FileInfo
 from .rename_journal import RenameIntent, RenameJournal
 from .rename_recovery import Outcome, settle
 
 log = logging.getLogger("agfs_fuse.filesystem")
+
+
+@dataclass(frozen=True)
+class KeptAside:
+    """A replaced file kept under its aside name because it is still open on this mount
+    (NFS calls it a silly rename): its readers go on reading the old file, as POSIX says.
+    ``ServerRename.discard`` deletes it, and its intent record, when the last one closes."""
+
+    aside: str
+    record: Path | None
 
 
 class ServerRename:
@@ -47,14 +59,18 @@ class ServerRename:
         stat_or_none: Callable[[str], Awaitable[FileInfo | None]],
         *,
         journal: RenameJournal | None = None,
+        keep_replaced: Callable[[], bool] | None = None,
     ) -> None:
         """``stat`` and ``stat_or_none`` ask the server (not a cache), and may cache.
         With a ``journal``, a target set aside is recorded there first, so that a crash
-        in the middle is settled by the next mount."""
+        in the middle is settled by the next mount. When ``keep_replaced`` says so at the
+        end, a replaced file is not deleted but left in ``kept``, under its aside name."""
         self.client = client
         self._stat = stat
         self._stat_or_none = stat_or_none
         self._journal = journal
+        self._keep_replaced = keep_replaced
+        self.kept: KeptAside | None = None
 
     async def run(self, old: str, new: str, noreplace: bool) -> None:
         source = await self._stat(old)
@@ -159,6 +175,9 @@ class ServerRename:
             if not await self._settled_after(intent, record, exc) or not body_ran:
                 raise
             return  # the rename happened; only its answer was lost
+        if self._keep_replaced is not None and not target.is_dir and self._keep_replaced():
+            self.kept = KeptAside(intent.aside, record)
+            return
         try:
             await self.client.delete(intent.aside, recursive=target.is_dir)
         except AgfsError as exc:
@@ -196,6 +215,17 @@ class ServerRename:
             )
         self._forget(record)
         return outcome is Outcome.FINISH
+
+    async def discard(self, kept: KeptAside) -> None:
+        """Delete a replaced file kept while it was open, once nothing reads it."""
+        try:
+            await self.client.delete(kept.aside)
+        except NotFound:
+            pass
+        except AgfsError as exc:
+            log.warning("could not delete the replaced file %s: %s", kept.aside, exc)
+            return  # the record stays: the next mount deletes it
+        self._forget(kept.record)
 
     def _forget(self, record: Path | None) -> None:
         if record is not None and self._journal is not None:

@@ -19,7 +19,7 @@ import pytest
 
 from agfs_fuse import asides
 from tests.mount.conftest import Server, Workspace, _workspace
-from tests.support.mount import Mount
+from tests.support.mount import Mount, wait_until
 
 CYCLES = 200
 
@@ -92,3 +92,23 @@ def test_old_asides_are_listed_and_removable_young_ones_hidden(memfs_ws: Workspa
     assert ws.p(".agfs-fuse-replaced-notes").read_bytes() == b".agfs-fuse-replaced-notes"
     ws.p(old).unlink()
     assert ws.http.names(ws.remote) == {young, ".agfs-fuse-replaced-notes", "kept.txt"}
+
+
+def test_a_file_open_when_replaced_reads_on_then_goes(memfs_ws: Workspace) -> None:
+    """POSIX: a file replaced by a rename stays readable through the handles open on it.
+    The mount keeps it under a hidden aside name until the last one closes."""
+    ws = memfs_ws
+    old_content = b"old content " * 400_000  # 4.8 MB: far beyond the kernel's readahead
+    ws.http.write(ws.r("config.txt"), old_content)
+    ws.http.write(ws.r("new.txt"), b"new content")
+    with open(ws.p("config.txt"), "rb", buffering=0) as old:
+        assert old.read(12) == old_content[:12]
+        os.rename(ws.p("new.txt"), ws.p("config.txt"))
+        assert ws.p("config.txt").read_bytes() == b"new content"
+        assert os.listdir(ws.local) == ["config.txt"]
+        assert len(ws.http.names(ws.remote)) == 2  # the hidden old file
+        assert old.read() == old_content[12:]
+    wait_until(
+        lambda: ws.http.names(ws.remote) == {"config.txt"},
+        message="the replaced file deleted at its last close",
+    )
