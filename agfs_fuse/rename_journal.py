@@ -55,9 +55,12 @@ class RenameJournal:
         return record
 
     def forget(self, record: Path) -> None:
-        """The rename is over (done or undone): its record goes."""
+        """The rename is over (done or undone): its record goes, and the directory with
+        the last one (the spool directory holds only spools when no rename runs)."""
         with contextlib.suppress(FileNotFoundError):
             record.unlink()
+        with contextlib.suppress(OSError):
+            self.directory.rmdir()
 
     def pending(self) -> Iterator[tuple[Path, RenameIntent | None]]:
         """Records an earlier run left: renames it did not see to the end. None for a

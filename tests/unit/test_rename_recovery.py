@@ -128,7 +128,7 @@ def _recover(journal: RenameJournal, server: FakeServer) -> None:
 
 
 def test_recovery_puts_back_finishes_and_logs(tmp_path: Path, caplog) -> None:
-    journal = RenameJournal(tmp_path)
+    journal = RenameJournal(tmp_path / "renames")
     back = RenameIntent("/m/a/src", "/m/a/t", "/m/a/.aside1", URL)
     done = RenameIntent("/m/b/src", "/m/b/t", "/m/b/.aside2", URL)
     journal.record(back)
@@ -139,12 +139,13 @@ def test_recovery_puts_back_finishes_and_logs(tmp_path: Path, caplog) -> None:
     assert server.files == {"/m/a/src", "/m/a/t", "/m/b/t"}
     assert sorted(server.calls) == ["delete /m/b/.aside2", "rename /m/a/.aside1 /m/a/t"]
     assert list(journal.pending()) == []
+    assert not journal.directory.exists()  # the spool directory is left as it was
     assert "rename of /m/a/src over /m/a/t did not finish" in caplog.text
     assert Outcome.RESTORE.value in caplog.text and Outcome.FINISH.value in caplog.text
 
 
 def test_recovery_keeps_the_record_while_the_server_cannot_answer(tmp_path: Path) -> None:
-    journal = RenameJournal(tmp_path)
+    journal = RenameJournal(tmp_path / "renames")
     journal.record(RenameIntent("/m/src", "/m/t", "/m/.aside", URL))
     server = FakeServer({"/m/src", "/m/.aside"}, reachable=False)
     _recover(journal, server)
@@ -155,7 +156,7 @@ def test_recovery_keeps_the_record_while_the_server_cannot_answer(tmp_path: Path
 
 
 def test_recovery_leaves_another_servers_record(tmp_path: Path) -> None:
-    journal = RenameJournal(tmp_path)
+    journal = RenameJournal(tmp_path / "renames")
     journal.record(RenameIntent("/m/src", "/m/t", "/m/.aside", "http://other:1/api/v1"))
     server = FakeServer({"/m/src", "/m/.aside"})
     _recover(journal, server)
