@@ -199,12 +199,14 @@ class AgfsOperations(pyfuse3.Operations):
         if inode in CONTROL_INODES:
             return self._control_attrs(CONTROL_INODES[inode])
         entry = self.inodes.entry(inode)
-        if entry.path is None:  # unlinked but still open
-            if entry.info is None:
-                raise NotFound("file was removed", path=str(inode))
-            return self._attrs(inode, entry.info)
         try:
-            return self._attrs(inode, await self.fs.stat(entry.path))
+            # The path once no rename changes it: a replaced file's attributes stay its own.
+            path = await self.fs.settled_path(lambda: entry.path)
+            if path is None:  # unlinked (or replaced) but still open
+                if entry.info is None:
+                    raise NotFound("file was removed", path=str(inode))
+                return self._attrs(inode, entry.info)
+            return self._attrs(inode, await self.fs.stat(path))
         except (ServerUnreachable, RequestTimeout):
             if inode != ROOT_INODE or entry.info is None:
                 raise

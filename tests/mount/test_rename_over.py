@@ -12,7 +12,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,38 @@ def test_a_file_open_when_replaced_reads_on_then_goes(memfs_ws: Workspace) -> No
         lambda: ws.http.names(ws.remote) == {"config.txt"},
         message="the replaced file deleted at its last close",
     )
+
+
+@pytest.mark.timeout(60)
+def test_fstat_of_a_file_being_replaced_gives_its_own_size(
+    make_mount: Callable[..., Mount], agfs_server: Server, request: pytest.FixtureRequest
+) -> None:
+    """An open file's attributes asked for in the middle of the rename that replaces it
+    are its own, not its replacement's (the kernel would cut its reads to that size)."""
+    mount = make_mount(agfs_server.url, options=["attr_timeout=0"])
+    ws = _workspace("memfs", mount, agfs_server.http, request)
+    wrong: list[int] = []
+
+    def watch(fd: int, size: int, done: threading.Event) -> None:
+        while not done.is_set():
+            if (got := os.fstat(fd).st_size) != size:
+                wrong.append(got)
+
+    for n in range(30):
+        size = 1000 + n
+        ws.http.write(ws.r("config.txt"), b"o" * size)
+        ws.http.write(ws.r("new.txt"), b"new")
+        fd = os.open(ws.p("config.txt"), os.O_RDONLY)
+        try:
+            done = threading.Event()
+            watcher = threading.Thread(target=watch, args=(fd, size, done))
+            watcher.start()
+            try:
+                os.rename(ws.p("new.txt"), ws.p("config.txt"))
+            finally:
+                done.set()
+                watcher.join(10)
+            assert os.fstat(fd).st_size == size
+        finally:
+            os.close(fd)
+    assert wrong == []
