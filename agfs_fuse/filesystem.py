@@ -32,7 +32,9 @@ from .errors import (
 )
 from .models import FileInfo
 from .readahead import Budget, ReadAhead
-from .rename import ServerRename
+from .rename import KeptAside, ServerRename
+from .rename_gate import RenameGate
+from .rename_journal import RenameJournal
 from .spool import SpoolDir
 from .uploads import ParkedUploads
 from .wire import shown_url
@@ -80,6 +82,8 @@ class AgfsFilesystem:
         self.readahead_budget = Budget()
         self.names = names.EscapedNames()
         self._reported: set[str] = set()
+        self.renames = RenameGate()
+        self.rename_journal = RenameJournal(spool_dir.root / "renames")
 
     def attach(self, nursery: trio.Nursery) -> None:
         """The mount's nursery, for work that outlives one request (following streams,
@@ -120,6 +124,12 @@ class AgfsFilesystem:
     # -- metadata -------------------------------------------------------------------
 
     async def stat(self, path: str, *, fresh: bool = False) -> FileInfo:
+        """``path``'s attributes; while this mount renames something over ``path``, what
+        the server has once the rename is over (never the gap in the middle)."""
+        await self.renames.settled(path)
+        return await self._stat(path, fresh=fresh)
+
+    async def _stat(self, path: str, *, fresh: bool = False) -> FileInfo:
         if not fresh:
             cached = self.attrs.get(path) or await self._from_listing(path)
             if cached is not None:
@@ -347,36 +357,80 @@ class AgfsFilesystem:
         except NotFound:
             return None
 
-    async def rename(self, old: str, new: str, *, noreplace: bool = False) -> None:
+    async def _stat_now_or_none(self, path: str) -> FileInfo | None:
+        """The server's answer even in the middle of a rename (the rename's own checks)."""
+        try:
+            return await self._stat(path, fresh=True)
+        except NotFound:
+            return None
+
+    async def rename(
+        self,
+        old: str,
+        new: str,
+        *,
+        noreplace: bool = False,
+        keep_replaced: Callable[[], bool] | None = None,
+    ) -> KeptAside | None:
         """POSIX rename: replaces ``new`` even where the plugin refuses, never loses it.
         ``ServerRename`` makes it of requests the server understands; here the mount's own
-        state follows (open spools, parked uploads, caches)."""
+        state follows (open spools, parked uploads, caches). While it runs, lookups of
+        ``old`` and ``new`` on this mount wait for it. A replaced file that
+        ``keep_replaced`` says is still open is kept aside: the caller discards it later."""
         if old == new:
-            return
+            return None
         if paths.is_within(new, old):
             raise InvalidArgument("cannot move a directory into itself", path=new)
-        with self._changing(old, new):
-            fresh_stat = functools.partial(self.stat, fresh=True)
-            await ServerRename(self.client, fresh_stat, self._stat_or_none).run(old, new, noreplace)
-            for writer in self._spools.values():
-                if paths.is_within(writer.path, old):
-                    writer.retarget(paths.rebase(writer.path, old, new))
-            self.parked.renamed(old, new)
-            self.listings.removed(old)
-            self.listings.invalidate_tree(old)
-            self.listings.invalidate_tree(new)
-            self.listings.added(new)
+        async with self.renames.renaming(old, new):
+            with self._changing(old, new):
+                rename = self.server_rename(keep_replaced)
+                await rename.run(old, new, noreplace)
+                for writer in self._spools.values():
+                    if paths.is_within(writer.path, old):
+                        writer.retarget(paths.rebase(writer.path, old, new))
+                self.parked.renamed(old, new)
+                self.listings.removed(old)
+                self.listings.invalidate_tree(old)
+                self.listings.invalidate_tree(new)
+                self.listings.added(new)
+                return rename.kept
+
+    async def discard_kept(self, kept: KeptAside) -> None:
+        """A replaced file kept while open is closed for good: delete it."""
+        self.attrs.invalidate(kept.aside)
+        await self.server_rename().discard(kept)
+
+    def server_rename(self, keep_replaced: Callable[[], bool] | None = None) -> ServerRename:
+        """A ``ServerRename`` that checks the server directly (not through the rename
+        gate, which its own rename holds) and records its intent in the journal."""
+        fresh_stat = functools.partial(self._stat, fresh=True)
+        return ServerRename(
+            self.client,
+            fresh_stat,
+            self._stat_now_or_none,
+            journal=self.rename_journal,
+            keep_replaced=keep_replaced,
+        )
 
     # -- data -----------------------------------------------------------------------
 
     async def read(self, path: str, offset: int, size: int) -> bytes:
         return await self.client.read(path, offset, size)
 
+    async def settled_path(self, path_now: Callable[[], str | None]) -> str | None:
+        """A file's path (``path_now()`` follows renames) once no rename changes it: in
+        the middle of one, the server has the file under neither name, or another's."""
+        while (path := path_now()) is not None:
+            await self.renames.settled(path)
+            if path_now() == path:
+                return path
+        return None
+
     def read_ahead(self, path_now: Callable[[], str | None], info: FileInfo) -> ReadAhead:
         """Prefetching for a handle of a plain file; ``path_now`` follows renames."""
 
         async def fetch(offset: int, size: int) -> bytes:
-            path = path_now()
+            path = await self.settled_path(path_now)
             if path is None:
                 raise NotFound("file was removed")
             return await self.client.read(path, offset, size)

@@ -153,6 +153,13 @@ class InodeTable:
             self._by_inode[inode].path = target
             self._by_path[target] = inode
 
+    def attach(self, inode: int, path: str) -> None:
+        """Give a detached inode a path again: a replaced file kept, still open, under a
+        hidden name (see ``rename.KeptAside``)."""
+        entry = self.entry(inode)
+        entry.path = path
+        self._by_path[path] = inode
+
     def detach_tree(self, path: str) -> None:
         """Detach ``path`` and everything below it (a replaced directory)."""
         for p in [p for p in self._by_path if paths.is_within(p, path)]:

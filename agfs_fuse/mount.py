@@ -29,6 +29,7 @@ from .inodes import InodeTable
 from .notify import notify, status
 from .operations import AgfsOperations
 from .options import MountOptions
+from .rename_recovery import recover as recover_renames
 from .spool import UnsafeSpoolDir, default_cache_dir, mount_spool_dir
 from .stats import RequestStats
 from .taskdump import describe_tasks
@@ -185,6 +186,7 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
     await fs.refresh_mounts()
     await _check_root(fs, opts.root)
     await _recover_leftovers(fs)
+    await recover_renames(fs.rename_journal, fs.client)
     policy = AttrPolicy(
         uid=os.getuid() if opts.uid is None else opts.uid,
         gid=os.getgid() if opts.gid is None else opts.gid,

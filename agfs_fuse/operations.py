@@ -22,7 +22,7 @@ from typing import Any
 import pyfuse3
 import trio
 
-from . import paths
+from . import asides, paths
 from .errors import AgfsError, InvalidArgument, NotFound, RequestTimeout, ServerUnreachable
 from .filesystem import AgfsFilesystem
 from .fuse_attrs import (
@@ -37,7 +37,7 @@ from .fuse_boundary import error_boundary
 from .inodes import ROOT_INODE, InodeTable, LocalAttrs
 from .models import FileInfo
 from .readahead import ReadAhead
-from .rename import ASIDE_PREFIX
+from .rename import KeptAside
 from .streams import StreamFollower
 from .writes import MessageWriter, Writer
 
@@ -114,6 +114,8 @@ class AgfsOperations(pyfuse3.Operations):
         self._opens_dropped_cache = 0
         self._writes = 0  # write requests the kernel sent for files (not control files)
         self.kernel_ready = trio.Event()
+        self._kept: dict[int, KeptAside] = {}
+        """Replaced files kept aside while open here, by inode: deleted at last close."""
 
     def init(self) -> None:
         """FUSE's INIT: pyfuse3 calls this while handling it and sends the answer as soon
@@ -198,12 +200,14 @@ class AgfsOperations(pyfuse3.Operations):
         if inode in CONTROL_INODES:
             return self._control_attrs(CONTROL_INODES[inode])
         entry = self.inodes.entry(inode)
-        if entry.path is None:  # unlinked but still open
-            if entry.info is None:
-                raise NotFound("file was removed", path=str(inode))
-            return self._attrs(inode, entry.info)
         try:
-            return self._attrs(inode, await self.fs.stat(entry.path))
+            # The path once no rename changes it: a replaced file's attributes stay its own.
+            path = await self.fs.settled_path(lambda: entry.path)
+            if path is None:  # unlinked (or replaced) but still open
+                if entry.info is None:
+                    raise NotFound("file was removed", path=str(inode))
+                return self._attrs(inode, entry.info)
+            return self._attrs(inode, await self.fs.stat(path))
         except (ServerUnreachable, RequestTimeout):
             if inode != ROOT_INODE or entry.info is None:
                 raise
@@ -279,7 +283,7 @@ class AgfsOperations(pyfuse3.Operations):
                     log.warning("the server's /%s is hidden by a control file", info.name)
                     self._warned_shadow = True
                 continue
-            if info.name.startswith(ASIDE_PREFIX) or not info.name or "/" in info.name:
+            if not info.name or "/" in info.name or asides.is_hidden(info.name, time.time()):
                 continue
             entries.append((shown, info))
         fh = self._new_fh()
@@ -339,8 +343,35 @@ class AgfsOperations(pyfuse3.Operations):
             raise InvalidArgument("RENAME_EXCHANGE is not supported by AGFS")
         old = self._child_path(parent_inode_old, name_old)
         new = self._child_path(parent_inode_new, name_new)
-        await self.fs.rename(old, new, noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE))
+        kept = await self.fs.rename(
+            old,
+            new,
+            noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE),
+            keep_replaced=lambda: self._is_open(new),
+        )
+        replaced = self.inodes.find(new)
         self.inodes.rename(old, new)
+        if kept is not None and replaced is not None:
+            # Still open: its readers go on reading the old file, now under the aside name.
+            self.inodes.attach(replaced, kept.aside)
+            self._kept[replaced] = kept
+            await self._unpin(replaced, 0)  # closed meanwhile: delete it now
+
+    def _is_open(self, path: str) -> bool:
+        inode = self.inodes.find(path)
+        return inode is not None and self.inodes.entry(inode).pins > 0
+
+    async def _unpin(self, inode: int, count: int = 1) -> None:
+        """A handle of ``inode`` is gone; if it was the last one of a replaced file kept
+        aside, the file is deleted."""
+        for _ in range(count):
+            self.inodes.unpin(inode)
+        kept = self._kept.get(inode)
+        if kept is None or self._is_open(kept.aside):
+            return
+        del self._kept[inode]
+        self.inodes.detach(kept.aside)
+        await self.fs.discard_kept(kept)
 
     @error_boundary
     async def symlink(self, parent_inode, name, target, ctx):
@@ -401,9 +432,23 @@ class AgfsOperations(pyfuse3.Operations):
     async def open(self, inode, flags, ctx):
         if inode in CONTROL_INODES:
             return self._open_control(CONTROL_INODES[inode], flags)
-        path = self.inodes.path(inode)
-        info = await self.fs.stat(path, fresh=True)
-        return self._open_existing(inode, path, info, flags)
+        path = self.inodes.entry(inode).path
+        if path is None:
+            # A rename replaced this inode's file (the kernel found it in its dentry cache,
+            # a moment old). ESTALE makes the kernel look the name up again and open what
+            # is there now, as the program asked.
+            raise pyfuse3.FUSEError(errno.ESTALE)
+        self.inodes.pin(inode)  # a rename that replaces it meanwhile keeps it for us
+        try:
+            info = await self.fs.stat(path, fresh=True)  # after a rename of it, if one runs
+            now = self.inodes.entry(inode).path
+            if now is None:
+                raise pyfuse3.FUSEError(errno.ESTALE)
+            if now != path:  # renamed, or replaced and kept aside, while the stat waited
+                path, info = now, await self.fs.stat(now, fresh=True)
+            return self._open_existing(inode, path, info, flags)
+        finally:
+            await self._unpin(inode)
 
     def _open_control(self, control: ControlFile, flags: int) -> pyfuse3.FileInfo:
         handle = OpenFile(control.inode, control=control, volatile=True)
@@ -455,7 +500,7 @@ class AgfsOperations(pyfuse3.Operations):
         handle = self._files[fh]
         if handle.control is not None:
             return (handle.content or b"")[off : off + size]
-        path = self.inodes.entry(handle.inode).path
+        path = await self.fs.settled_path(lambda: self.inodes.entry(handle.inode).path)
         if handle.stream is not None:
             handle.stream.start(self.fs.nursery())
             return await handle.stream.read(off, size)
@@ -521,4 +566,4 @@ class AgfsOperations(pyfuse3.Operations):
             if handle.writer is not None:
                 await self.fs.release_writer(handle.inode, handle.writer)
         finally:
-            self.inodes.unpin(handle.inode)
+            await self._unpin(handle.inode)

@@ -3,19 +3,26 @@
 AGFS's rename refuses an existing target on memfs, ignores symlinks (they live in the
 server's memory, beside the plugin) and cannot move a link at all. So the target is looked
 at first and each case is handled before the plugin sees it: a target is moved aside to a
-hidden name (and moved back if the rename fails, so it is never lost), links are re-made,
-and the links under a renamed directory are moved with it. What the mount keeps locally
-(caches, spools) is the filesystem's business, around this.
+hidden name (``asides``), links are re-made, and the links under a renamed directory are
+moved with it. The target is never lost: before it is moved aside, an intent record is
+written (``rename_journal``); if a step fails or its answer is lost, what the server now
+has decides whether the rename is finished or undone (``rename_recovery``), and if the
+mount dies in the middle, the next mount does the same from the record. What the mount
+keeps locally (caches, spools) is the filesystem's business, around this.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 from . import paths
+from .asides import ASIDE_PREFIX as ASIDE_PREFIX  # where it always was, for importers
+from .asides import new_aside_name
 from .client import AgfsClient
 from .errors import (
     AgfsError,
@@ -23,13 +30,23 @@ from .errors import (
     DirectoryNotEmpty,
     IsADirectory,
     NotADirectory,
+    NotFound,
 )
 from .models import FileInfo
+from .rename_journal import RenameIntent, RenameJournal
+from .rename_recovery import Outcome, settle
 
 log = logging.getLogger("agfs_fuse.filesystem")
 
-ASIDE_PREFIX = ".agfs-fuse-replaced-"
-"""A target moved aside during a rename; a crash may leave one, found at the next mount."""
+
+@dataclass(frozen=True)
+class KeptAside:
+    """A replaced file kept under its aside name because it is still open on this mount
+    (NFS calls it a silly rename): its readers go on reading the old file, as POSIX says.
+    ``ServerRename.discard`` deletes it, and its intent record, when the last one closes."""
+
+    aside: str
+    record: Path | None
 
 
 class ServerRename:
@@ -40,11 +57,20 @@ class ServerRename:
         client: AgfsClient,
         stat: Callable[[str], Awaitable[FileInfo]],
         stat_or_none: Callable[[str], Awaitable[FileInfo | None]],
+        *,
+        journal: RenameJournal | None = None,
+        keep_replaced: Callable[[], bool] | None = None,
     ) -> None:
-        """``stat`` and ``stat_or_none`` ask the server (not a cache), and may cache."""
+        """``stat`` and ``stat_or_none`` ask the server (not a cache), and may cache.
+        With a ``journal``, a target set aside is recorded there first, so that a crash
+        in the middle is settled by the next mount. When ``keep_replaced`` says so at the
+        end, a replaced file is not deleted but left in ``kept``, under its aside name."""
         self.client = client
         self._stat = stat
         self._stat_or_none = stat_or_none
+        self._journal = journal
+        self._keep_replaced = keep_replaced
+        self.kept: KeptAside | None = None
 
     async def run(self, old: str, new: str, noreplace: bool) -> None:
         source = await self._stat(old)
@@ -55,11 +81,11 @@ class ServerRename:
             await self._check_replaceable(source, target, new)
         if source.is_symlink:
             link_target = await self.client.readlink(old)
-            async with self._target_set_aside(new, target):
+            async with self._target_set_aside(old, new, target):
                 await self.client.symlink(link_target, new)
             await self.client.delete(old)
         elif target is not None and target.is_symlink:
-            async with self._target_set_aside(new, target):
+            async with self._target_set_aside(old, new, target):
                 await self.client.rename(old, new)
         else:
             links = await self._links_below(old) if source.is_dir else []
@@ -68,7 +94,7 @@ class ServerRename:
             except AlreadyExists:
                 if target is None:
                     raise  # appeared meanwhile: someone else's file, not ours to remove
-                async with self._target_set_aside(new, target):
+                async with self._target_set_aside(old, new, target):
                     await self.client.rename(old, new)
             await self._move_links(links, old, new)
 
@@ -112,9 +138,11 @@ class ServerRename:
             raise DirectoryNotEmpty("directory not empty", path=new)
 
     @asynccontextmanager
-    async def _target_set_aside(self, new: str, target: FileInfo | None) -> AsyncIterator[None]:
-        """Get an existing target out of the way for the body; put it back if the body
-        fails, remove it once the body succeeded. A file or directory is renamed to a
+    async def _target_set_aside(
+        self, old: str, new: str, target: FileInfo | None
+    ) -> AsyncIterator[None]:
+        """Get an existing target out of the way for the body, which puts ``old`` in its
+        place; remove it once the body succeeded. A file or directory is renamed to a
         hidden name (its data never leaves the server); a link is remembered and re-made.
         """
         if target is None:
@@ -133,14 +161,72 @@ class ServerRename:
                 raise
             return
         parent, _ = paths.split(new)
-        aside = paths.join(parent, f"{ASIDE_PREFIX}{uuid.uuid4().hex[:12]}")
-        await self.client.rename(new, aside)
+        intent = RenameIntent(
+            old, new, paths.join(parent, new_aside_name(time.time())), self.client.base_url
+        )
+        record = self._journal.record(intent) if self._journal is not None else None
+        body_ran = False
         try:
+            await self.client.rename(new, intent.aside)
+            body_ran = True
             yield
-        except AgfsError:
-            await self.client.rename(aside, new)
-            raise
-        try:
-            await self.client.delete(aside, recursive=target.is_dir)
         except AgfsError as exc:
-            log.warning("replaced %s but could not delete its old copy %s: %s", new, aside, exc)
+            # Failed, or the answer was lost after the server did it: the server decides.
+            if not await self._settled_after(intent, record, exc) or not body_ran:
+                raise
+            return  # the rename happened; only its answer was lost
+        if self._keep_replaced is not None and not target.is_dir and self._keep_replaced():
+            self.kept = KeptAside(intent.aside, record)
+            return
+        try:
+            await self.client.delete(intent.aside, recursive=target.is_dir)
+        except AgfsError as exc:
+            log.warning(
+                "replaced %s but could not delete its old copy %s: %s", new, intent.aside, exc
+            )
+            return  # the record stays: the next mount deletes it
+        self._forget(record)
+
+    async def _settled_after(
+        self, intent: RenameIntent, record: Path | None, exc: AgfsError
+    ) -> bool:
+        """Finish or undo a rename whose step failed with ``exc``; True when it turns out
+        to be finished. A rename that cannot be settled now keeps its record."""
+        try:
+            outcome = await settle(self.client, intent)
+        except AgfsError as again:
+            log.error(
+                "rename of %s over %s failed (%s) and cannot be settled now (%s); the old file"
+                " is at %s",
+                intent.source,
+                intent.target,
+                exc,
+                again,
+                intent.aside,
+            )
+            return False
+        if outcome is not Outcome.NOTHING:
+            log.warning(
+                "rename of %s over %s failed (%s): %s",
+                intent.source,
+                intent.target,
+                exc,
+                outcome.value,
+            )
+        self._forget(record)
+        return outcome is Outcome.FINISH
+
+    async def discard(self, kept: KeptAside) -> None:
+        """Delete a replaced file kept while it was open, once nothing reads it."""
+        try:
+            await self.client.delete(kept.aside)
+        except NotFound:
+            pass
+        except AgfsError as exc:
+            log.warning("could not delete the replaced file %s: %s", kept.aside, exc)
+            return  # the record stays: the next mount deletes it
+        self._forget(kept.record)
+
+    def _forget(self, record: Path | None) -> None:
+        if record is not None and self._journal is not None:
+            self._journal.forget(record)

@@ -104,8 +104,8 @@ class SpoolDir:
     def leftovers(self) -> Iterator[tuple[Path, SpoolMeta | None]]:
         """Spools left by an earlier run (failed uploads, a crash), with their sidecars."""
         for data in sorted(self.root.iterdir()):
-            if data.suffix == SIDECAR_SUFFIX:
-                continue
+            if data.suffix == SIDECAR_SUFFIX or data.is_dir():
+                continue  # a sidecar, or the rename journal (see ``rename_journal``)
             sidecar = data.with_name(data.name + SIDECAR_SUFFIX)
             try:
                 meta = SpoolMeta(**json.loads(sidecar.read_text()))

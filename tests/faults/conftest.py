@@ -285,8 +285,8 @@ class Rig:
         if not root.exists():
             return found
         for data in sorted(root.glob("*/*")):
-            if data.name.endswith((".json", ".tmp")):
-                continue
+            if data.name.endswith((".json", ".tmp")) or data.is_dir():
+                continue  # a sidecar, or the rename journal's directory
             sidecar = data.with_name(data.name + ".json")
             meta = None
             with contextlib.suppress(OSError, ValueError):

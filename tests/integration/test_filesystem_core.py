@@ -18,8 +18,8 @@ import pytest
 import trio
 
 from agfs_fuse import errors
+from agfs_fuse.asides import ASIDE_PREFIX
 from agfs_fuse.filesystem import AgfsFilesystem, ReloadFailed
-from agfs_fuse.rename import ASIDE_PREFIX
 from agfs_fuse.spool import SIDECAR_SUFFIX, SpoolDir
 from agfs_fuse.writes import MessageWriter, SpoolWriter
 from tests.integration.conftest import (
