@@ -453,16 +453,41 @@ class AgfsTransport(httpx.AsyncBaseTransport):
         conn: _Connection | None = None
         try:
             conn = await self._connection(key, deadline)
-            await self._send_request(conn, method, target, headers, body, chunked, deadline)
-            while True:
-                head = _Head(await conn.head(deadline.read), method)
-                if not 100 <= head.status < 200:
-                    return conn, head
+            send_failure: httpx.WriteError | None = None
+            try:
+                await self._send_request(conn, method, target, headers, body, chunked, deadline)
+            except httpx.WriteError as exc:
+                send_failure = exc
+            try:
+                head = await self._final_head(conn, method, deadline)
+            except httpx.TransportError:
+                if send_failure is not None:
+                    # no answer after all: the connection was lost
+                    raise send_failure from send_failure.__cause__
+                raise
+            if send_failure is not None:
+                head.keep_alive = False  # part of the request was never sent
+            return conn, head
         except BaseException:
             if conn is not None:
                 await conn.aclose()
             self._slots.release()
             raise
+
+    @staticmethod
+    async def _final_head(conn: _Connection, method: str, deadline: Timeouts) -> _Head:
+        """The answer's head, past interim (1xx) ones.
+
+        Also read after a failed send: a server may answer before it has read the whole
+        body and then close, as the real AGFS server does over its body limit (it reads
+        limit+1 bytes, writes 413 and hangs up). The sender then gets EPIPE or a reset,
+        but the answer is already on the socket, as curl and httpcore know. Reading it
+        cannot hang: a socket the peer reset gives what it holds, then an error.
+        """
+        while True:
+            head = _Head(await conn.head(deadline.read), method)
+            if not 100 <= head.status < 200:
+                return head
 
     async def release(self, conn: _Connection, *, reuse: bool) -> None:
         self._slots.release()
