@@ -262,6 +262,9 @@ class SpoolWriter:
         handle = await client.open_handle(self.path, flags)
         self.spool.record_handle(handle)
         chunk = HANDLE_CHUNK
+        limit = self._caps.body_limit  # halvings an earlier upload needed are not repeated
+        while limit is not None and chunk > limit and chunk > MIN_HANDLE_CHUNK:
+            chunk //= 2
         try:
             for start, stop in ranges:
                 offset = start
@@ -270,6 +273,7 @@ class SpoolWriter:
                     try:
                         await client.handle_write(handle, offset, self.spool.pread(offset, length))
                     except FileTooLarge:
+                        self._caps.learn_body_limit(length)
                         if chunk <= MIN_HANDLE_CHUNK:
                             raise
                         chunk //= 2  # the body limit is below our chunk size

@@ -20,6 +20,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -47,6 +48,9 @@ class GoLikeServer:
     limit: int
     hang_up_silently: bool = False
     """Refuse an oversized body by closing without an answer: a lost connection."""
+    linger: float = 0.0
+    """Seconds between the 413 (with a FIN) and the close, as Go's ``closeWriteAndWait``
+    waits 500 ms so that the client can read the answer before the reset."""
     files: dict[str, bytearray] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
     _handles: dict[int, str] = field(default_factory=dict)
@@ -131,6 +135,7 @@ class GoLikeServer:
                 if not self.hang_up_silently:
                     self._answer(sock, conn, 413, {"error": message}, close=True)
                 sock.shutdown(socket.SHUT_WR)
+                time.sleep(self.linger)
                 return False
         with self._lock:
             self.seen.append(Seen(key, size, refused=False))

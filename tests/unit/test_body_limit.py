@@ -97,23 +97,28 @@ def test_a_spool_over_the_limit_goes_up_through_a_handle_in_halved_chunks(
     data = os.urandom(BIG)
     caps = Capabilities([MountPoint("/memfs", "memfs")])
 
-    async def main() -> None:
+    async def upload(client: AgfsClient, path: str) -> None:
+        spools = SpoolDir(tmp_path / "spools")
+        writer = SpoolWriter(lambda: client, spools, path, None, server.url, caps)
+        writer.start_empty()
+        await writer.write(0, data)
+        await writer.close()
+
+    async def main() -> list[int]:
         client = AgfsClient(server.url, timeout=10)
         try:
-            writer = SpoolWriter(
-                lambda: client, SpoolDir(tmp_path / "spools"), "/memfs/big", None, server.url, caps
-            )
-            writer.start_empty()
-            await writer.write(0, data)
-            await writer.close()
+            await upload(client, "/memfs/big")
+            refused_before = len(server.seen)
+            await upload(client, "/memfs/second")
+            return [s.size for s in server.seen[refused_before:] if s.refused]
         finally:
             await client.aclose()
 
     with GoLikeServer(LIMIT) as server:
-        trio.run(main)
-    assert server.files["/memfs/big"] == data
+        refused_second_time = trio.run(main)
+    assert server.files["/memfs/big"] == server.files["/memfs/second"] == data
     assert server.refused("PUT /files") == [BIG]
     assert server.refused("PUT /handles/{id}/write") == [HANDLE_CHUNK, HANDLE_CHUNK // 2]
     assert set(server.accepted("PUT /handles/{id}/write")) == {LIMIT}
-    assert caps.body_limit is not None and caps.body_limit < BIG
+    assert refused_second_time == []  # what the first upload learned is remembered
     assert list((tmp_path / "spools").iterdir()) == []  # uploaded: no spool left
