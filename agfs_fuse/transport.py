@@ -33,6 +33,9 @@ PIECE = 1 << 20
 """Bodies are handed to httpx in pieces of at most this size (or one chunk, if smaller)."""
 
 _RECEIVE = 256 * 1024
+WATCHED_BODY = 256 * 1024
+"""Bodies larger than this go by ``send_watching``, which stops when the server answers
+early; smaller ones fit the socket buffers and go in one packet with the head."""
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 _Key = tuple[str, str, int]
@@ -149,14 +152,40 @@ class _Connection:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise httpx.WriteError(f"sending the request failed: {exc}") from exc
 
-    async def send_file(self, body: FileBody, seconds: float | None) -> None:
-        """``body`` with sendfile(2) on the plain socket: the kernel copies the bytes."""
+    async def send_file(self, body: FileBody, seconds: float | None) -> bool:
+        """``body`` with sendfile(2) on the plain socket: the kernel copies the bytes.
+        False when the server answered before taking it all (see ``_pump``)."""
+        assert self.sock is not None
+        fd = self.sock.fileno()
+
+        def step(offset: int) -> int:
+            sent = os.sendfile(fd, body.fd, offset, body.size - offset)
+            if sent == 0:
+                raise body.shrank()
+            return sent
+
+        return await self._pump(step, body.size, seconds)
+
+    async def send_watching(self, data: bytes, seconds: float | None) -> bool:
+        """A large ``data`` on the plain socket, as ``send_file`` sends a file."""
+        assert self.sock is not None
+        fd, view = self.sock.fileno(), memoryview(data)
+        return await self._pump(lambda offset: os.write(fd, view[offset:]), len(data), seconds)
+
+    async def _pump(self, step: Callable[[int], int], size: int, seconds: float | None) -> bool:
+        """Call ``step(offset)`` (a non-blocking send returning the count sent) until
+        ``size`` bytes are sent: True. False as soon as the socket turns readable while
+        the server is not taking more: it answered early (the real server's 413 over its
+        body limit, after which it reads nothing more and resets the connection 500 ms
+        later) or hung up; sending on would only wait for that reset."""
         assert self.sock is not None
         offset = 0
-        while offset < body.size:
+        while offset < size:
             try:
-                sent = os.sendfile(self.sock.fileno(), body.fd, offset, body.size - offset)
+                offset += step(offset)
             except BlockingIOError:
+                if self.sock.is_readable():
+                    return False
                 try:
                     with _scope(seconds):
                         await trio.lowlevel.wait_writable(self.sock)
@@ -165,10 +194,8 @@ class _Connection:
                 continue
             except OSError as exc:
                 raise httpx.WriteError(f"sending the request failed: {exc}") from exc
-            if sent == 0:
-                raise body.shrank()
-            offset += sent
             await trio.lowlevel.checkpoint()  # a fast peer never blocks: let others run
+        return True
 
     async def _receive_some(self, seconds: float | None, limit: int = _RECEIVE) -> bytes:
         try:
@@ -455,9 +482,14 @@ class AgfsTransport(httpx.AsyncBaseTransport):
             conn = await self._connection(key, deadline)
             send_failure: httpx.WriteError | None = None
             try:
-                await self._send_request(conn, method, target, headers, body, chunked, deadline)
+                sent = await self._send_request(
+                    conn, method, target, headers, body, chunked, deadline
+                )
             except httpx.WriteError as exc:
                 send_failure = exc
+            else:
+                if not sent:
+                    send_failure = httpx.WriteError("the server stopped taking the request")
             try:
                 head = await self._final_head(conn, method, deadline)
             except httpx.TransportError:
@@ -538,21 +570,24 @@ class AgfsTransport(httpx.AsyncBaseTransport):
         body: Any,
         chunked: bool,
         deadline: Timeouts,
-    ) -> None:
+    ) -> bool:
+        """Send the request; False when the server answered before taking all of it."""
         lines = [method.encode() + b" " + target + b" HTTP/1.1"]
         lines.extend(name + b": " + value for name, value in headers)
         head = b"\r\n".join(lines) + b"\r\n\r\n"
+        if isinstance(body, bytes) and len(body) > WATCHED_BODY and conn.sock is not None:
+            await conn.send(head, deadline.write)
+            return await conn.send_watching(body, deadline.write)
         if body is None or isinstance(body, bytes):
             await conn.send(head + body if body else head, deadline.write)
-            return
+            return True
         if isinstance(body, httpx.ByteStream) and not chunked:
             data = b"".join([part async for part in body])
             await conn.send(head + data, deadline.write)  # one packet for small requests
-            return
+            return True
         if isinstance(body, FileBody) and conn.sock is not None and not chunked:
             await conn.send(head, deadline.write)
-            await conn.send_file(body, deadline.write)
-            return
+            return await conn.send_file(body, deadline.write)
         await conn.send(head, deadline.write)
         async for part in body:
             if not part:
@@ -563,6 +598,7 @@ class AgfsTransport(httpx.AsyncBaseTransport):
                 await conn.send(part, deadline.write)
         if chunked:
             await conn.send(b"0\r\n\r\n", deadline.write)
+        return True
 
     async def aclose(self) -> None:
         self._closed = True

@@ -20,7 +20,6 @@ import contextlib
 import json
 import socket
 import threading
-import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -56,6 +55,7 @@ class GoLikeServer:
     _handles: dict[int, str] = field(default_factory=dict)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     def __enter__(self) -> GoLikeServer:
         self._listener = socket.socket()
@@ -67,6 +67,7 @@ class GoLikeServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
@@ -135,7 +136,7 @@ class GoLikeServer:
                 if not self.hang_up_silently:
                     self._answer(sock, conn, 413, {"error": message}, close=True)
                 sock.shutdown(socket.SHUT_WR)
-                time.sleep(self.linger)
+                self._stopping.wait(self.linger)
                 return False
         with self._lock:
             self.seen.append(Seen(key, size, refused=False))

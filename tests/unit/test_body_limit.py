@@ -57,6 +57,28 @@ def test_a_plain_upload_over_the_limit_is_file_too_large(tmp_path: Path) -> None
     assert server.files["/memfs/small"] == b"after"
 
 
+def test_the_answer_is_read_as_soon_as_it_comes_not_at_the_reset(tmp_path: Path) -> None:
+    """Go answers 413, then waits 500 ms (here 5 s) before it resets the connection; the
+    client stops sending when the answer arrives instead of waiting for the reset."""
+    source = _spool_file(tmp_path, bytes(BIG))
+
+    async def main() -> float:
+        client = AgfsClient(server.url, timeout=10)
+        try:
+            started = trio.current_time()
+            with source.open("rb") as f, pytest.raises(FileTooLarge):
+                await client.write_from("/memfs/big", f, BIG)  # a file: by sendfile
+            with pytest.raises(FileTooLarge):
+                await client.handle_write(1, 0, bytes(BIG))  # bytes
+            return trio.current_time() - started
+        finally:
+            await client.aclose()
+
+    with GoLikeServer(LIMIT, linger=5.0) as server:
+        elapsed = trio.run(main)
+    assert elapsed < 2.5, f"{elapsed:.1f} s: the client waited for the reset"
+
+
 def test_a_send_cut_short_without_an_answer_is_still_a_lost_connection() -> None:
     async def main() -> None:
         client = AgfsClient(server.url, timeout=10)
