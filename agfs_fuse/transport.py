@@ -33,6 +33,8 @@ PIECE = 1 << 20
 """Bodies are handed to httpx in pieces of at most this size (or one chunk, if smaller)."""
 
 _RECEIVE = 256 * 1024
+ANSWER_POLL = 0.02
+"""While a send waits for room, how often it looks for an early answer (seconds)."""
 WATCHED_BODY = 256 * 1024
 """Bodies larger than this go by ``send_watching``, which stops when the server answers
 early; smaller ones fit the socket buffers and go in one packet with the head."""
@@ -184,18 +186,31 @@ class _Connection:
             try:
                 offset += step(offset)
             except BlockingIOError:
-                if self.sock.is_readable():
+                if not await self._writable_unless_answered(seconds):
                     return False
-                try:
-                    with _scope(seconds):
-                        await trio.lowlevel.wait_writable(self.sock)
-                except trio.TooSlowError:
-                    raise httpx.WriteTimeout("timed out sending the request") from None
                 continue
             except OSError as exc:
                 raise httpx.WriteError(f"sending the request failed: {exc}") from exc
             await trio.lowlevel.checkpoint()  # a fast peer never blocks: let others run
         return True
+
+    async def _writable_unless_answered(self, seconds: float | None) -> bool:
+        """Wait until the socket takes more (True) or the server has answered or hung up
+        (False). The answer may come while we wait, so readability is looked at again
+        every ``ANSWER_POLL`` seconds: waiting for both in two tasks would cost a task
+        per wait on the hot path of every large upload."""
+        assert self.sock is not None
+        deadline = None if seconds is None else trio.current_time() + seconds
+        while not self.sock.is_readable():
+            wait = ANSWER_POLL
+            if deadline is not None:
+                wait = min(wait, deadline - trio.current_time())
+                if wait <= 0:
+                    raise httpx.WriteTimeout("timed out sending the request")
+            with trio.move_on_after(wait):
+                await trio.lowlevel.wait_writable(self.sock)
+                return True
+        return False
 
     async def _receive_some(self, seconds: float | None, limit: int = _RECEIVE) -> bytes:
         try:
