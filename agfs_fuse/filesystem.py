@@ -55,6 +55,9 @@ class ReloadFailed(AgfsError):
 
 
 class AgfsFilesystem:
+    on_uploaded: Callable[[str], object] | None = None
+    """Told each path whose new content reached the server (the inode table's owner)."""
+
     def __init__(
         self,
         client: AgfsClient,
@@ -456,6 +459,7 @@ class AgfsFilesystem:
             return  # truncating a control file would send an empty message
         if size == 0:
             await self.client.write(path, b"")
+            self._uploaded(path)
             return
         temporary = self._new_spool(path, info)
         await temporary.truncate(size)
@@ -502,6 +506,8 @@ class AgfsFilesystem:
         """The server has a new version of ``path``: what was cached of it is stale."""
         self.attrs.invalidate(path)
         self.parked.uploaded(path)
+        if self.on_uploaded is not None:
+            self.on_uploaded(path)
 
     def spool_of(self, key: int) -> SpoolWriter | None:
         return self._spools.get(key)

@@ -40,7 +40,11 @@ def file_attributes(
     volatile: bool,
     local_size: int | None,
     local: LocalAttrs | None,
+    nlink: int | None = None,
 ) -> pyfuse3.EntryAttributes:
+    """``nlink``: the link count when the caller knows it (0 for an unlinked open file,
+    2 + subdirectories for a listed directory); else 1, which ``find`` reads as "unknown"
+    for a directory, where 2 would claim it has no subdirectories."""
     attrs = pyfuse3.EntryAttributes()
     attrs.st_ino = inode
     attrs.generation = 0
@@ -51,28 +55,27 @@ def file_attributes(
         perm &= ~policy.umask & 0o7777
     if info.is_symlink:
         attrs.st_mode = stat.S_IFLNK | 0o777
-        attrs.st_nlink = 1
     elif info.is_dir:
         attrs.st_mode = stat.S_IFDIR | perm
-        attrs.st_nlink = 2
     else:
         attrs.st_mode = stat.S_IFREG | perm
-        attrs.st_nlink = 1
+    attrs.st_nlink = 1 if nlink is None else nlink
     size = info.size if local_size is None else local_size
     attrs.st_size = size
     attrs.st_blksize = BLOCK_SIZE
     attrs.st_blocks = (size + 511) // 512
     attrs.st_uid = policy.uid
     attrs.st_gid = policy.gid
-    mtime = atime = info.mtime_ns
+    mtime = atime = ctime = info.mtime_ns
     if local is not None:
         mtime = local.mtime_ns if local.mtime_ns is not None else mtime
         atime = local.atime_ns if local.atime_ns is not None else mtime
+        ctime = local.ctime_ns if local.ctime_ns is not None else mtime
         attrs.st_uid = local.uid if local.uid is not None else attrs.st_uid
         attrs.st_gid = local.gid if local.gid is not None else attrs.st_gid
     attrs.st_mtime_ns = mtime
     attrs.st_atime_ns = atime
-    attrs.st_ctime_ns = mtime
+    attrs.st_ctime_ns = ctime
     return attrs
 
 

@@ -8,9 +8,11 @@ AGFS has no inode numbers, so we hand them out. Invariants (checked in tests):
   path), until the kernel forgets it, so an open-but-deleted file stays readable;
 - a rename moves the entry and every entry below it.
 
-It also remembers what the user set that AGFS cannot store (atime/mtime/uid/gid) for as
-long as the inode is known, with the server's (size, mtime) it was set against, so the
-server wins as soon as the file changes there.
+It also remembers what AGFS cannot store (atime/mtime/ctime/uid/gid: set by the user, the
+creator of a file, a directory's entries changing here) for as long as the inode is known,
+with the server's (size, mtime) they hold against, so the server wins as soon as the file
+changes there; a change the mount itself uploads keeps the owner and takes the server's
+new times.
 """
 
 from __future__ import annotations
@@ -27,17 +29,34 @@ RESERVED_INODES = 8  # control files take fixed numbers below this
 
 @dataclass
 class LocalAttrs:
-    """Attributes AGFS cannot keep, valid while the server copy is unchanged."""
+    """Attributes AGFS cannot keep, valid while the server copy is unchanged.
 
-    basis: tuple[int, int]  # (size, mtime_ns) the values were set against
+    ``basis`` is the server's (size, mtime_ns) they were set against; None means "the
+    next answer": the mount itself just changed the file on the server, so what the server
+    says next is the copy they belong to. A symlink's basis is never checked: the server
+    reports mtime = now on every stat, and a link's target never changes.
+    """
+
+    basis: tuple[int, int] | None = None
     atime_ns: int | None = None
     mtime_ns: int | None = None
+    ctime_ns: int | None = None
     uid: int | None = None
     gid: int | None = None
 
     def holds_for(self, info: FileInfo) -> bool:
         """Still valid: the server's copy is the one these values were set against."""
+        if info.is_symlink:
+            return True
+        if self.basis is None:
+            self.basis = (info.size, info.mtime_ns)
         return self.basis == (info.size, info.mtime_ns)
+
+    def changed_here(self) -> None:
+        """The mount uploaded new content: the server's times are right from now on,
+        the owner stays."""
+        self.basis = None
+        self.atime_ns = self.mtime_ns = self.ctime_ns = None
 
 
 @dataclass
@@ -48,6 +67,7 @@ class Entry:
     pins: int = 0
     local: LocalAttrs | None = field(default=None)
     info: FileInfo | None = None  # last attributes shown, for fstat of an unlinked file
+    subdirs: int | None = None  # a directory's subdirectories, as its last listing said
     cached: tuple[int, int] | None = None  # (size, mtime_ns) when the page cache was filled
 
 
@@ -139,6 +159,35 @@ class InodeTable:
             entry.path = None
             entry.local = None
             self._drop_if_unused(inode)
+
+    def local(self, inode: int, info: FileInfo | None) -> LocalAttrs:
+        """The inode's local attributes, fresh ones when none hold for ``info`` (the
+        server's copy; None: the next answer)."""
+        entry = self.entry(inode)
+        local = entry.local
+        if local is None or (info is not None and not local.holds_for(info)):
+            basis = None if info is None or info.is_symlink else (info.size, info.mtime_ns)
+            local = entry.local = LocalAttrs(basis=basis)
+        return local
+
+    def touched(self, inode: int, now_ns: int) -> None:
+        """Changed here in a way the server's copy does not show yet (memfs keeps a
+        directory's mtime when entries come and go; an open file's truncate is uploaded
+        at close): mtime and ctime are now, until the server's copy changes."""
+        local = self.local(inode, None)
+        local.mtime_ns = local.ctime_ns = now_ns
+
+    def created_by(self, inode: int, uid: int, gid: int) -> None:
+        """Who made the entry: AGFS has no owners, so the mount keeps it (as a chown)."""
+        local = self.local(inode, None)
+        local.uid, local.gid = uid, gid
+
+    def uploaded(self, path: str) -> None:
+        """The mount put new content of ``path`` on the server."""
+        inode = self._by_path.get(path)
+        local = self._by_inode[inode].local if inode is not None else None
+        if local is not None:
+            local.changed_here()
 
     def rename(self, old: str, new: str) -> None:
         """Move ``old`` (and everything below it) to ``new``, detaching what ``new`` was."""

@@ -34,7 +34,7 @@ from .fuse_attrs import (
     synthetic_info,
 )
 from .fuse_boundary import error_boundary
-from .inodes import ROOT_INODE, InodeTable, LocalAttrs
+from .inodes import ROOT_INODE, InodeTable
 from .models import FileInfo
 from .readahead import ReadAhead
 from .rename import KeptAside
@@ -105,6 +105,7 @@ class AgfsOperations(pyfuse3.Operations):
         self.fs = fs
         self.inodes = inodes
         self.policy = policy
+        fs.on_uploaded = inodes.uploaded  # the mount's own uploads keep owners, take times
         self._files: dict[int, OpenFile] = {}
         self._dirs: dict[int, OpenDir] = {}
         self._next_fh = 1
@@ -140,10 +141,21 @@ class AgfsOperations(pyfuse3.Operations):
             return None
         return CONTROLS.get(name.decode("utf-8", "replace"))
 
-    def _attrs(self, inode: int, info: FileInfo) -> pyfuse3.EntryAttributes:
+    def _attrs(
+        self, inode: int, info: FileInfo, *, synthetic: bool = False
+    ) -> pyfuse3.EntryAttributes:
+        """``synthetic``: ``info`` is what the mount made up for an entry it just created,
+        not the server's word, so local attributes are neither checked nor based on it."""
         entry = self.inodes.entry(inode)
         entry.info = info
-        if entry.local is not None and not entry.local.holds_for(info):
+        if synthetic:
+            pass
+        elif info.is_symlink:
+            # The server says mtime = now on every stat: the first time seen stays.
+            local = self.inodes.local(inode, info)
+            if local.mtime_ns is None:
+                local.mtime_ns = info.mtime_ns
+        elif entry.local is not None and not entry.local.holds_for(info):
             entry.local = None  # the server changed the file: the server wins
         spool = self.fs.spool_of(inode)
         return file_attributes(
@@ -153,7 +165,41 @@ class AgfsOperations(pyfuse3.Operations):
             volatile=entry.path is not None and self.fs.is_volatile(entry.path, info),
             local_size=spool.local_size() if spool is not None else None,
             local=entry.local,
+            nlink=self._nlink(entry.path, entry.subdirs, info),
         )
+
+    def _nlink(self, path: str | None, subdirs: tuple[int, float] | None, info: FileInfo) -> int:
+        """0 for an unlinked file; 2 + subdirectories for a directory listed less than
+        ``attr_timeout`` ago, else 1 ("unknown", as ``find`` reads it); 1 otherwise."""
+        if path is None:
+            return 0
+        if not info.is_dir or info.is_symlink:
+            return 1
+        return self._dir_nlink(subdirs)
+
+    def _dir_nlink(self, subdirs: tuple[int, float] | None) -> int:
+        if subdirs is None:
+            return 1
+        count, listed_at = subdirs
+        return 2 + count if time.monotonic() - listed_at < self.policy.attr_timeout else 1
+
+    def _entries_changed(self, parent_inode: int, *, subdirs: int | None = 0) -> None:
+        """Entries of a directory came or went here: its mtime and ctime are now (memfs
+        does not change them on the server), and its subdirectory count moves by
+        ``subdirs`` (None: unknown until it is listed again)."""
+        self.inodes.touched(parent_inode, time.time_ns())
+        entry = self.inodes.entry(parent_inode)
+        if entry.subdirs is not None:
+            count, listed_at = entry.subdirs
+            entry.subdirs = None if subdirs is None else (count + subdirs, listed_at)
+
+    def _created(self, inode: int, ctx: Any) -> None:
+        """Record who made the entry when it is another user than the one running the
+        mount: under ``allow_other`` the creator must be able to chmod, truncate and
+        write it. The mount's own user's entries show the policy's owner (``-o uid=``)."""
+        uid, gid = getattr(ctx, "uid", None), getattr(ctx, "gid", None)
+        if uid is not None and gid is not None and uid != os.getuid():
+            self.inodes.created_by(inode, uid, gid)
 
     def _control_attrs(self, control: ControlFile) -> pyfuse3.EntryAttributes:
         return control_attributes(self.policy, control.inode, control.mode, self._started_ns)
@@ -161,6 +207,13 @@ class AgfsOperations(pyfuse3.Operations):
     async def _entry_for(self, path: str, info: FileInfo) -> pyfuse3.EntryAttributes:
         inode = self.inodes.ref(path)
         return self._attrs(inode, info)
+
+    async def _made_entry(self, path: str, info: FileInfo, ctx: Any) -> pyfuse3.EntryAttributes:
+        """The kernel's entry for something just made here by ``ctx``'s caller; ``info``
+        is synthetic."""
+        inode = self.inodes.ref(path)
+        self._created(inode, ctx)
+        return self._attrs(inode, info, synthetic=True)
 
     async def reload(self, text: str) -> None:
         """``/reload`` and SIGHUP: swap the client, then make the kernel forget what it knew.
@@ -227,16 +280,16 @@ class AgfsOperations(pyfuse3.Operations):
         path = self.inodes.path(inode)
         if fields.update_size:
             await self.fs.truncate(inode, path, attr.st_size)
+            if self.fs.spool_of(inode) is not None:  # an open file: uploaded at close
+                self.inodes.touched(inode, time.time_ns())
         if fields.update_mode:
             await self.fs.chmod(path, stat.S_IMODE(attr.st_mode))
         # Cached attributes will do (an untar sets mode, owner and times of every file):
         # what changed here dropped or updated them, and they are never over a TTL old.
         if fields.update_uid or fields.update_gid or fields.update_atime or fields.update_mtime:
             info = await self.fs.stat(path)
-            entry = self.inodes.entry(inode)
-            local = entry.local
-            if local is None or local.basis != (info.size, info.mtime_ns):
-                local = LocalAttrs(basis=(info.size, info.mtime_ns))
+            local = self.inodes.local(inode, info)
+            local.ctime_ns = time.time_ns()
             if fields.update_uid:
                 local.uid = attr.st_uid
             if fields.update_gid:
@@ -245,7 +298,6 @@ class AgfsOperations(pyfuse3.Operations):
                 local.atime_ns = attr.st_atime_ns
             if fields.update_mtime:
                 local.mtime_ns = attr.st_mtime_ns
-            entry.local = local
             return self._attrs(inode, info)
         return self._attrs(inode, await self.fs.stat(path))
 
@@ -286,9 +338,21 @@ class AgfsOperations(pyfuse3.Operations):
             if not info.name or "/" in info.name or asides.is_hidden(info.name, time.time()):
                 continue
             entries.append((shown, info))
+        await self._listed(inode, entries)
         fh = self._new_fh()
         self._dirs[fh] = OpenDir(path, entries)
         return fh
+
+    async def _listed(self, inode: int, entries: list[tuple[str, FileInfo | None]]) -> None:
+        """Count the subdirectories a listing showed; when that changes the directory's
+        link count, the kernel's cached attributes (from the lookup before the listing)
+        are dropped, so a stat right after ``ls`` sees it."""
+        entry = self.inodes.entry(inode)
+        before = self._dir_nlink(entry.subdirs)
+        count = sum(1 for _, i in entries if i is not None and i.is_dir and not i.is_symlink)
+        entry.subdirs = (count, time.monotonic())
+        if self._dir_nlink(entry.subdirs) != before:
+            await trio.to_thread.run_sync(_forget_kernel_attrs, inode)
 
     @error_boundary
     async def readdir(self, fh, start_id, token):
@@ -316,14 +380,16 @@ class AgfsOperations(pyfuse3.Operations):
     async def mkdir(self, parent_inode, name, mode, ctx):
         path = self._child_path(parent_inode, name)
         await self.fs.mkdir(path, stat.S_IMODE(mode))
+        self._entries_changed(parent_inode, subdirs=1)
         info = synthetic_info(paths.split(path)[1], perm=stat.S_IMODE(mode), is_dir=True)
-        return await self._entry_for(path, info)
+        return await self._made_entry(path, info, ctx)
 
     @error_boundary
     async def rmdir(self, parent_inode, name, ctx):
         path = self._child_path(parent_inode, name)
         await self.fs.rmdir(path)
         self.inodes.detach_tree(path)
+        self._entries_changed(parent_inode, subdirs=-1)
 
     # -- names ----------------------------------------------------------------------
 
@@ -334,6 +400,7 @@ class AgfsOperations(pyfuse3.Operations):
         path = self._child_path(parent_inode, name)
         await self.fs.unlink(path)
         self.inodes.detach(path)
+        self._entries_changed(parent_inode)
 
     @error_boundary
     async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
@@ -356,6 +423,8 @@ class AgfsOperations(pyfuse3.Operations):
             self.inodes.attach(replaced, kept.aside)
             self._kept[replaced] = kept
             await self._unpin(replaced, 0)  # closed meanwhile: delete it now
+        for parent in {parent_inode_old, parent_inode_new}:
+            self._entries_changed(parent, subdirs=None)
 
     def _is_open(self, path: str) -> bool:
         inode = self.inodes.find(path)
@@ -381,8 +450,9 @@ class AgfsOperations(pyfuse3.Operations):
         except UnicodeDecodeError:
             raise InvalidArgument("symlink target is not valid UTF-8", path=path) from None
         await self.fs.symlink(text, path)
+        self._entries_changed(parent_inode)
         info = synthetic_info(paths.split(path)[1], perm=0o777, is_symlink=True, size=len(target))
-        return await self._entry_for(path, info)
+        return await self._made_entry(path, info, ctx)
 
     @error_boundary
     async def link(self, inode, new_parent_inode, new_name, ctx):
@@ -489,11 +559,14 @@ class AgfsOperations(pyfuse3.Operations):
             info = await self.fs.stat(path, fresh=True)  # lost a race: open what is there
             inode = self.inodes.ref(path)
             return self._open_existing(inode, path, info, flags), self._attrs(inode, info)
+        self._entries_changed(parent_inode)
         info = synthetic_info(paths.split(path)[1], perm=stat.S_IMODE(mode))
         inode = self.inodes.ref(path)
+        self._created(inode, ctx)
         handle = OpenFile(inode, writer=self.fs.open_new_file(inode, path))
         fh = self._register(handle)
-        return pyfuse3.FileInfo(fh=fh, keep_cache=False), self._attrs(inode, info)
+        attrs = self._attrs(inode, info, synthetic=True)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=False), attrs
 
     @error_boundary
     async def read(self, fh, off, size):
@@ -567,3 +640,11 @@ class AgfsOperations(pyfuse3.Operations):
                 await self.fs.release_writer(handle.inode, handle.writer)
         finally:
             await self._unpin(handle.inode)
+
+
+
+def _forget_kernel_attrs(inode: int) -> None:
+    """Make the kernel ask for ``inode``'s attributes again (in a thread: the kernel
+    may block the notification while it handles a request)."""
+    with contextlib.suppress(OSError):
+        pyfuse3.invalidate_inode(inode, attr_only=True)

@@ -11,6 +11,7 @@ them for the next mount to report.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -149,6 +150,31 @@ class Spool:
         written = os.pwrite(self._fd, data, offset)
         self.size = max(self.size, offset + written)
         return written
+
+    def data_ranges(self) -> list[tuple[int, int]]:
+        """The ranges that hold data, holes left out (``SEEK_DATA``/``SEEK_HOLE``).
+
+        A sparse file (one byte written past 2 GiB) must not upload gigabytes of zeros
+        through a handle. Where the local filesystem cannot tell, the whole spool.
+        """
+        ranges: list[tuple[int, int]] = []
+        offset = 0
+        try:
+            while offset < self.size:
+                try:
+                    start = os.lseek(self._fd, offset, os.SEEK_DATA)
+                except OSError as exc:
+                    if exc.errno == errno.ENXIO:  # nothing but a hole up to the end
+                        break
+                    raise
+                stop = min(os.lseek(self._fd, start, os.SEEK_HOLE), self.size)
+                if start >= stop:
+                    break
+                ranges.append((start, stop))
+                offset = stop
+        except OSError:
+            return [(0, self.size)] if self.size else []
+        return ranges
 
     def truncate(self, size: int) -> None:
         os.ftruncate(self._fd, size)

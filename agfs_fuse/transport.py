@@ -33,6 +33,11 @@ PIECE = 1 << 20
 """Bodies are handed to httpx in pieces of at most this size (or one chunk, if smaller)."""
 
 _RECEIVE = 256 * 1024
+ANSWER_POLL = 0.02
+"""While a send waits for room, how often it looks for an early answer (seconds)."""
+WATCHED_BODY = 256 * 1024
+"""Bodies larger than this go by ``send_watching``, which stops when the server answers
+early; smaller ones fit the socket buffers and go in one packet with the head."""
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 _Key = tuple[str, str, int]
@@ -149,26 +154,63 @@ class _Connection:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise httpx.WriteError(f"sending the request failed: {exc}") from exc
 
-    async def send_file(self, body: FileBody, seconds: float | None) -> None:
-        """``body`` with sendfile(2) on the plain socket: the kernel copies the bytes."""
+    async def send_file(self, body: FileBody, seconds: float | None) -> bool:
+        """``body`` with sendfile(2) on the plain socket: the kernel copies the bytes.
+        False when the server answered before taking it all (see ``_pump``)."""
+        assert self.sock is not None
+        fd = self.sock.fileno()
+
+        def step(offset: int) -> int:
+            sent = os.sendfile(fd, body.fd, offset, body.size - offset)
+            if sent == 0:
+                raise body.shrank()
+            return sent
+
+        return await self._pump(step, body.size, seconds)
+
+    async def send_watching(self, data: bytes, seconds: float | None) -> bool:
+        """A large ``data`` on the plain socket, as ``send_file`` sends a file."""
+        assert self.sock is not None
+        fd, view = self.sock.fileno(), memoryview(data)
+        return await self._pump(lambda offset: os.write(fd, view[offset:]), len(data), seconds)
+
+    async def _pump(self, step: Callable[[int], int], size: int, seconds: float | None) -> bool:
+        """Call ``step(offset)`` (a non-blocking send returning the count sent) until
+        ``size`` bytes are sent: True. False as soon as the socket turns readable while
+        the server is not taking more: it answered early (the real server's 413 over its
+        body limit, after which it reads nothing more and resets the connection 500 ms
+        later) or hung up; sending on would only wait for that reset."""
         assert self.sock is not None
         offset = 0
-        while offset < body.size:
+        while offset < size:
             try:
-                sent = os.sendfile(self.sock.fileno(), body.fd, offset, body.size - offset)
+                offset += step(offset)
             except BlockingIOError:
-                try:
-                    with _scope(seconds):
-                        await trio.lowlevel.wait_writable(self.sock)
-                except trio.TooSlowError:
-                    raise httpx.WriteTimeout("timed out sending the request") from None
+                if not await self._writable_unless_answered(seconds):
+                    return False
                 continue
             except OSError as exc:
                 raise httpx.WriteError(f"sending the request failed: {exc}") from exc
-            if sent == 0:
-                raise body.shrank()
-            offset += sent
             await trio.lowlevel.checkpoint()  # a fast peer never blocks: let others run
+        return True
+
+    async def _writable_unless_answered(self, seconds: float | None) -> bool:
+        """Wait until the socket takes more (True) or the server has answered or hung up
+        (False). The answer may come while we wait, so readability is looked at again
+        every ``ANSWER_POLL`` seconds: waiting for both in two tasks would cost a task
+        per wait on the hot path of every large upload."""
+        assert self.sock is not None
+        deadline = None if seconds is None else trio.current_time() + seconds
+        while not self.sock.is_readable():
+            wait = ANSWER_POLL
+            if deadline is not None:
+                wait = min(wait, deadline - trio.current_time())
+                if wait <= 0:
+                    raise httpx.WriteTimeout("timed out sending the request")
+            with trio.move_on_after(wait):
+                await trio.lowlevel.wait_writable(self.sock)
+                return True
+        return False
 
     async def _receive_some(self, seconds: float | None, limit: int = _RECEIVE) -> bytes:
         try:
@@ -453,16 +495,46 @@ class AgfsTransport(httpx.AsyncBaseTransport):
         conn: _Connection | None = None
         try:
             conn = await self._connection(key, deadline)
-            await self._send_request(conn, method, target, headers, body, chunked, deadline)
-            while True:
-                head = _Head(await conn.head(deadline.read), method)
-                if not 100 <= head.status < 200:
-                    return conn, head
+            send_failure: httpx.WriteError | None = None
+            try:
+                sent = await self._send_request(
+                    conn, method, target, headers, body, chunked, deadline
+                )
+            except httpx.WriteError as exc:
+                send_failure = exc
+            else:
+                if not sent:
+                    send_failure = httpx.WriteError("the server stopped taking the request")
+            try:
+                head = await self._final_head(conn, method, deadline)
+            except httpx.TransportError:
+                if send_failure is not None:
+                    # no answer after all: the connection was lost
+                    raise send_failure from send_failure.__cause__
+                raise
+            if send_failure is not None:
+                head.keep_alive = False  # part of the request was never sent
+            return conn, head
         except BaseException:
             if conn is not None:
                 await conn.aclose()
             self._slots.release()
             raise
+
+    @staticmethod
+    async def _final_head(conn: _Connection, method: str, deadline: Timeouts) -> _Head:
+        """The answer's head, past interim (1xx) ones.
+
+        Also read after a failed send: a server may answer before it has read the whole
+        body and then close, as the real AGFS server does over its body limit (it reads
+        limit+1 bytes, writes 413 and hangs up). The sender then gets EPIPE or a reset,
+        but the answer is already on the socket, as curl and httpcore know. Reading it
+        cannot hang: a socket the peer reset gives what it holds, then an error.
+        """
+        while True:
+            head = _Head(await conn.head(deadline.read), method)
+            if not 100 <= head.status < 200:
+                return head
 
     async def release(self, conn: _Connection, *, reuse: bool) -> None:
         self._slots.release()
@@ -513,21 +585,24 @@ class AgfsTransport(httpx.AsyncBaseTransport):
         body: Any,
         chunked: bool,
         deadline: Timeouts,
-    ) -> None:
+    ) -> bool:
+        """Send the request; False when the server answered before taking all of it."""
         lines = [method.encode() + b" " + target + b" HTTP/1.1"]
         lines.extend(name + b": " + value for name, value in headers)
         head = b"\r\n".join(lines) + b"\r\n\r\n"
+        if isinstance(body, bytes) and len(body) > WATCHED_BODY and conn.sock is not None:
+            await conn.send(head, deadline.write)
+            return await conn.send_watching(body, deadline.write)
         if body is None or isinstance(body, bytes):
             await conn.send(head + body if body else head, deadline.write)
-            return
+            return True
         if isinstance(body, httpx.ByteStream) and not chunked:
             data = b"".join([part async for part in body])
             await conn.send(head + data, deadline.write)  # one packet for small requests
-            return
+            return True
         if isinstance(body, FileBody) and conn.sock is not None and not chunked:
             await conn.send(head, deadline.write)
-            await conn.send_file(body, deadline.write)
-            return
+            return await conn.send_file(body, deadline.write)
         await conn.send(head, deadline.write)
         async for part in body:
             if not part:
@@ -538,6 +613,7 @@ class AgfsTransport(httpx.AsyncBaseTransport):
                 await conn.send(part, deadline.write)
         if chunked:
             await conn.send(b"0\r\n\r\n", deadline.write)
+        return True
 
     async def aclose(self) -> None:
         self._closed = True

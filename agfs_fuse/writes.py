@@ -227,7 +227,8 @@ class SpoolWriter:
                 log.info(
                     "%s is over the server's body limit: uploading through a handle", self.path
                 )
-        await self._handle_upload([(0, size)], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        ranges = _reaching(self.spool.data_ranges(), size)
+        await self._handle_upload(ranges, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
 
     async def _upload_changes(self) -> None:
         """Sparse flush: shrink if truncated, pwrite the written ranges, grow if extended."""
@@ -261,6 +262,9 @@ class SpoolWriter:
         handle = await client.open_handle(self.path, flags)
         self.spool.record_handle(handle)
         chunk = HANDLE_CHUNK
+        limit = self._caps.body_limit  # halvings an earlier upload needed are not repeated
+        while limit is not None and chunk > limit and chunk > MIN_HANDLE_CHUNK:
+            chunk //= 2
         try:
             for start, stop in ranges:
                 offset = start
@@ -269,6 +273,7 @@ class SpoolWriter:
                     try:
                         await client.handle_write(handle, offset, self.spool.pread(offset, length))
                     except FileTooLarge:
+                        self._caps.learn_body_limit(length)
                         if chunk <= MIN_HANDLE_CHUNK:
                             raise
                         chunk //= 2  # the body limit is below our chunk size
@@ -303,6 +308,15 @@ class SpoolWriter:
     def keep(self) -> None:
         """Give up on uploading: leave the spool and its sidecar on disk for the user."""
         self.spool.keep(self.extents if self.sparse else None)
+
+
+def _reaching(ranges: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """``ranges`` to pwrite into an emptied file so that it ends up ``size`` bytes long:
+    when the spool ends in a hole, its last (zero) byte is sent too, and the plugin fills
+    the gap with zeros (memfs's WriteAt extends a file so)."""
+    if size and (not ranges or ranges[-1][1] < size):
+        ranges.append((size - 1, size))
+    return ranges
 
 
 class MessageWriter:
