@@ -11,6 +11,10 @@ environment (``AGFS_FUSE_TEST_RUN``); every process it starts inherits it, also 
 daemonises. A mount is this run's when a process serving it (its mountpoint in the argv)
 carries the token; only such mounts are aborted, and only such processes get SIGUSR1.
 Another user's mount, or a second run's, is left alone, wherever it is mounted.
+
+``--agfs-server-bin=BIN`` (``make conformance``) makes every server the tests start the real
+AGFS server ``BIN`` instead of the reference one, and skips the tests marked
+``reference_only(reason)``; without it nothing is skipped.
 """
 
 from __future__ import annotations
