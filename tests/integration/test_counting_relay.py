@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.integration.conftest import LiveServer, Workspace
+from tests.integration.conftest import SMALL_BODY, LiveServer, Workspace
 from tests.support.counting import CountingRelay
 
 pytestmark = pytest.mark.timeout(30)
@@ -49,3 +49,16 @@ def test_a_refused_open_is_no_handle(relay: CountingRelay, ws: Workspace) -> Non
         refused = c.post("/handles/open", params={"path": f"{ws.local}/x", "flags": "0"})
     assert refused.status_code >= 400  # localfs has no handle API (or no such file)
     assert relay.proxy.opened_handles() == [] and relay.open_handles() == []
+
+
+def test_an_answer_to_a_body_over_the_limit_is_relayed(small_server: LiveServer) -> None:
+    """The real server answers 413 after limit+1 bytes and closes while the body is still
+    being sent; the relay must pass the 413 on, not reset the client."""
+    relay = CountingRelay(small_server.url)
+    try:
+        with httpx.Client(base_url=relay.url, timeout=10) as c:
+            r = c.put("/files", params={"path": "/memfs/big"}, content=b"x" * (8 << 20))
+        assert r.status_code == 413, r.text
+        assert r.json()["error"] == f"request body exceeds maximum size of {SMALL_BODY} bytes"
+    finally:
+        relay.close()

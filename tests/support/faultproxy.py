@@ -688,7 +688,10 @@ class FaultProxy:
                         self._track(upstream)
                         up_reader = _Reader(upstream)
                     assert up_reader is not None
-                    upstream.sendall(_request_bytes(req))
+                    # A server refusing a body (413 over its limit) answers and closes
+                    # while the body is still being sent: its answer is readable still.
+                    with contextlib.suppress(OSError):
+                        upstream.sendall(_request_bytes(req))
                     status, head, headers = self._read_response_head(up_reader)
                 except (OSError, _Closed, ValueError):
                     self._note("upstream_down")
