@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEBS   := fuse3 libfuse3-dev pkg-config
 
-.PHONY: install system-deps test lint soak bench demo demo-stop install-systemd clean
+.PHONY: install system-deps test lint soak conformance bench demo demo-stop install-systemd clean
 
 install: system-deps $(STAMP)
 
@@ -33,6 +33,14 @@ test: install lint
 # The long endurance runs (minutes); `make test` runs their short versions.
 soak: install
 	$(BIN)/pytest -o addopts="-ra" -m soak
+
+# The suites that talk to a server, against the real Go AGFS server instead of the reference
+# (build it with ../shared/realagfs/README.md); tests marked reference_only are skipped.
+# A missing binary is one error line from pytest (tests/conftest.py).
+AGFS_SERVER_BIN ?= $(HOME)/.cache/agfs-real/agfs-server
+CONFORMANCE_SUITES := tests/mount tests/faults tests/integration tests/access tests/stress tests/server
+conformance: install
+	$(BIN)/pytest --agfs-server-bin="$(AGFS_SERVER_BIN)" $(CONFORMANCE_SUITES) $(PYTEST_ARGS)
 
 # Not a test: agfs-fuse against curl, sshfs and rclone mount in one run (installs them with
 # apt when missing); the table goes to stdout, JSON and a PNG chart to bench/results/.

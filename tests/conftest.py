@@ -11,6 +11,10 @@ environment (``AGFS_FUSE_TEST_RUN``); every process it starts inherits it, also 
 daemonises. A mount is this run's when a process serving it (its mountpoint in the argv)
 carries the token; only such mounts are aborted, and only such processes get SIGUSR1.
 Another user's mount, or a second run's, is left alone, wherever it is mounted.
+
+``--agfs-server-bin=BIN`` (``make conformance``) makes every server the tests start the real
+AGFS server ``BIN`` instead of the reference one, and skips the tests marked
+``reference_only(reason)``; without it nothing is skipped.
 """
 
 from __future__ import annotations
@@ -27,15 +31,45 @@ from pathlib import Path
 import pytest
 
 from tests.support.mount import abort_fuse_connection, fuse_connections, pids_with_arg
+from tests.support.server import real_server_bin, use_real_server
 
 DEFAULT_TIMEOUT = 120.0
 MARGIN = 5.0
 RUN_TOKEN_VARIABLE = "AGFS_FUSE_TEST_RUN"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--agfs-server-bin",
+        metavar="BIN",
+        default=None,
+        help="conformance run: start this real AGFS server binary wherever the tests would "
+        "start the reference server (`make conformance`)",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Mark this run's processes: each child inherits the token (a nested run gets its own)."""
+    """Mark this run's processes: each child inherits the token (a nested run gets its own).
+    Pick the server the tests start: the reference, or the real one under conformance."""
     os.environ[RUN_TOKEN_VARIABLE] = secrets.token_hex(16)
+    try:
+        use_real_server(config.getoption("agfs_server_bin"))
+    except FileNotFoundError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under conformance, skip the tests marked ``reference_only(reason)``, with their reason;
+    against the reference server nothing is skipped."""
+    if real_server_bin() is None:
+        return
+    for item in items:
+        marker = item.get_closest_marker("reference_only")
+        if marker is not None:
+            reason = marker.args[0] if marker.args else marker.kwargs.get("reason", "")
+            if not reason:
+                raise pytest.UsageError(f"{item.nodeid}: reference_only needs a reason")
+            item.add_marker(pytest.mark.skip(reason=f"reference only: {reason}"))
 
 
 def _started_by_this_run(pid: int) -> bool:

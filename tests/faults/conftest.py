@@ -266,7 +266,7 @@ class Rig:
                 self.server = start_server(
                     self.server_dir,
                     config=plugins_config(self.local_dir, queuefs=False),
-                    extra_args=["--addr", f"127.0.0.1:{self.port}"],
+                    port=self.port,
                 )
                 return
             except Exception:

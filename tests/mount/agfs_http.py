@@ -123,14 +123,6 @@ class AgfsHttp:
         meta = info.get("meta") or {}
         return meta.get("Type", meta.get("type"))
 
-    def request_counts(self) -> dict[str, int]:
-        """``--test-hooks`` servers only: requests served so far, by ``"METHOD /route"``."""
-        return self._ok(self.request("GET", "/_test/stats")).json()["requests"]
-
-    def reset_counts(self) -> None:
-        """``--test-hooks`` servers only: zero the request counters."""
-        self._ok(self.request("POST", "/_test/reset"))
-
     # -- mutations -------------------------------------------------------------------------
 
     def write(self, path: str, data: bytes | str) -> None:

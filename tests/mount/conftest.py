@@ -9,6 +9,8 @@
 - ``http``: a small client that checks the server's state over HTTP, without ``agfs_fuse``.
 - ``make_server`` / ``make_mount``: extra servers and mounts for tests that need their own
   (body limits, /reload, mount options, mount-time errors); all are stopped at teardown.
+  ``make_server(counted=True)`` puts a relay in front that counts the requests (works in
+  front of the real server too: ``tests/support/counting.py``).
 
 A test that cannot mount fails; nothing here skips.
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.mount.agfs_http import AgfsHttp
+from tests.support.counting import CountingRelay
 from tests.support.mount import Mount, scratch_dir
 from tests.support.server import ServerProcess, plugins_config, start_server
 
@@ -36,15 +39,27 @@ _counter = itertools.count()
 
 @dataclass
 class Server:
-    """A running reference server: its base URL (``.../api/v1``) and an HTTP checker."""
+    """A running server: the base URL (``.../api/v1``) to mount and a direct HTTP checker.
+
+    With a ``relay`` (``counted=True``), ``url`` is the relay's: the mount's requests are
+    counted there, while ``http`` talks to the server directly and is never counted.
+    """
 
     url: str
     http: AgfsHttp
     handle: ServerProcess
     local_dir: Path | None
+    relay: CountingRelay | None = None
+
+    def request_counts(self) -> dict[str, int]:
+        """Requests the mount sent so far, by ``"METHOD /route"`` (counted servers only)."""
+        assert self.relay is not None, "make_server(counted=True) counts requests"
+        return self.relay.counts()
 
     def stop(self) -> None:
-        """Stop the server process (idempotent)."""
+        """Stop the relay and the server process (idempotent)."""
+        if self.relay is not None:
+            self.relay.close()
         self.http.close()
         self.handle.stop()
 
@@ -57,7 +72,7 @@ def session_tmp() -> Iterator[Path]:
 
 
 def _new_server(
-    base: Path, *, localfs: bool = True, max_body: int | None = None, test_hooks: bool = False
+    base: Path, *, localfs: bool = True, max_body: int | None = None, counted: bool = False
 ) -> Server:
     n = next(_counter)
     workdir = base / f"server{n}"
@@ -68,9 +83,15 @@ def _new_server(
         local_dir = workdir / "local-data"
         local_dir.mkdir()
         config = plugins_config(local_dir)
-    handle = start_server(workdir, config=config, max_body=max_body, test_hooks=test_hooks)
-    url = handle.url
-    return Server(url=url, http=AgfsHttp(url), handle=handle, local_dir=local_dir)
+    handle = start_server(workdir, config=config, max_body=max_body)
+    relay = CountingRelay(handle.url) if counted else None
+    return Server(
+        url=relay.url if relay else handle.url,
+        http=AgfsHttp(handle.url),
+        handle=handle,
+        local_dir=local_dir,
+        relay=relay,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -86,13 +107,13 @@ def agfs_server(session_tmp: Path) -> Iterator[Server]:
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Factory for extra servers: ``make_server(localfs=True, max_body=None,
-    test_hooks=False)``; all stopped at teardown."""
+    counted=False)``; all stopped at teardown."""
     servers: list[Server] = []
 
     def make(
-        *, localfs: bool = True, max_body: int | None = None, test_hooks: bool = False
+        *, localfs: bool = True, max_body: int | None = None, counted: bool = False
     ) -> Server:
-        server = _new_server(tmp_path, localfs=localfs, max_body=max_body, test_hooks=test_hooks)
+        server = _new_server(tmp_path, localfs=localfs, max_body=max_body, counted=counted)
         servers.append(server)
         return server
 

@@ -1,5 +1,5 @@
 """AGFS-native files through the kernel mount: queues, size-0 control files, streams, and
-handle-based writes, with requests and open handles counted by the server (--test-hooks).
+handle-based writes, with requests and open handles counted by a relay in front of the server.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 
 from tests.mount.agfs_http import AgfsHttp
 from tests.mount.conftest import run
+from tests.support.counting import CountingRelay
 from tests.support.mount import Mount, wait_until
 from tests.support.server import start_server
 
@@ -22,8 +23,9 @@ MAX_BODY = 8 << 20
 
 
 @pytest.fixture(scope="module")
-def native(tmp_path_factory) -> Iterator[tuple[AgfsHttp, Mount]]:
-    """memfs, queuefs and streamfs behind an 8 MiB body limit, with request counters."""
+def native(tmp_path_factory) -> Iterator[tuple[Native, Mount]]:
+    """memfs, queuefs and streamfs behind an 8 MiB body limit, mounted through a relay
+    that counts the requests."""
     work = tmp_path_factory.mktemp("native")
     config = {
         "plugins": {
@@ -32,9 +34,9 @@ def native(tmp_path_factory) -> Iterator[tuple[AgfsHttp, Mount]]:
             "streamfs": {"enabled": True, "path": "/streamfs"},
         }
     }
-    server = start_server(work / "server", config=config, max_body=MAX_BODY, test_hooks=True)
-    http = AgfsHttp(server.url)
-    mount = Mount(server.url, work / "mnt", workdir=work, options=[f"cache_dir={work / 'c'}"])
+    server = start_server(work / "server", config=config, max_body=MAX_BODY)
+    http = Native(server.url)
+    mount = Mount(http.relay.url, work / "mnt", workdir=work, options=[f"cache_dir={work / 'c'}"])
     try:
         mount.start()
         yield http, mount
@@ -44,17 +46,28 @@ def native(tmp_path_factory) -> Iterator[tuple[AgfsHttp, Mount]]:
         server.stop()
 
 
-def _stats(http: AgfsHttp) -> dict:
-    return http._ok(http.request("GET", "/_test/stats")).json()
+class Native(AgfsHttp):
+    """Direct HTTP checks of the server, and the relay the mount goes through."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.relay = CountingRelay(url)
+
+    def close(self) -> None:
+        self.relay.close()
+        super().close()
 
 
-def _delta(http: AgfsHttp, before: dict[str, int]) -> dict[str, int]:
-    after = _stats(http)["requests"]
-    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+def _counts(http: Native) -> dict[str, int]:
+    return http.relay.counts()
 
 
-def _no_open_handles(http: AgfsHttp) -> bool:
-    return _stats(http)["open_handles"] == []
+def _delta(http: Native, before: dict[str, int]) -> dict[str, int]:
+    return http.relay.delta(before)
+
+
+def _no_open_handles(http: Native) -> bool:
+    return http.relay.open_handles() == []
 
 
 # -- queues -------------------------------------------------------------------------------
@@ -70,7 +83,7 @@ def test_queue_round_trip_keeps_order_and_pops_one_message_per_open(native) -> N
     assert json.loads((queue / "peek").read_text())["data"] == "job0\n"
     popped = []
     for _ in range(5):
-        before = _stats(http)["requests"]
+        before = _counts(http)
         popped.append(json.loads(run(["cat", str(queue / "dequeue")]).stdout)["data"])
         assert _delta(http, before).get("GET /files") == 1  # exactly one GET per open
     assert popped == [f"job{n}\n" for n in range(5)]
@@ -124,7 +137,7 @@ def test_200_mib_file_over_the_body_limit_goes_through_handles(native, tmp_path)
             block = os.urandom(1 << 20)
             digest.update(block)
             out.write(block)
-    before = _stats(http)["requests"]
+    before = _counts(http)
     run(["cp", str(src), str(mount.path / "memfs" / "big")])
     delta = _delta(http, before)
     assert delta.get("POST /handles/open") == 1 and delta.get("DELETE /handles/{id}") == 1
@@ -140,7 +153,7 @@ def test_one_byte_change_to_a_large_file_costs_a_few_requests(native) -> None:
     data = bytearray(os.urandom(MAX_BODY - 4096))  # as large as one PUT may be here
     http.write("/memfs/large", bytes(data))
     path = mount.path / "memfs" / "large"
-    before = _stats(http)["requests"]
+    before = _counts(http)
     with open(path, "r+b") as f:
         f.seek(5_555_555)
         f.write(b"!")
@@ -176,7 +189,7 @@ def test_sparse_edit_reads_back_mixed_local_and_server_bytes(native) -> None:
 def test_small_new_files_cost_at_most_two_requests(native) -> None:
     http, mount = native
     (mount.path / "memfs" / "small").mkdir()
-    before = _stats(http)["requests"]
+    before = _counts(http)
     for n in range(20):
         (mount.path / "memfs" / "small" / f"f{n}").write_bytes(b"hello %d" % n)
     delta = _delta(http, before)

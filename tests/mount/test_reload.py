@@ -160,12 +160,12 @@ def test_switch_drops_caches(make_server, make_mount) -> None:
 def test_sighup_reloads(make_server, make_mount) -> None:
     import signal
 
-    server = make_server(localfs=False, test_hooks=True)
+    server = make_server(localfs=False, counted=True)
     mount = make_mount(server.url)
-    before = server.http.request_counts().get("GET /health", 0)
+    before = server.request_counts().get("GET /health", 0)
     mount.signal(signal.SIGHUP)
     wait_until(
-        lambda: server.http.request_counts().get("GET /health", 0) > before,
+        lambda: server.request_counts().get("GET /health", 0) > before,
         5,
         message="a /health check after SIGHUP",
     )

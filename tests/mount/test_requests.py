@@ -1,4 +1,4 @@
-"""How many HTTP requests common programs cost, counted by the server (``--test-hooks``).
+"""How many HTTP requests common programs cost, counted by a relay in front of the server.
 
 Design requirements: a directory listing fills the attribute cache (``ls -l`` of N files is
 not N+1 requests); a written file goes up as one PUT; an unchanged file keeps the kernel page
@@ -21,7 +21,7 @@ from tests.mount.conftest import run
 @pytest.fixture
 def counted(make_server, make_mount):
     """(server, mount) with request counters; /memfs/d holds 50 small files."""
-    server = make_server(localfs=False, test_hooks=True)
+    server = make_server(localfs=False, counted=True)
     server.http.mkdir("/memfs/d")
     for i in range(50):
         server.http.write(f"/memfs/d/f{i:02d}", b"x" * i)
@@ -30,13 +30,12 @@ def counted(make_server, make_mount):
 
 
 def _delta(server, before: dict[str, int]) -> dict[str, int]:
-    after = server.http.request_counts()
-    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+    return server.relay.delta(before)
 
 
 def test_ls_l_of_50_files_is_not_51_requests(counted) -> None:
     server, mount = counted
-    before = server.http.request_counts()
+    before = server.request_counts()
     out = run(["ls", "-l", str(mount.path / "memfs" / "d")]).stdout.decode()
     assert len(out.splitlines()) == 51
     delta = _delta(server, before)
@@ -49,11 +48,11 @@ def test_cp_uploads_with_one_put(counted, tmp_path) -> None:
     server, mount = counted
     src = tmp_path / "src"
     src.write_bytes(os.urandom(5 << 20))
-    before = server.http.request_counts()
+    before = server.request_counts()
     run(["cp", str(src), str(mount.path / "memfs" / "copied")])
     assert _delta(server, before).get("PUT /files", 0) == 1, _delta(server, before)
     assert server.http.read("/memfs/copied") == src.read_bytes()
-    before = server.http.request_counts()
+    before = server.request_counts()
     run(f"echo one line > '{mount.path / 'memfs' / 'echoed'}'")
     assert _delta(server, before).get("PUT /files", 0) == 1, _delta(server, before)
 
@@ -64,7 +63,7 @@ def test_second_cat_of_unchanged_file_reads_nothing(counted) -> None:
     server.http.write("/memfs/cached", data)
     path = mount.path / "memfs" / "cached"
     assert run(["cat", str(path)]).stdout == data
-    before = server.http.request_counts()
+    before = server.request_counts()
     assert run(["cat", str(path)]).stdout == data
     assert _delta(server, before).get("GET /files", 0) == 0, _delta(server, before)
 
@@ -74,7 +73,7 @@ def test_dequeue_is_one_get_per_open(counted) -> None:
     server.http.mkdir("/queuefs/cq")
     for i in range(3):
         server.http.write("/queuefs/cq/enqueue", f"m{i}".encode())
-    before = server.http.request_counts()
+    before = server.request_counts()
     out = run(["cat", str(mount.path / "queuefs" / "cq" / "dequeue")]).stdout
     assert b'"m0"' in out
     assert _delta(server, before).get("GET /files", 0) == 1, _delta(server, before)
@@ -85,7 +84,7 @@ def test_stat_of_every_file_in_a_directory_lists_it_once(counted) -> None:
     """``stat`` of each name (a build tool, ``find -newer``): after a few lookups the mount
     lists the directory once instead of asking for every name."""
     server, mount = counted
-    before = server.http.request_counts()
+    before = server.request_counts()
     names = [f"f{i:02d}" for i in range(50)]
     run(["stat", "-c", "%s", *[str(mount.path / "memfs" / "d" / n) for n in names]])
     delta = _delta(server, before)
@@ -97,7 +96,7 @@ def test_sequential_read_of_a_big_file_uses_few_large_requests(counted) -> None:
     server, mount = counted
     data = os.urandom(24 << 20)
     server.http.write("/memfs/big", data)
-    before = server.http.request_counts()
+    before = server.request_counts()
     assert (mount.path / "memfs" / "big").read_bytes() == data
     reads = _delta(server, before).get("GET /files", 0)
     # 128 KiB kernel requests would be 192 GETs; readahead fetches 1 MiB chunks
@@ -106,12 +105,12 @@ def test_sequential_read_of_a_big_file_uses_few_large_requests(counted) -> None:
 
 def test_dir_cache_timeout_answers_missing_names_from_the_listing(make_server, make_mount):
     """With ``-o dir_cache_timeout``, new files cost a create and a PUT, no lookup each."""
-    server = make_server(localfs=False, test_hooks=True)
+    server = make_server(localfs=False, counted=True)
     server.http.mkdir("/memfs/new")
     mount = make_mount(server.url, options=["dir_cache_timeout=30"])
     target = mount.path / "memfs" / "new"
     os.listdir(target)
-    before = server.http.request_counts()
+    before = server.request_counts()
     for i in range(40):
         (target / f"n{i}").write_bytes(b"content %d" % i)
     delta = _delta(server, before)
@@ -122,14 +121,14 @@ def test_dir_cache_timeout_answers_missing_names_from_the_listing(make_server, m
 def test_a_second_ls_within_attr_timeout_costs_nothing(make_server, make_mount) -> None:
     """``ls`` right after ``ls`` reads the listing the first one fetched (attr_timeout is
     long here so a slow machine cannot let it expire between the two)."""
-    server = make_server(localfs=False, test_hooks=True)
+    server = make_server(localfs=False, counted=True)
     server.http.mkdir("/memfs/twice")
     for i in range(20):
         server.http.write(f"/memfs/twice/f{i:02d}", b"x" * i)
     mount = make_mount(server.url, options=["attr_timeout=30", "entry_timeout=30"])
     target = str(mount.path / "memfs" / "twice")
     first = run(["ls", "-l", target]).stdout
-    before = server.http.request_counts()
+    before = server.request_counts()
     assert run(["ls", "-l", target]).stdout == first
     assert _delta(server, before) == {}
     (mount.path / "memfs" / "twice" / "new").write_bytes(b"made here")
@@ -155,7 +154,7 @@ def test_chmod_and_utime_after_a_listing_cost_only_the_chmod(counted) -> None:
     server, mount = counted
     target = mount.path / "memfs" / "d" / "f07"
     os.listdir(target.parent)  # the listing caches every entry's attributes
-    before = server.http.request_counts()
+    before = server.request_counts()
     os.chmod(target, 0o600)
     os.utime(target, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
     assert _delta(server, before) == {"POST /chmod": 1}

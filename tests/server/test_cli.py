@@ -117,7 +117,7 @@ def test_config_server_section_and_flag_override(tmp_path: Path) -> None:
         "server": {"address": "127.0.0.1:1", "max_request_body_bytes": 100, "log_level": "warn"},
         "plugins": {"memfs": {"enabled": True, "path": "/m"}, "queuefs": {"path": "/q"}},
     }
-    srv = start_server(tmp_path, config=config, extra_args=["--addr", "127.0.0.1:0"])
+    srv = start_server(tmp_path, config=config)  # its address flag overrides the config's
     try:
         mounts = [m["path"] for m in srv.get_json("/mounts")[1]["mounts"]]
         assert mounts == ["/dev", "/m"]  # queuefs has no 'enabled: true'
@@ -182,6 +182,7 @@ def test_unknown_plugin_config_key_fails_the_mount(tmp_path: Path) -> None:
         srv.stop()
 
 
+@pytest.mark.reference_only("tests --test-hooks itself, a reference server feature")
 def test_test_hooks_count_requests(server: ServerProcess) -> None:
     with httpx.Client(base_url=server.url) as c:
         assert c.post("/_test/reset").status_code == 200

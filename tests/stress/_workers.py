@@ -215,7 +215,11 @@ LS_LINE = re.compile(
     r"^(?P<mode>[-dl][-rwxsStT]{9})\S*\s+\d+\s+\S+\s+\S+\s+(?P<size>\d+)\s+"
     r"\S+\s+\d+\s+[\d:]+\s+(?P<name>n\d{5}-g\d+)$"
 )
-LS_ENOENT = re.compile(r"^ls: cannot access '.*': No such file or directory$")
+#: What ``ls -l`` prints for an entry renamed away while it looked at it: ``cannot access``
+#: when its ``statx`` lost the race, and (GNU ls 9.1) the bare name when the ``statx`` won but
+#: the ``getxattr`` that follows (ACL/SELinux check) lost it. The listed directories are
+#: absolute paths, so a message about anything else (the directory itself) never matches.
+LS_ENOENT = re.compile(r"^ls: (cannot access )?(?P<path>'/.*'|/.*): No such file or directory$")
 
 
 def lister(args: dict) -> dict:

@@ -1,7 +1,8 @@
 """Fixtures of the stress and model tests: a reference server and a real kernel mount.
 
-- ``stack``: one reference server (memfs at /memfs, localfs at /local, ``--test-hooks`` for
-  request counts and open handles) and one ``agfs-fuse`` mount of it, per test module. Each
+- ``stack``: one server (memfs at /memfs, localfs at /local) and one ``agfs-fuse`` mount of
+  it through a relay that counts requests and open handles (``tests/support/counting.py``),
+  per test module. Each
   test module gets its own pair, so a module's load never weighs on the next one.
 - ``make_stack``: the same, but a fresh pair for one test (the soak measures a mount that
   nothing else has touched).
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.mount.agfs_http import AgfsHttp
+from tests.support.counting import CountingRelay
 from tests.support.mount import Mount, force_unmount, mounts_under, scratch_dir
 from tests.support.server import ServerProcess, plugins_config, start_server
 
@@ -34,9 +36,11 @@ _counter = itertools.count()
 
 @dataclass
 class Stack:
-    """A reference server, a mount of it, and a plain HTTP checker of the server."""
+    """A server, a mount of it through a counting relay, and a plain HTTP checker of the
+    server (not counted)."""
 
     server: ServerProcess
+    relay: CountingRelay
     mount: Mount
     http: AgfsHttp
     base: Path  # scratch space on the local disk (not in the mount)
@@ -45,17 +49,19 @@ class Stack:
     def url(self) -> str:
         return self.server.url
 
-    def open_handles(self) -> list[object]:
-        """Handle ids the server holds open (``--test-hooks``)."""
-        return self.http.request("GET", "/_test/stats").json()["open_handles"]
+    def open_handles(self) -> list[int]:
+        """Handles the mount opened that the server still holds open."""
+        return self.relay.open_handles()
 
     def request_counts(self) -> dict[str, int]:
-        return self.http.request_counts()
+        """The mount's requests so far, by ``"METHOD /route"``."""
+        return self.relay.counts()
 
     def close(self) -> None:
         try:
             self.mount.unmount()
         finally:
+            self.relay.close()
             self.http.close()
             self.server.stop()
 
@@ -81,14 +87,16 @@ def _debug_option() -> list[str]:
 
 
 def new_stack(base: Path, options: list[str] | None = None) -> Stack:
-    """Start a server (memfs + localfs, test hooks) and mount it; the caller closes it."""
+    """Start a server (memfs + localfs) and mount it through a counting relay; the caller
+    closes it."""
     base.mkdir(parents=True, exist_ok=True)
     local_data = base / "local-data"
     local_data.mkdir(exist_ok=True)
-    server = start_server(base / "server", config=plugins_config(local_data), test_hooks=True)
+    server = start_server(base / "server", config=plugins_config(local_data))
     http = AgfsHttp(server.url)
+    relay = CountingRelay(server.url)
     mount = Mount(
-        server.url,
+        relay.url,
         base / "mnt",
         workdir=base / "mountwork",
         options=[f"cache_dir={base / 'cache'}", *(options or []), *_debug_option()],
@@ -96,10 +104,11 @@ def new_stack(base: Path, options: list[str] | None = None) -> Stack:
     try:
         mount.start()
     except BaseException:
+        relay.close()
         http.close()
         server.stop()
         raise
-    return Stack(server=server, mount=mount, http=http, base=base)
+    return Stack(server=server, relay=relay, mount=mount, http=http, base=base)
 
 
 def plugin_dir(stack: Stack, plugin: str, name: str) -> Dir:

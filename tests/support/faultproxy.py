@@ -26,7 +26,10 @@ requests it hits, ``None`` = until removed):
 - ``drop``: read the whole request, then reset the connection without an answer, either
   without forwarding it (``applied=False``: the server never saw it) or after the server
   answered (``applied=True``: the server carried it out, the answer is lost);
-- ``watch``: no fault, just count the matching requests that pass;
+- ``watch``: no fault, just count the matching requests that pass (every request is
+  counted in :attr:`FaultProxy.counts` anyway, and the ids of the handles the server opens
+  are kept in :attr:`FaultProxy.handle_ids`: a plain proxy is a request counter and handle
+  leak detector that works in front of any AGFS server);
 - connection level: :meth:`refuse` closes the listener and resets every open connection
   (new connections get ECONNREFUSED), :meth:`accept` listens again on the same port,
   :meth:`reset_connections` resets the open ones only.
@@ -44,6 +47,7 @@ after ``lifetime`` seconds (a safety net against a test that forgets).
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import select
 import socket
@@ -351,6 +355,9 @@ class FaultProxy:
         self.faults: Counter[str] = Counter()
         """Faults injected, by action (``stall``, ``fail``, ``cut``, ``garbage``, ``drop``,
         ``refuse``, ``reset``, ``upstream_down``)."""
+        self.handle_ids: list[int] = []
+        """Ids of the handles the server opened for the client (``POST /handles/open``
+        answers), in order: what a leak check asks the server about (``GET /handles/{id}``)."""
         self.rules: list[Rule] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -559,6 +566,16 @@ class FaultProxy:
         carried them out (``applied=True``)."""
         return self.add(Rule("drop", method, route, path, when, count, applied=applied))
 
+    def request_counts(self) -> dict[str, int]:
+        """A copy of :attr:`counts`, taken while no request is being counted."""
+        with self._lock:
+            return dict(self.counts)
+
+    def opened_handles(self) -> list[int]:
+        """A copy of :attr:`handle_ids`."""
+        with self._lock:
+            return list(self.handle_ids)
+
     def total_faults(self) -> int:
         with self._lock:
             return sum(self.faults.values())
@@ -580,6 +597,18 @@ class FaultProxy:
                         self.faults[rule.action] += 1
                     return rule
         return None
+
+    def _note_handle(self, status: int, body: bytes) -> None:
+        """Remember the id of a handle the server opened (a 200 answer to an open)."""
+        if status != 200:
+            return
+        try:
+            handle_id = json.loads(body)["handle_id"]
+        except (ValueError, KeyError, TypeError):
+            return
+        if isinstance(handle_id, int):
+            with self._lock:
+                self.handle_ids.append(handle_id)
 
     def _track(self, sock: socket.socket) -> None:
         with self._lock:
@@ -659,7 +688,10 @@ class FaultProxy:
                         self._track(upstream)
                         up_reader = _Reader(upstream)
                     assert up_reader is not None
-                    upstream.sendall(_request_bytes(req))
+                    # A server refusing a body (413 over its limit) answers and closes
+                    # while the body is still being sent: its answer is readable still.
+                    with contextlib.suppress(OSError):
+                        upstream.sendall(_request_bytes(req))
                     status, head, headers = self._read_response_head(up_reader)
                 except (OSError, _Closed, ValueError):
                     self._note("upstream_down")
@@ -678,6 +710,19 @@ class FaultProxy:
                         body = b""
                     self._send_cut(client, status, headers, body, rule.keep)
                     return
+                if req.route == "/handles/open" and req.method == "POST":
+                    try:
+                        body = _read_body(up_reader, req.method, status, headers, None)
+                    except (OSError, _Closed, ValueError):
+                        _rst(client)
+                        return
+                    self._note_handle(status, body)
+                    _send_whole(client, status, headers, body)
+                    with self._lock:
+                        self.forwarded[req.key] += 1
+                    if req.wants_close or "close" in (_get(headers, "connection") or "").lower():
+                        return
+                    continue
                 # pass: relay as it streams
                 try:
                     client.sendall(head)
@@ -775,6 +820,17 @@ class FaultProxy:
                     return
             except (OSError, ValueError):
                 return
+
+
+def _send_whole(
+    client: socket.socket, status: int, headers: list[tuple[str, str]], body: bytes
+) -> None:
+    """Relay an answer that was read in full: the server's head, re-framed by length."""
+    skip = {"content-length", "transfer-encoding"}
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}"]
+    lines += [f"{k}: {v}" for k, v in headers if k.lower() not in skip]
+    lines.append(f"Content-Length: {len(body)}")
+    client.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
 
 
 def _drain(sock: socket.socket, seconds: float) -> None:
