@@ -10,9 +10,10 @@ What a client sees, as with Go:
   handler ignored is drained (up to 256 KiB) so the connection stays usable, else closed;
 - bodies under 2048 bytes go out with ``Content-Length``, bigger ones ``chunked``;
 - ``Expect: 100-continue`` is answered when the handler first reads the body;
-- a body over the limit: 413 at once, ``Connection: close``, then the write side is shut
-  and the connection closed after a short linger (Go waits 500 ms; we also discard what
-  the client still sends meanwhile, so it reads the 413 instead of a reset);
+- a body over the limit: ``limit + 1`` bytes are read, then 413 with ``Connection: close``,
+  the write side is shut and the socket closed 500 ms later with the rest unread, so a
+  client still sending gets EPIPE or a reset (Go's ``MaxBytesReader`` and
+  ``closeWriteAndWait``), while the 413 is readable on its socket;
 - a malformed request head: ``400 Bad Request`` in plain text and the connection closed.
 """
 
@@ -130,13 +131,28 @@ class Body:
         while self._line() not in (b"\r\n", b"\n"):
             pass
 
+    def _discard(self, count: int) -> None:
+        """Read and drop up to ``count`` bytes of a ``Content-Length`` body."""
+        while count > 0:
+            data = self.rfile.read(min(count, 65536))
+            if not data:
+                raise BodyError("unexpected EOF")
+            count -= len(data)
+            self.remaining -= len(data)
+
     def read_all(self, limit: int) -> bytearray:
-        """The whole body; ``BodyTooLarge`` as soon as it is known to exceed ``limit``."""
+        """The whole body; ``BodyTooLarge`` once ``limit + 1`` bytes have been read.
+
+        Like Go's ``http.MaxBytesReader``, the excess is found by reading, not from the
+        ``Content-Length``: the client gets its ``100 Continue`` and may send ``limit + 1``
+        bytes; the rest stays unread and the connection is then closed under it.
+        """
         if self.done:
             return bytearray()
-        if not self.chunked and self.remaining > limit:
-            raise BodyTooLarge()
         self._start()
+        if not self.chunked and self.remaining > limit:
+            self._discard(limit + 1)
+            raise BodyTooLarge()
         if not self.chunked:
             buf = bytearray(self.remaining)
             view = memoryview(buf)
@@ -157,6 +173,7 @@ class Body:
                 self.done = True
                 return buf
             if len(buf) + size > limit:
+                self.rfile.read(limit + 1 - len(buf))
                 raise BodyTooLarge()
             data = self.rfile.read(size)
             if len(data) != size:
@@ -490,8 +507,22 @@ def send_bad_request(sock: socket.socket, exc: BadRequest) -> None:
         sock.sendall((head + body).encode("latin-1", "replace"))
 
 
+def close_write_and_wait(sock: socket.socket) -> None:
+    """Go's ``closeWriteAndWait`` after a body it stopped reading (over the limit, or too
+    big to drain): shut our side, wait 500 ms *without reading*, then close.
+
+    The client reads our answer meanwhile; one still sending fills the socket buffers and
+    then gets a reset when we close with its bytes unread (EPIPE or ECONNRESET on its
+    send), exactly as from the Go server. A client must read the answer after a failed
+    send; a reference that swallowed the rest of the body would hide that bug.
+    """
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+        time.sleep(LINGER_SECONDS)
+
+
 def linger_close(sock: socket.socket) -> None:
-    """Shut our side, let the peer read what we sent, then close (Go's RST avoidance)."""
+    """Shut our side, let the peer read what we sent, then close (after a bad head)."""
     try:
         sock.shutdown(socket.SHUT_WR)
         deadline = time.monotonic() + LINGER_SECONDS
@@ -546,7 +577,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 return
             if not keep:
                 if not req.body.done:
-                    linger_close(sock)
+                    close_write_and_wait(sock)
                 return
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
