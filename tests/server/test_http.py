@@ -194,3 +194,11 @@ def test_client_still_sending_over_limit_gets_reset_but_can_read_413(
         answer = s.recv(65536)
     assert answer.startswith(b"HTTP/1.1 413 ")
     assert b"request body exceeds maximum size of 1024 bytes" in answer
+
+
+def test_deeply_nested_json_body_is_400(client: httpx.Client, ws: str) -> None:
+    """Go refuses JSON nested over 10000 levels with a 400; no RecursionError, no drop."""
+    r = client.post("/grep", content=b"[" * 100_000)
+    assert r.status_code == 400
+    assert err(r) == "invalid request body: invalid character '[' exceeded max depth"
+    assert client.get("/health").status_code == 200
