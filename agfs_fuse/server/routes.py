@@ -22,7 +22,8 @@ from agfs_fuse.server import BUILD_TIME, GIT_COMMIT, VERSION, gojson, pathutil
 from agfs_fuse.server.errors import FsError
 from agfs_fuse.server.goregex import Regex, RegexError, compile_go
 from agfs_fuse.server.handles import HandleEntry
-from agfs_fuse.server.httpio import BodyError, BodyTooLarge, Request, Response
+from agfs_fuse.server.httpio import Response
+from agfs_fuse.server.httprequest import BodyError, BodyTooLarge, Request
 from agfs_fuse.server.jsonbody import JSONBodyError, decode
 from agfs_fuse.server.mountable import MountableFS
 from agfs_fuse.server.plugins.base import Bytes, FileInfo, FileRange, now_ns

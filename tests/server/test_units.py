@@ -8,7 +8,7 @@ import time
 import pytest
 
 from agfs_fuse.server import gojson, pathutil
-from agfs_fuse.server.httpio import parse_query
+from agfs_fuse.server.httprequest import parse_query
 from agfs_fuse.server.jsonbody import JSONBodyError, decode
 from agfs_fuse.server.plugins.localfs import go_file_mode, go_syscall_mode
 from agfs_fuse.server.routes import parse_int, parse_octal
