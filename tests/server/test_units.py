@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -84,3 +85,17 @@ def test_go_file_modes() -> None:
     assert go_file_mode(stat.S_IFLNK | 0o777) == (1 << 27) | 0o777
     assert go_syscall_mode((1 << 23) | (1 << 20) | 0o700) == stat.S_ISUID | stat.S_ISVTX | 0o700
     assert go_syscall_mode(0o4755) == 0o755
+
+
+def test_accept_backoff_doubles_to_a_second_and_resets() -> None:
+    from agfs_fuse.server.accept_backoff import AcceptBackoff
+
+    slept: list[float] = []
+    backoff = AcceptBackoff(sleep=slept.append)
+    emfile = OSError(errno.EMFILE, "Too many open files")
+    for _ in range(10):
+        assert backoff.failed(emfile)
+    assert slept == [0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.0, 1.0]
+    assert not backoff.failed(OSError(errno.ECONNABORTED, "aborted"))
+    backoff.succeeded()
+    assert backoff.failed(emfile) and slept[-1] == 0.005
