@@ -41,7 +41,8 @@ def test_go_json_escapes_and_newline() -> None:
     assert gojson.encode({"a": "<&>\u2028"}) == b'{"a":"\\u003c\\u0026\\u003e\\u2028"}\n'
     assert gojson.marshal({"x": None, "y": [1]}) == b'{"x":null,"y":[1]}'
     assert gojson.go_string(b"a\xe2\x82b\xff") == "a\ufffd\ufffdb\ufffd"
-    assert gojson.marshal(os.fsdecode(b"\xff")) == '"\ufffd"'.encode()
+    assert gojson.marshal(os.fsdecode(b"\xff")) == b'"\\ufffd"'  # Go escapes a bad byte
+    assert gojson.marshal("\ufffd") == '"\ufffd"'.encode()  # and writes a real U+FFFD raw
 
 
 def test_rfc3339nano() -> None:
