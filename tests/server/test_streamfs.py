@@ -88,7 +88,13 @@ def stat(c: httpx.Client, path: str) -> dict[str, Any]:
 
 
 def readers(c: httpx.Client, path: str) -> int:
-    return int(stat(c, path)["meta"]["Content"]["active_readers"])
+    """Active readers; 0 while the stream does not exist yet (a reader's GET creates it,
+    and a loaded server may not have read that GET when we first look)."""
+    r = c.get("/stat", params={"path": path})
+    if r.status_code == 500 and r.json()["error"].startswith("stream not found"):
+        return 0
+    assert r.status_code == 200, r.text
+    return int(r.json()["meta"]["Content"]["active_readers"])
 
 
 def wait_for(cond: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
