@@ -8,6 +8,7 @@ import threading
 from http.server import ThreadingHTTPServer
 from typing import Any
 
+from agfs_fuse.server.accept_backoff import AcceptBackoff
 from agfs_fuse.server.config import MountSpec, Settings
 from agfs_fuse.server.httpio import RequestHandler
 from agfs_fuse.server.mountable import Mount, MountableFS
@@ -117,9 +118,23 @@ class AgfsHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, addr: tuple[str, int], api: Api) -> None:
         self.app = api
+        self.accept_backoff = AcceptBackoff()
         if ":" in addr[0]:
             self.address_family = socket.AF_INET6
         super().__init__(addr, RequestHandler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """``accept``, backing off like Go while descriptors are exhausted."""
+        try:
+            conn = self.socket.accept()
+        except OSError as exc:
+            if self.accept_backoff.failed(exc):
+                log.error(
+                    "http: Accept error: %s; retried after %s s", exc, self.accept_backoff.delay
+                )
+            raise
+        self.accept_backoff.succeeded()
+        return conn
 
     def server_bind(self) -> None:
         """Bind without ``HTTPServer``'s ``getfqdn`` (which can stall on DNS)."""

@@ -1,9 +1,9 @@
 """JSON and time formatting exactly as Go's ``encoding/json`` and ``time`` produce them.
 
-Go's encoder escapes ``<``, ``>``, ``&``, U+2028 and U+2029, replaces each invalid UTF-8
-byte with U+FFFD, and ``json.Encoder.Encode`` ends the body with a newline. Timestamps are
-``time.RFC3339Nano`` in the server's local zone: trailing zeros of the fraction trimmed,
-``Z`` for a zero offset.
+Go's encoder escapes ``<``, ``>``, ``&``, U+2028 and U+2029, writes each invalid UTF-8
+byte as the escape ``\\ufffd``, and ``json.Encoder.Encode`` ends the body with a newline.
+Timestamps are ``time.RFC3339Nano`` in the server's local zone: trailing zeros of the
+fraction trimmed, ``Z`` for a zero offset.
 """
 
 from __future__ import annotations
@@ -20,12 +20,15 @@ _REPLACE = "agfs-go-replace"
 def _go_replace(exc: UnicodeError) -> tuple[str | bytes, int]:
     """One U+FFFD per offending byte (or per surrogate-escaped byte), like Go.
 
-    The UTF-8 encoder only accepts ASCII text from a handler, so encoding gets bytes.
+    Decoding (Go's ``string(data)`` read back as text) gives the character itself.
+    Encoding JSON, where a surrogate stands for an invalid byte of a Go string, gives
+    the six-character escape ``\\ufffd``: Go's encoder writes that for an invalid byte
+    (and a valid U+FFFD raw), so clients see exactly Go's bytes.
     """
     if isinstance(exc, UnicodeDecodeError):
         return "\ufffd" * (exc.end - exc.start), exc.end
     if isinstance(exc, UnicodeEncodeError):
-        return "\ufffd".encode() * (exc.end - exc.start), exc.end
+        return b"\\ufffd" * (exc.end - exc.start), exc.end
     raise exc
 
 
@@ -37,6 +40,12 @@ _ENCODER = json.JSONEncoder(
 _HTML = str.maketrans(
     {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 )
+
+
+def go_bytes_text(data: bytes | bytearray | memoryview) -> str:
+    """Go's ``string(data)`` about to be JSON-encoded: invalid bytes kept as surrogates,
+    which ``marshal`` writes as ``\\ufffd`` escapes the way Go's encoder does."""
+    return bytes(data).decode("utf-8", "surrogateescape")
 
 
 def go_string(data: bytes | bytearray | memoryview) -> str:

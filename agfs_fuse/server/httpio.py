@@ -1,8 +1,9 @@
 """HTTP/1.1 framing on ``http.server``, shaped like Go's ``net/http`` where clients can tell.
 
 ``BaseHTTPRequestHandler`` parses headers with the email package and writes through a
-buffered file; both are slow, so ``handle`` reads the request head itself and answers
-with ``sendmsg``/``sendfile`` straight on the socket (TCP_NODELAY, no extra copies).
+buffered file; both are slow, so ``handle`` reads requests with h11 (``httprequest.py``)
+and answers with ``sendmsg``/``sendfile`` straight on the socket (TCP_NODELAY, no
+extra copies).
 
 What a client sees, as with Go:
 
@@ -10,10 +11,12 @@ What a client sees, as with Go:
   handler ignored is drained (up to 256 KiB) so the connection stays usable, else closed;
 - bodies under 2048 bytes go out with ``Content-Length``, bigger ones ``chunked``;
 - ``Expect: 100-continue`` is answered when the handler first reads the body;
-- a body over the limit: 413 at once, ``Connection: close``, then the write side is shut
-  and the connection closed after a short linger (Go waits 500 ms; we also discard what
-  the client still sends meanwhile, so it reads the 413 instead of a reset);
-- a malformed request head: ``400 Bad Request`` in plain text and the connection closed.
+- a body over the limit: ``limit + 1`` bytes are read, then 413 with ``Connection: close``,
+  the write side is shut and the socket closed 500 ms later with the rest unread, so a
+  client still sending gets EPIPE or a reset (Go's ``MaxBytesReader`` and
+  ``closeWriteAndWait``), while the 413 is readable on its socket;
+- a malformed request head: ``400 Bad Request`` in plain text (431, 501 or 505 where Go
+  uses them) and the connection closed.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import contextlib
 import email.utils
 import logging
 import os
-import re
 import select
 import socket
 import time
@@ -30,276 +32,15 @@ from collections.abc import Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 from agfs_fuse.server.errors import AbortConnection
+from agfs_fuse.server.httprequest import BadRequest, Input, Request, read_request
 from agfs_fuse.server.plugins.base import Bytes, FileRange
 
 log = logging.getLogger("agfs_fuse.server.http")
 
-MAX_HEADER_BYTES = 1 << 20
 SMALL_BODY = 2048
-POST_HANDLER_DRAIN = 256 * 1024
 LINGER_SECONDS = 0.5
-_HEX = re.compile(rb"^[0-9A-Fa-f]+$")
-_PCT_OK = re.compile(r"%(?![0-9A-Fa-f]{2})")
-
-
-class BadRequest(Exception):  # noqa: N818 - mirrors Go's "400 Bad Request: <reason>"
-    """The request head cannot be parsed: plain-text error, then close."""
-
-    def __init__(self, status: int = 400, reason: str = "") -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-class BodyTooLarge(Exception):  # noqa: N818
-    """The request body exceeds the server's limit."""
-
-
-class BodyError(Exception):
-    """The request body is malformed or was cut short."""
-
-
-# -- query strings -----------------------------------------------------------------------
-
-
-def _query_unescape(s: str) -> str | None:
-    if "%" in s and _PCT_OK.search(s):
-        return None
-    raw = unquote_to_bytes(s.replace("+", " "))
-    return raw.decode("utf-8", "surrogateescape")
-
-
-def parse_query(raw: str) -> dict[str, list[str]]:
-    """Go's ``url.ParseQuery``: ``&`` only, ``+`` is a space, bad pairs are dropped."""
-    out: dict[str, list[str]] = {}
-    for pair in raw.split("&"):
-        if not pair or ";" in pair:
-            continue
-        key, _, value = pair.partition("=")
-        k = _query_unescape(key)
-        v = _query_unescape(value)
-        if k is None or v is None:
-            continue
-        out.setdefault(k, []).append(v)
-    return out
-
-
-# -- requests ----------------------------------------------------------------------------
-
-
-class Body:
-    """The request body, read lazily and at most once."""
-
-    def __init__(
-        self, rfile: Any, sock: socket.socket, length: int | None, chunked: bool, expect: bool
-    ) -> None:
-        self.rfile = rfile
-        self.sock = sock
-        self.chunked = chunked
-        self.remaining = length or 0
-        self.expect = expect
-        self.done = not chunked and not length
-        self.touched = False
-
-    def _start(self) -> None:
-        self.touched = True
-        if self.expect:
-            self.expect = False
-            self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-
-    def _line(self) -> bytes:
-        line = self.rfile.readline(4098)
-        if not line.endswith(b"\n"):
-            raise BodyError("unexpected EOF")
-        return line
-
-    def _chunk_size(self) -> int:
-        line = self._line().rstrip(b"\r\n").split(b";", 1)[0].strip()
-        if not _HEX.match(line) or len(line) > 16:
-            raise BodyError("malformed chunked encoding")
-        return int(line, 16)
-
-    def _end_chunk(self) -> None:
-        if self.rfile.read(2) not in (b"\r\n",):
-            raise BodyError("malformed chunked encoding")
-
-    def _trailers(self) -> None:
-        while self._line() not in (b"\r\n", b"\n"):
-            pass
-
-    def read_all(self, limit: int) -> bytearray:
-        """The whole body; ``BodyTooLarge`` as soon as it is known to exceed ``limit``."""
-        if self.done:
-            return bytearray()
-        if not self.chunked and self.remaining > limit:
-            raise BodyTooLarge()
-        self._start()
-        if not self.chunked:
-            buf = bytearray(self.remaining)
-            view = memoryview(buf)
-            got = 0
-            while got < len(buf):
-                n = self.rfile.readinto(view[got:])
-                if not n:
-                    raise BodyError("unexpected EOF")
-                got += n
-            self.remaining = 0
-            self.done = True
-            return buf
-        buf = bytearray()
-        while True:
-            size = self._chunk_size()
-            if size == 0:
-                self._trailers()
-                self.done = True
-                return buf
-            if len(buf) + size > limit:
-                raise BodyTooLarge()
-            data = self.rfile.read(size)
-            if len(data) != size:
-                raise BodyError("unexpected EOF")
-            buf += data
-            self._end_chunk()
-
-    def drain(self, budget: int = POST_HANDLER_DRAIN) -> bool:
-        """Discard an unread body if it is small; ``False`` if the connection must close."""
-        if self.done:
-            return True
-        if not self.touched and self.expect:
-            return False  # the client waits for 100-continue that will never come
-        try:
-            if not self.chunked:
-                if self.remaining > budget:
-                    return False
-                while self.remaining:
-                    data = self.rfile.read(min(self.remaining, 65536))
-                    if not data:
-                        return False
-                    self.remaining -= len(data)
-                self.done = True
-                return True
-            while True:
-                size = self._chunk_size()
-                if size == 0:
-                    self._trailers()
-                    self.done = True
-                    return True
-                budget -= size
-                if budget < 0:
-                    return False
-                if len(self.rfile.read(size)) != size:
-                    return False
-                self._end_chunk()
-        except (BodyError, OSError):
-            return False
-
-
-class Request:
-    """One parsed request."""
-
-    __slots__ = ("method", "path", "raw_query", "version", "headers", "body", "_query", "close")
-
-    def __init__(
-        self,
-        method: str,
-        path: str,
-        raw_query: str,
-        version: str,
-        headers: dict[str, str],
-        body: Body,
-    ) -> None:
-        self.method = method
-        self.path = path
-        self.raw_query = raw_query
-        self.version = version
-        self.headers = headers
-        self.body = body
-        self._query: dict[str, list[str]] | None = None
-        conn = headers.get("connection", "").lower()
-        if version == "HTTP/1.0":
-            self.close = "keep-alive" not in conn
-        else:
-            self.close = "close" in conn
-
-    @property
-    def query(self) -> dict[str, list[str]]:
-        """Query parameters, parsed like Go."""
-        if self._query is None:
-            self._query = parse_query(self.raw_query)
-        return self._query
-
-    def arg(self, name: str) -> str:
-        """``r.URL.Query().Get(name)``: the first value or ``""``."""
-        values = self.query.get(name)
-        return values[0] if values else ""
-
-
-def read_request(rfile: Any, sock: socket.socket) -> Request | None:
-    """Read one request head; ``None`` when the client closed the connection."""
-    line = rfile.readline(MAX_HEADER_BYTES + 1)
-    while line in (b"\r\n", b"\n"):
-        line = rfile.readline(MAX_HEADER_BYTES + 1)
-    if not line:
-        return None
-    if not line.endswith(b"\n"):
-        raise BadRequest(431 if len(line) > MAX_HEADER_BYTES else 400)
-    parts = line.decode("latin-1").rstrip("\r\n").split(" ")
-    if len(parts) != 3 or not parts[0] or not parts[2].startswith("HTTP/1."):
-        raise BadRequest(400, "malformed HTTP request")
-    method, target, version = parts
-    if version not in ("HTTP/1.0", "HTTP/1.1"):
-        raise BadRequest(505 if version.startswith("HTTP/") else 400)
-    headers: dict[str, str] = {}
-    total = len(line)
-    while True:
-        h = rfile.readline(MAX_HEADER_BYTES + 1)
-        total += len(h)
-        if total > MAX_HEADER_BYTES:
-            raise BadRequest(431)
-        if not h.endswith(b"\n"):
-            raise BadRequest(400, "unexpected EOF")
-        if h in (b"\r\n", b"\n"):
-            break
-        name, sep, value = h.decode("latin-1").partition(":")
-        if not sep or not name or name != name.strip() or name[0] in " \t":
-            raise BadRequest(400, "malformed MIME header line")
-        key = name.lower()
-        value = value.strip()
-        if key == "content-length" and key in headers and headers[key] != value:
-            raise BadRequest(400, "message cannot contain multiple Content-Length headers")
-        headers.setdefault(key, value)
-    if version == "HTTP/1.1" and "host" not in headers:
-        raise BadRequest(400, "missing required Host header")
-
-    if target.startswith(("http://", "https://")):
-        rest = target.split("://", 1)[1]
-        slash = rest.find("/")
-        target = rest[slash:] if slash >= 0 else "/"
-    if not target.startswith("/"):
-        raise BadRequest(400, "invalid URI")
-    raw_path, _, raw_query = target.partition("?")
-    if "%" in raw_path and _PCT_OK.search(raw_path):
-        raise BadRequest(400, "invalid URI")
-    path = unquote_to_bytes(raw_path).decode("utf-8", "surrogateescape")
-
-    te = headers.get("transfer-encoding", "").lower()
-    chunked = False
-    length: int | None = None
-    if te:
-        if te != "chunked":
-            raise BadRequest(501, "unsupported transfer encoding")
-        chunked = True
-    elif "content-length" in headers:
-        cl = headers["content-length"]
-        if not cl.isdigit():
-            raise BadRequest(400, "bad Content-Length")
-        length = int(cl)
-    expect = headers.get("expect", "").lower() == "100-continue" and version == "HTTP/1.1"
-    body = Body(rfile, sock, length, chunked, expect and (chunked or bool(length)))
-    return Request(method, path, raw_query, version, headers, body)
 
 
 # -- responses ---------------------------------------------------------------------------
@@ -490,8 +231,22 @@ def send_bad_request(sock: socket.socket, exc: BadRequest) -> None:
         sock.sendall((head + body).encode("latin-1", "replace"))
 
 
+def close_write_and_wait(sock: socket.socket) -> None:
+    """Go's ``closeWriteAndWait`` after a body it stopped reading (over the limit, or too
+    big to drain): shut our side, wait 500 ms *without reading*, then close.
+
+    The client reads our answer meanwhile; one still sending fills the socket buffers and
+    then gets a reset when we close with its bytes unread (EPIPE or ECONNRESET on its
+    send), exactly as from the Go server. A client must read the answer after a failed
+    send; a reference that swallowed the rest of the body would hide that bug.
+    """
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+        time.sleep(LINGER_SECONDS)
+
+
 def linger_close(sock: socket.socket) -> None:
-    """Shut our side, let the peer read what we sent, then close (Go's RST avoidance)."""
+    """Shut our side, let the peer read what we sent, then close (after a bad head)."""
     try:
         sock.shutdown(socket.SHUT_WR)
         deadline = time.monotonic() + LINGER_SECONDS
@@ -517,9 +272,10 @@ class RequestHandler(BaseHTTPRequestHandler):
     def handle(self) -> None:
         sock: socket.socket = self.connection
         app = self.server.app  # type: ignore[attr-defined]
+        source = Input(self.rfile)
         while True:
             try:
-                req = read_request(self.rfile, sock)
+                req = read_request(source, sock)
             except BadRequest as exc:
                 send_bad_request(sock, exc)
                 linger_close(sock)
@@ -546,7 +302,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 return
             if not keep:
                 if not req.body.done:
-                    linger_close(sock)
+                    close_write_and_wait(sock)
                 return
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature

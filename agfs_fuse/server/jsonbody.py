@@ -56,6 +56,37 @@ def _check(value: Any, kind: str) -> bool:
     return -(1 << 63) <= value < 1 << 63
 
 
+#: Go's ``encoding/json`` refuses values nested deeper than this.
+GO_MAX_DEPTH = 10000
+
+
+def _too_deep(text: str) -> str:
+    """Go's error for a value nested too deep for Python's recursive decoder.
+
+    Go's limit is 10000 levels, Python's about 1000: a body nested between the two
+    decodes in Go and is refused here with the same words (see docs/SEMANTICS.md).
+    """
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > GO_MAX_DEPTH:
+                return f"invalid character {ch!r} exceeded max depth"
+        elif ch in "]}":
+            depth -= 1
+    return "invalid character '[' exceeded max depth"
+
+
 def decode(raw: bytes | bytearray, struct: str, fields: dict[str, str]) -> dict[str, Any]:
     """Decode ``raw`` into ``{field: value}`` for the Go struct ``struct``.
 
@@ -66,6 +97,8 @@ def decode(raw: bytes | bytearray, struct: str, fields: dict[str, str]) -> dict[
         raise JSONBodyError("EOF")
     try:
         value, _ = _DECODER.raw_decode(text)
+    except RecursionError:
+        raise JSONBodyError(_too_deep(text)) from None
     except (json.JSONDecodeError, ValueError) as exc:
         pos = getattr(exc, "pos", 0)
         if pos >= len(text.rstrip(_WS)):

@@ -20,8 +20,10 @@ from urllib.parse import quote
 
 from agfs_fuse.server import BUILD_TIME, GIT_COMMIT, VERSION, gojson, pathutil
 from agfs_fuse.server.errors import FsError
+from agfs_fuse.server.goregex import Regex, RegexError, compile_go
 from agfs_fuse.server.handles import HandleEntry
-from agfs_fuse.server.httpio import BodyError, BodyTooLarge, Request, Response
+from agfs_fuse.server.httpio import Response
+from agfs_fuse.server.httprequest import BodyError, BodyTooLarge, Request
 from agfs_fuse.server.jsonbody import JSONBodyError, decode
 from agfs_fuse.server.mountable import MountableFS
 from agfs_fuse.server.plugins.base import Bytes, FileInfo, FileRange, now_ns
@@ -526,8 +528,8 @@ class Api:
         if not body["pattern"]:
             return error(400, "pattern is required")
         try:
-            regex = re.compile(body["pattern"], re.IGNORECASE if body["case_insensitive"] else 0)
-        except re.error as exc:
+            regex = compile_go(body["pattern"], body["case_insensitive"])
+        except RegexError as exc:
             return error(400, f"invalid regex pattern: {exc}")
         path = body["path"]
         try:
@@ -552,7 +554,7 @@ class Api:
             return error(500, "grep failed: " + exc.message)
         return json_response(200, {"matches": matches or None, "count": len(matches)})
 
-    def _grep_file(self, path: str, regex: re.Pattern[str], emit: Callable[[dict], None]) -> None:
+    def _grep_file(self, path: str, regex: Regex, emit: Callable[[dict], None]) -> None:
         data = self.mfs.read(path, 0, -1)
         raw = data.read_all() if isinstance(data, FileRange) else bytes(data)
         lines = raw.split(b"\n")
@@ -561,12 +563,12 @@ class Api:
         for n, line in enumerate(lines, 1):
             if len(line) > 64 * 1024:
                 raise FsError("bufio.Scanner: token too long")
-            text = line.removesuffix(b"\r").decode("utf-8", "surrogateescape")
-            if regex.search(text):
-                emit({"file": path, "line": n, "content": text})
+            line = line.removesuffix(b"\r")
+            if regex.search(line):
+                emit({"file": path, "line": n, "content": line.decode("utf-8", "surrogateescape")})
 
     def _grep_dir(
-        self, path: str, regex: re.Pattern[str], emit: Callable[[dict], None], top: bool = False
+        self, path: str, regex: Regex, emit: Callable[[dict], None], top: bool = False
     ) -> None:
         for entry in self.mfs.read_dir(path):
             full = pathutil.join(path, entry.name)
@@ -579,7 +581,7 @@ class Api:
                 log.warning("grep: skipping %s: %s", full, exc.message)
 
     def _grep_stream(
-        self, path: str, regex: re.Pattern[str], is_dir: bool, recursive: bool
+        self, path: str, regex: Regex, is_dir: bool, recursive: bool
     ) -> Iterator[bytes]:
         if is_dir and not recursive:
             yield gojson.encode({"error": "path is a directory, use recursive=true to search"})

@@ -137,3 +137,19 @@ def test_negative_offset_drops_the_connection(
         )
         assert s.recv(100) == b""
     assert client.delete(f"/handles/{hid}").status_code == 200
+
+
+def test_seek_past_int64_wraps_to_negative_position_like_go(client: httpx.Client, ws: str) -> None:
+    """Go adds offsets in int64: MaxInt64 + 1 is negative, so "negative position"."""
+    client.put("/files", params={"path": f"{ws}/big-seek"}, content=b"abc")
+    hid = _open(client, f"{ws}/big-seek", O_RDONLY).json()["handle_id"]
+    max_int64 = str((1 << 63) - 1)
+    r = client.post(f"/handles/{hid}/seek", params={"offset": max_int64})
+    assert r.json() == {"position": (1 << 63) - 1}
+    r = client.post(f"/handles/{hid}/seek", params={"offset": "1", "whence": "1"})
+    assert r.status_code == 500 and err(r) == "negative position"
+    r = client.post(f"/handles/{hid}/seek", params={"offset": max_int64, "whence": "2"})
+    assert r.status_code == 500 and err(r) == "negative position"
+    r = client.post(f"/handles/{hid}/seek", params={"offset": str(1 << 63)})
+    assert r.status_code == 400 and err(r) == "invalid offset parameter"
+    client.delete(f"/handles/{hid}")

@@ -171,3 +171,34 @@ def test_unparsable_json_body_is_400(client: httpx.Client, ws: str) -> None:
         content=b'{"NEWPATH":"' + f"{ws}/g".encode() + b'"} trailing',
     )
     assert r.status_code == 200
+
+
+@pytest.mark.timeout(20)
+def test_client_still_sending_over_limit_gets_reset_but_can_read_413(
+    small_server: ServerProcess,
+) -> None:
+    """Go reads limit+1 bytes, answers 413 and closes with the rest unread: a client that
+    keeps sending gets EPIPE or a reset on its send, and the 413 is still on its socket."""
+    total = 64 << 20
+    with socket.create_connection(("127.0.0.1", small_server.port), timeout=10) as s:
+        s.sendall(
+            b"PUT /api/v1/files?path=/memfs/huge HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: " + str(total).encode() + b"\r\n\r\n"
+        )
+        piece = b"x" * 65536
+        sent = 0
+        with pytest.raises((BrokenPipeError, ConnectionResetError)):
+            while sent < total:
+                sent += s.send(piece)
+        assert sent < total
+        answer = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"request body exceeds maximum size of 1024 bytes" in answer
+
+
+def test_deeply_nested_json_body_is_400(client: httpx.Client, ws: str) -> None:
+    """Go refuses JSON nested over 10000 levels with a 400; no RecursionError, no drop."""
+    r = client.post("/grep", content=b"[" * 100_000)
+    assert r.status_code == 400
+    assert err(r) == "invalid request body: invalid character '[' exceeded max depth"
+    assert client.get("/health").status_code == 200

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.server.helpers import check_file_info, err
+from tests.support.mount import wait_until
+from tests.support.server import ServerProcess
 
 GO_MODE_DIR = 1 << 31
 
@@ -152,3 +157,59 @@ def test_mkdir_mode_and_create(lclient: httpx.Client, lws: tuple[str, Path]) -> 
     assert lclient.post("/files", params={"path": f"{remote}/d/f"}).status_code == 201
     r = lclient.post("/files", params={"path": f"{remote}/d/f"})
     assert err(r) == f"file already exists: {remote.removeprefix('/local')}/d/f"
+
+
+def test_nul_byte_in_path_is_a_500_like_go(lclient: httpx.Client, lws: tuple[str, Path]) -> None:
+    """Go's syscalls answer EINVAL for a NUL in a path: a JSON 500, not a dropped connection."""
+    path, local = lws
+    r = lclient.get("/stat", params={"path": f"{path}/a\x00b"})
+    assert r.status_code == 500
+    assert err(r) == f"failed to stat: stat {local}/a\x00b: invalid argument"
+    r = lclient.put("/files", params={"path": f"{path}/a\x00b"}, content=b"x")
+    assert r.status_code == 500 and err(r).endswith(": invalid argument")
+    assert lclient.get("/health").status_code == 200
+
+
+def _blocked_in_fifo_open(pid: int) -> bool:
+    """Whether a thread of ``pid`` waits in the kernel for a FIFO's other end."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            if (task / "wchan").read_text() == "wait_for_partner":
+                return True
+    return False
+
+
+@pytest.mark.timeout(30)
+def test_fifo_get_hangs_but_does_not_block_stat(
+    local_server: ServerProcess, lclient: httpx.Client, lws: tuple[str, Path]
+) -> None:
+    """A GET of a FIFO waits for a writer (in Go too); readers share the lock meanwhile."""
+    path, local = lws
+    os.mkfifo(local / "fifo")
+    (local / "plain").write_bytes(b"x")
+    assert local_server.proc is not None
+    answers: list[httpx.Response] = []
+
+    def get_fifo() -> None:
+        with httpx.Client(base_url=local_server.url, timeout=20) as c:
+            answers.append(c.get("/files", params={"path": f"{path}/fifo"}))
+
+    getter = threading.Thread(target=get_fifo)
+    getter.start()
+    try:
+        wait_until(lambda: _blocked_in_fifo_open(local_server.proc.pid), timeout=10)
+        with httpx.Client(base_url=local_server.url, timeout=3) as c:
+            assert c.get("/stat", params={"path": f"{path}/plain"}).json()["size"] == 1
+            listed = c.get("/directories", params={"path": path}).json()["files"]
+            assert sorted(f["name"] for f in listed) == ["fifo", "plain"]
+        assert not answers  # the FIFO GET still waits for a writer
+    finally:
+        # Be the writer it waits for: it reads EOF and answers.
+        fd = wait_until(
+            lambda: os.open(local / "fifo", os.O_WRONLY | os.O_NONBLOCK),
+            timeout=10,
+            ignore=(OSError,),
+        )
+        os.close(fd)
+        getter.join()
+    assert answers[0].status_code == 200 and answers[0].content == b""

@@ -88,7 +88,13 @@ def stat(c: httpx.Client, path: str) -> dict[str, Any]:
 
 
 def readers(c: httpx.Client, path: str) -> int:
-    return int(stat(c, path)["meta"]["Content"]["active_readers"])
+    """Active readers; 0 while the stream does not exist yet (a reader's GET creates it,
+    and a loaded server may not have read that GET when we first look)."""
+    r = c.get("/stat", params={"path": path})
+    if r.status_code == 500 and r.json()["error"].startswith("stream not found"):
+        return 0
+    assert r.status_code == 200, r.text
+    return int(r.json()["meta"]["Content"]["active_readers"])
 
 
 def wait_for(cond: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
@@ -348,11 +354,14 @@ def test_narrow_channel_limits_history(srv: ServerProcess, c: httpx.Client) -> N
     for i in range(3):
         put(c, path, f"h{i};".encode())
     with RawStream.files(srv, path) as r:
-        # Go pushes history into a 1-chunk channel without blocking: only the oldest fits.
-        assert r.read_body(3) == b"h0;"
+        # Go pushes history into a 1-chunk channel without blocking: the oldest fits, and
+        # the next one too if the handler drained the channel in between (a race in Go:
+        # "h0;h1;" 18 times in 20, "h0;" twice). Never the whole history.
+        assert r.read_body(3).startswith(b"h0;")
         wait_readers(c, path, 1)
         put(c, path, b"live")
-        assert r.read_body(7) == b"h0;live"
+        r.pump(lambda: r.body.endswith(b"live"))
+        assert bytes(r.body) in (b"h0;live", b"h0;h1;live")
 
 
 def test_two_readers_get_every_byte(srv: ServerProcess, c: httpx.Client, s: str) -> None:
@@ -376,12 +385,22 @@ def test_reader_hanging_up_is_noticed(srv: ServerProcess, c: httpx.Client, s: st
     r.read_body(1)
     wait_readers(c, s, 1)
     r.close()
-    wait_readers(c, s, 0)  # the idle reader notices without any further write
-    put(c, s, b"b")
+    # Go notices a hung-up reader only when a write to it fails (or after its 30 s read
+    # timeout); the reference also polls idle readers and notices within 0.5 s. Writing
+    # until the count drops holds for both.
+    chunks = [b"a"]
+
+    def dropped() -> bool:
+        put(c, s, b"b")
+        chunks.append(b"b")
+        return readers(c, s) == 0
+
+    wait_for(dropped, "the hung-up reader to be dropped", timeout=10)
+    history = b"".join(chunks[-4:])  # the ring keeps 4 chunks
     with RawStream.files(srv, s) as r2:
-        assert r2.read_body(2) == b"ab"
+        assert r2.read_body(len(history)) == history
         put(c, s, b"c")
-        assert r2.read_body(3) == b"abc"
+        assert r2.read_body(len(history) + 1) == history + b"c"
 
 
 def test_chunks_over_64k_are_cut(srv: ServerProcess, c: httpx.Client, s: str) -> None:
@@ -515,7 +534,12 @@ def test_handle_stream_follows(srv: ServerProcess, c: httpx.Client, s: str) -> N
         assert r.read_body(2) == b"xy"
         put(c, s, b"z")
         assert r.read_body(3) == b"xyz" and not r.ended
-    c.delete(f"/handles/{hid}")
+    # Go's stream handler still holds the handle until a write to the hung-up client
+    # fails (the second one, after the peer's reset) or its 30 s read timeout: a DELETE
+    # right away waits ~29 s there. Two writes release it in both servers.
+    put(c, s, b"1")
+    put(c, s, b"2")
+    assert c.delete(f"/handles/{hid}").status_code == 200
 
 
 # -- config and shutdown -----------------------------------------------------------------

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
 import pytest
 
 from agfs_fuse.server import gojson, pathutil
-from agfs_fuse.server.httpio import parse_query
+from agfs_fuse.server.httprequest import parse_query
 from agfs_fuse.server.jsonbody import JSONBodyError, decode
 from agfs_fuse.server.plugins.localfs import go_file_mode, go_syscall_mode
 from agfs_fuse.server.routes import parse_int, parse_octal
@@ -40,7 +41,8 @@ def test_go_json_escapes_and_newline() -> None:
     assert gojson.encode({"a": "<&>\u2028"}) == b'{"a":"\\u003c\\u0026\\u003e\\u2028"}\n'
     assert gojson.marshal({"x": None, "y": [1]}) == b'{"x":null,"y":[1]}'
     assert gojson.go_string(b"a\xe2\x82b\xff") == "a\ufffd\ufffdb\ufffd"
-    assert gojson.marshal(os.fsdecode(b"\xff")) == '"\ufffd"'.encode()
+    assert gojson.marshal(os.fsdecode(b"\xff")) == b'"\\ufffd"'  # Go escapes a bad byte
+    assert gojson.marshal("\ufffd") == '"\ufffd"'.encode()  # and writes a real U+FFFD raw
 
 
 def test_rfc3339nano() -> None:
@@ -84,3 +86,17 @@ def test_go_file_modes() -> None:
     assert go_file_mode(stat.S_IFLNK | 0o777) == (1 << 27) | 0o777
     assert go_syscall_mode((1 << 23) | (1 << 20) | 0o700) == stat.S_ISUID | stat.S_ISVTX | 0o700
     assert go_syscall_mode(0o4755) == 0o755
+
+
+def test_accept_backoff_doubles_to_a_second_and_resets() -> None:
+    from agfs_fuse.server.accept_backoff import AcceptBackoff
+
+    slept: list[float] = []
+    backoff = AcceptBackoff(sleep=slept.append)
+    emfile = OSError(errno.EMFILE, "Too many open files")
+    for _ in range(10):
+        assert backoff.failed(emfile)
+    assert slept == [0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.0, 1.0]
+    assert not backoff.failed(OSError(errno.ECONNABORTED, "aborted"))
+    backoff.succeeded()
+    assert backoff.failed(emfile) and slept[-1] == 0.005

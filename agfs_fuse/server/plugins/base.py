@@ -29,6 +29,16 @@ O_TRUNC = 64
 O_ACCMODE = 3
 
 
+def go_int64(value: int) -> int:
+    """``value`` as Go's ``int64`` arithmetic leaves it: wrapped around on overflow.
+
+    A handle's seek adds client offsets to its position in Go without overflow checks,
+    so ``MaxInt64 + 1`` becomes negative and is refused ("negative position"); Python's
+    unbounded ints would accept a position no Go client can hold.
+    """
+    return (value + (1 << 63)) % (1 << 64) - (1 << 63)
+
+
 def now_ns() -> int:
     """``time.Now()`` in nanoseconds."""
     return time.time_ns()

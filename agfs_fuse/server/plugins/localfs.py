@@ -14,12 +14,12 @@ import errno
 import os
 import shutil
 import stat as st
-import threading
 from collections.abc import Iterator
 
 from agfs_fuse.server import pathutil
 from agfs_fuse.server.errors import FsError, NotFound
 from agfs_fuse.server.plugins.base import Bytes, FileInfo, FileRange, FileSystem
+from agfs_fuse.server.rwlock import RWLock
 
 PLUGIN_NAME = "localfs"
 
@@ -76,6 +76,17 @@ def go_syscall_mode(mode: int) -> int:
     return out
 
 
+#: What an ``os`` call on a client's path can raise: Python refuses a path with a NUL
+#: byte with ``ValueError`` before any syscall, where Go's syscall layer answers
+#: ``EINVAL`` ("invalid argument"); both must become the plugin's error, not a traceback.
+OS_ERRORS = (OSError, ValueError)
+
+
+def _errno(exc: OSError | ValueError) -> int | None:
+    """The errno of a failed ``os`` call; ``EINVAL`` for a path with a NUL byte."""
+    return exc.errno if isinstance(exc, OSError) else errno.EINVAL
+
+
 def errno_text(code: int | None) -> str:
     """Go's text for an errno: glibc's with a lowercase first letter."""
     if code is None:
@@ -84,17 +95,17 @@ def errno_text(code: int | None) -> str:
     return text[:1].lower() + text[1:]
 
 
-def os_error(prefix: str, op: str, path: str, exc: OSError) -> FsError:
+def os_error(prefix: str, op: str, path: str, exc: OSError | ValueError) -> FsError:
     """``fmt.Errorf("<prefix>: %w", &PathError{op, path, errno})``; ENOENT stays a 404."""
-    msg = f"{prefix}: {op} {path}: {errno_text(exc.errno)}"
-    return NotFound(msg) if exc.errno == errno.ENOENT else FsError(msg)
+    msg = f"{prefix}: {op} {path}: {errno_text(_errno(exc))}"
+    return NotFound(msg) if _errno(exc) == errno.ENOENT else FsError(msg)
 
 
 def _exists(path: str) -> bool:
     try:
         os.stat(path)
         return True
-    except OSError:
+    except OS_ERRORS:
         return False
 
 
@@ -103,18 +114,22 @@ def _missing(path: str) -> bool:
     try:
         os.stat(path)
         return False
-    except OSError as exc:
-        return exc.errno == errno.ENOENT
+    except OS_ERRORS as exc:
+        return _errno(exc) == errno.ENOENT
 
 
 class LocalFS(FileSystem):
-    """A local directory; one lock, like the Go plugin's RWMutex."""
+    """A local directory behind a readers-writer lock, like the Go plugin's RWMutex.
+
+    Reads share the lock: a GET of a FIFO inside ``local_dir`` blocks in ``open`` until a
+    writer comes (in Go too, holding its ``RLock``), and stats and listings go on meanwhile.
+    """
 
     supports_stream = True
 
     def __init__(self, base: str) -> None:
         self.base = os.path.abspath(base)
-        self.lock = threading.RLock()
+        self.lock = RWLock()
 
     def _local(self, path: str) -> str:
         rel = pathutil.clean(pathutil.clean("/" + path)[1:])
@@ -125,44 +140,44 @@ class LocalFS(FileSystem):
     def _stat_or_raise(self, local: str, missing_msg: str) -> os.stat_result:
         try:
             return os.stat(local)
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
+        except OS_ERRORS as exc:
+            if _errno(exc) == errno.ENOENT:
                 raise FsError(missing_msg) from None
             raise os_error("failed to stat", "stat", local, exc) from None
 
     def create(self, path: str) -> None:
         local = self._local(path)
-        with self.lock:
+        with self.lock.write():
             if _exists(local):
                 raise FsError(f"file already exists: {path}")
             if _missing(os.path.dirname(local)):
                 raise FsError(f"parent directory does not exist: {pathutil.dirname(path)}")
             try:
                 fd = os.open(local, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
-            except OSError as exc:
+            except OS_ERRORS as exc:
                 raise os_error("failed to create file", "open", local, exc) from None
             os.close(fd)
 
     def mkdir(self, path: str, perm: int) -> None:
         local = self._local(path)
-        with self.lock:
+        with self.lock.write():
             if _exists(local):
                 raise FsError(f"directory already exists: {path}")
             if _missing(os.path.dirname(local)):
                 raise FsError(f"parent directory does not exist: {pathutil.dirname(path)}")
             try:
                 os.mkdir(local, go_syscall_mode(perm))
-            except OSError as exc:
+            except OS_ERRORS as exc:
                 raise os_error("failed to create directory", "mkdir", local, exc) from None
 
     def remove(self, path: str) -> None:
         local = self._local(path)
-        with self.lock:
+        with self.lock.write():
             info = self._stat_or_raise(local, f"no such file or directory: {path}")
             if st.S_ISDIR(info.st_mode):
                 try:
                     empty = not os.listdir(local)
-                except OSError as exc:
+                except OS_ERRORS as exc:
                     raise os_error("failed to read directory", "open", local, exc) from None
                 if not empty:
                     raise FsError(f"directory not empty: {path}")
@@ -171,14 +186,14 @@ class LocalFS(FileSystem):
                     os.rmdir(local)
                 else:
                     os.unlink(local)
-            except OSError as exc:
+            except OS_ERRORS as exc:
                 raise os_error("failed to remove", "remove", local, exc) from None
 
     def remove_all(self, path: str) -> None:
         # Like Go's os.RemoveAll this removes the named path itself, so a recursive
         # delete of the mount root removes the local directory (the real server does).
         local = self._local(path)
-        with self.lock:
+        with self.lock.write():
             if _missing(local):
                 raise FsError(f"no such file or directory: {path}")
             try:
@@ -186,20 +201,20 @@ class LocalFS(FileSystem):
                     shutil.rmtree(local)
                 else:
                     os.unlink(local)
-            except OSError as exc:
+            except OS_ERRORS as exc:
                 raise os_error("failed to remove", "unlinkat", local, exc) from None
 
     def read(
         self, path: str, offset: int, size: int, allow_range: bool = False
     ) -> Bytes | FileRange:
         local = self._local(path)
-        with self.lock:
+        with self.lock.read():
             info = self._stat_or_raise(local, f"no such file: {path}")
             if st.S_ISDIR(info.st_mode):
                 raise FsError(f"is a directory: {path}")
             try:
                 fd = os.open(local, os.O_RDONLY)
-            except OSError as exc:
+            except OS_ERRORS as exc:
                 raise os_error("failed to open file", "open", local, exc) from None
             file_size = info.st_size
             offset = max(offset, 0)
@@ -211,18 +226,18 @@ class LocalFS(FileSystem):
                 return FileRange(fd, offset, length)
             try:
                 return _pread_full(fd, length, offset)
-            except OSError as exc:
+            except OS_ERRORS as exc:
                 raise os_error("failed to read", "read", local, exc) from None
             finally:
                 os.close(fd)
 
     def write(self, path: str, data: Bytes, truncate: bool = True) -> int:
         local = self._local(path)
-        with self.lock:
+        with self.lock.write():
             try:
                 if st.S_ISDIR(os.stat(local).st_mode):
                     raise FsError(f"is a directory: {path}")
-            except OSError:
+            except OS_ERRORS:
                 pass
             if _missing(os.path.dirname(local)):
                 raise FsError(f"parent directory does not exist: {pathutil.dirname(path)}")
@@ -231,14 +246,14 @@ class LocalFS(FileSystem):
                 flags |= os.O_TRUNC
             try:
                 fd = os.open(local, flags, 0o644)
-            except OSError as exc:
+            except OS_ERRORS as exc:
                 raise os_error("failed to open file", "open", local, exc) from None
             try:
                 view = memoryview(data).cast("B")
                 done = 0
                 while done < len(view):
                     done += os.write(fd, view[done:])
-            except OSError as exc:
+            except OS_ERRORS as exc:
                 raise os_error("failed to write", "write", local, exc) from None
             finally:
                 os.close(fd)
@@ -246,13 +261,13 @@ class LocalFS(FileSystem):
 
     def read_dir(self, path: str) -> list[FileInfo]:
         local = self._local(path)
-        with self.lock:
+        with self.lock.read():
             info = self._stat_or_raise(local, f"no such directory: {path}")
             if not st.S_ISDIR(info.st_mode):
                 raise FsError(f"not a directory: {path}")
             try:
                 entries = list(os.scandir(local))
-            except OSError as exc:
+            except OS_ERRORS as exc:
                 raise os_error("failed to read directory", "open", local, exc) from None
             entries.sort(key=lambda e: os.fsencode(e.name))
             out = []
@@ -260,7 +275,7 @@ class LocalFS(FileSystem):
                 try:
                     est = entry.stat(follow_symlinks=False)
                     is_dir = entry.is_dir(follow_symlinks=False)
-                except OSError:
+                except OS_ERRORS:
                     continue
                 out.append(
                     FileInfo(
@@ -277,7 +292,7 @@ class LocalFS(FileSystem):
 
     def stat(self, path: str) -> FileInfo:
         local = self._local(path)
-        with self.lock:
+        with self.lock.read():
             info = self._stat_or_raise(local, f"no such file or directory: {path}")
             return FileInfo(
                 pathutil.basename(local),
@@ -292,57 +307,57 @@ class LocalFS(FileSystem):
 
     def rename(self, old: str, new: str) -> None:
         old_local, new_local = self._local(old), self._local(new)
-        with self.lock:
+        with self.lock.write():
             if _missing(old_local):
                 raise FsError(f"no such file or directory: {old}")
             if _missing(os.path.dirname(new_local)):
                 raise FsError(f"parent directory does not exist: {pathutil.dirname(new)}")
             try:
                 os.rename(old_local, new_local)
-            except OSError as exc:
-                msg = f"failed to rename: rename {old_local} {new_local}: {errno_text(exc.errno)}"
-                raise (NotFound(msg) if exc.errno == errno.ENOENT else FsError(msg)) from None
+            except OS_ERRORS as exc:
+                msg = f"failed to rename: rename {old_local} {new_local}: {errno_text(_errno(exc))}"
+                raise (NotFound(msg) if _errno(exc) == errno.ENOENT else FsError(msg)) from None
 
     def chmod(self, path: str, mode: int) -> None:
         local = self._local(path)
-        with self.lock:
+        with self.lock.write():
             if _missing(local):
                 raise FsError(f"no such file or directory: {path}")
             try:
                 os.chmod(local, go_syscall_mode(mode))
-            except OSError as exc:
+            except OS_ERRORS as exc:
                 raise os_error("failed to chmod", "chmod", local, exc) from None
 
     def truncate(self, path: str, size: int) -> None:
         local = self._local(path)
-        with self.lock:
+        with self.lock.write():
             info = self._stat_or_raise(local, f"no such file: {path}")
             if st.S_ISDIR(info.st_mode):
                 raise FsError(f"is a directory: {path}")
             try:
                 os.truncate(local, size)
-            except OSError as exc:
+            except OS_ERRORS as exc:
                 raise os_error("failed to truncate", "truncate", local, exc) from None
 
     def open_reader(self, path: str) -> Iterator[Bytes]:
         local = self._local(path)
         try:
             fd = os.open(local, os.O_RDONLY)
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
+        except OS_ERRORS as exc:
+            if _errno(exc) == errno.ENOENT:
                 raise FsError(f"no such file: {path}") from None
             raise os_error("failed to open file", "open", local, exc) from None
         return _read_chunks(fd, local)
 
     def open_stream(self, path: str) -> Iterator[Bytes]:
         local = self._local(path)
-        with self.lock:
+        with self.lock.read():
             info = self._stat_or_raise(local, f"no such file: {path}")
             if st.S_ISDIR(info.st_mode):
                 raise FsError(f"is a directory: {path}")
             try:
                 fd = os.open(local, os.O_RDONLY)
-            except OSError as exc:
+            except OS_ERRORS as exc:
                 raise os_error("failed to open file", "open", local, exc) from None
         return _stream_chunks(fd)
 
@@ -368,9 +383,9 @@ def _read_chunks(fd: int, local: str) -> Iterator[Bytes]:
         while True:
             try:
                 chunk = os.read(fd, STREAM_CHUNK)
-            except OSError as exc:
+            except OS_ERRORS as exc:
                 raise FsError(
-                    f"error reading file: read {local}: {errno_text(exc.errno)}"
+                    f"error reading file: read {local}: {errno_text(_errno(exc))}"
                 ) from None
             if not chunk:
                 return
@@ -387,7 +402,7 @@ def _stream_chunks(fd: int) -> Iterator[Bytes]:
         while True:
             try:
                 n = os.readv(fd, [buf])
-            except OSError:
+            except OS_ERRORS:
                 return
             if n:
                 yield view[:n]
@@ -404,11 +419,11 @@ def check_local_dir(local_dir: object) -> str:
     path = os.path.abspath(local_dir)
     try:
         info = os.stat(path)
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
+    except OS_ERRORS as exc:
+        if _errno(exc) == errno.ENOENT:
             raise ValueError(f"base path does not exist: {path}") from None
         raise ValueError(
-            f"failed to stat base path: stat {path}: {errno_text(exc.errno)}"
+            f"failed to stat base path: stat {path}: {errno_text(_errno(exc))}"
         ) from None
     if not st.S_ISDIR(info.st_mode):
         raise ValueError(f"base path is not a directory: {path}")

@@ -27,6 +27,7 @@ from agfs_fuse.server.plugins.base import (
     FileHandle,
     FileInfo,
     FileSystem,
+    go_int64,
     now_ns,
 )
 
@@ -343,9 +344,9 @@ class MemHandle(FileHandle):
             if whence == 0:
                 pos = offset
             elif whence == 1:
-                pos = self.pos + offset
+                pos = go_int64(self.pos + offset)
             elif whence == 2:
-                pos = size + offset
+                pos = go_int64(size + offset)
             else:
                 raise FsError(f"invalid whence: {whence}")
             if pos < 0:

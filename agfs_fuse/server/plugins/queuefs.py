@@ -18,7 +18,7 @@ from collections import deque
 
 from agfs_fuse.server import pathutil
 from agfs_fuse.server.errors import FsError
-from agfs_fuse.server.gojson import go_string, marshal, rfc3339nano
+from agfs_fuse.server.gojson import go_bytes_text, marshal, rfc3339nano
 from agfs_fuse.server.plugins.base import Bytes, FileHandle, FileInfo, FileSystem, now_ns
 
 PLUGIN_NAME = "queuefs"
@@ -90,7 +90,7 @@ def parse_queue_path(path: str) -> tuple[str, str, bool]:
 
 def _message_json(msg: tuple[str, bytes, int]) -> bytes:
     msg_id, data, ts = msg
-    return marshal({"id": msg_id, "data": go_string(data), "timestamp": rfc3339nano(ts)})
+    return marshal({"id": msg_id, "data": go_bytes_text(data), "timestamp": rfc3339nano(ts)})
 
 
 class QueueFS(FileSystem):

@@ -38,6 +38,7 @@ from agfs_fuse.server.plugins.base import (
     FileHandle,
     FileInfo,
     FileSystem,
+    go_int64,
     now_ns,
 )
 
@@ -460,9 +461,9 @@ class StreamHandle(FileHandle):
             if whence == 0:
                 new = offset
             elif whence == 1:
-                new = self.pos + offset
+                new = go_int64(self.pos + offset)
             elif whence == 2:
-                new = len(self.buf) + offset
+                new = go_int64(len(self.buf) + offset)
             else:
                 raise FsError(f"invalid whence: {whence}")
             if new < 0:

@@ -1,0 +1,151 @@
+"""Malformed and ambiguous request heads, sent on raw sockets: Go's answers.
+
+These are the request-smuggling shapes a proxy in front of the server may let through;
+the server must refuse each one (and close) rather than guess a framing.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agfs_fuse.server.httprequest import (
+    BadRequest,
+    BodyError,
+    BodyTooLarge,
+    Input,
+    read_request,
+)
+from tests.server.helpers import raw_exchange
+from tests.support.server import ServerProcess
+
+PUT = b"PUT /api/v1/files?path=/memfs/smuggle HTTP/1.1\r\nHost: x\r\n"
+TRAILERS = b"X-Trailer: " + b"y" * 60 + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "request_bytes", "status"),
+    [
+        (
+            "repeated Transfer-Encoding",
+            PUT + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n",
+            501,
+        ),
+        ("NUL in a header value", PUT + b"X-A: a\x00b\r\nContent-Length: 0\r\n\r\n", 400),
+        ("bare CR in a header value", PUT + b"X-A: a\rb\r\nContent-Length: 0\r\n\r\n", 400),
+        ("space in a header name", PUT + b"Content Length: 3\r\n\r\nabc", 400),
+        ("space before the colon", PUT + b"Content-Length : 3\r\n\r\nabc", 400),
+        ("superscript digit length", PUT + "Content-Length: ²\r\n\r\n".encode(), 400),
+        ("signed length", PUT + b"Content-Length: +3\r\n\r\nabc", 400),
+        ("conflicting lengths", PUT + b"Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+        ("HTTP/2.0 request line", b"GET /api/v1/health HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        ("space in the target", b"GET /api/v1/he alth HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (
+            "endless chunked trailers",
+            PUT + b"Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n" + TRAILERS * 2000 + b"\r\n",
+            400,
+        ),
+    ],
+)
+@pytest.mark.timeout(20)
+def test_bad_heads_are_refused(
+    server: ServerProcess, name: str, request_bytes: bytes, status: int
+) -> None:
+    answer = raw_exchange("127.0.0.1", server.port, request_bytes)
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode()), (name, answer[:200])
+    assert b"Connection: close" in answer.split(b"\r\n\r\n", 1)[0]
+
+
+def test_length_and_chunked_together_closes_after_the_answer(server: ServerProcess) -> None:
+    """RFC 9112 6.1: chunked wins, and the connection is not reused (a smuggled request
+    behind the body is never served)."""
+    smuggled = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n"
+    request = PUT + b"Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n"
+    answer = raw_exchange("127.0.0.1", server.port, request + smuggled)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert b"Connection: close" in answer
+    assert answer.count(b"HTTP/1.1 ") == 1
+
+
+def test_missing_host_keeps_go_reason(server: ServerProcess) -> None:
+    answer = raw_exchange("127.0.0.1", server.port, b"GET /api/v1/health HTTP/1.1\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request")
+    assert answer.endswith(b"400 Bad Request: missing required Host header")
+
+
+# -- the parser alone, fuzzed --------------------------------------------------------------
+
+
+class _Bytes:
+    """A socket file over fixed bytes, served in small pieces like a slow client."""
+
+    def __init__(self, data: bytes, piece: int) -> None:
+        self.data = data
+        self.piece = piece
+
+    def read1(self, n: int) -> bytes:
+        out, self.data = self.data[: min(n, self.piece)], self.data[min(n, self.piece) :]
+        return out
+
+    def readinto(self, view: memoryview) -> int:
+        out = self.read1(len(view))
+        view[: len(out)] = out
+        return len(out)
+
+
+_HEAD_PARTS = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                b"Host: x\r\n",
+                b"Content-Length: 3\r\n",
+                b"Content-Length: 5\r\n",
+                b"Transfer-Encoding: chunked\r\n",
+                b"Transfer-Encoding: gzip\r\n",
+                b"Expect: 100-continue\r\n",
+                b"Connection: close\r\n",
+                b"\r\n",
+                b" folded\r\n",
+                b"3\r\nabc\r\n0\r\n\r\n",
+            ]
+        ),
+        st.binary(max_size=24),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    line=st.sampled_from([b"PUT /api/v1/files?path=/x HTTP/1.1\r\n", b"GET / HTTP/1.0\r\n"]),
+    parts=_HEAD_PARTS,
+    piece=st.integers(min_value=1, max_value=64),
+)
+def test_parser_fuzz_answers_or_refuses_never_crashes(
+    line: bytes, parts: list[bytes], piece: int
+) -> None:
+    """Any bytes: a request with a body that reads or fails cleanly, a ``BadRequest``,
+    or ``None`` at end of input; never another exception, never a hang."""
+    data = line + b"".join(parts)
+    a, b = socket.socketpair()
+    try:
+        source = Input(_Bytes(data, piece))
+        for _ in range(4):  # a few pipelined requests at most
+            try:
+                request = read_request(source, a)
+            except BadRequest as exc:
+                assert exc.status in (400, 431, 501, 505)
+                return
+            if request is None:
+                return
+            try:
+                body = request.body.read_all(1 << 20)
+            except (BodyError, BodyTooLarge):
+                return
+            assert isinstance(body, bytearray)
+    finally:
+        a.close()
+        b.close()
