@@ -24,6 +24,7 @@ from .capabilities import Capabilities
 from .client import AgfsClient
 from .errors import (
     AgfsError,
+    AlreadyExists,
     DirectoryNotEmpty,
     InvalidArgument,
     NotFound,
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 MESSAGE_TYPES = frozenset({"control", "query", "ctl", "session-ctl"})
 
 ClientFactory = Callable[[str], AgfsClient]
+REPLACE_ATTEMPTS = 3
 
 
 class ReloadFailed(AgfsError):
@@ -372,7 +374,29 @@ class AgfsFilesystem:
             self.url,
             self.caps,
             on_uploaded=self._uploaded,
+            replace=self._move_upload_into_place,
         )
+
+    async def _move_upload_into_place(self, temporary: str, path: str) -> None:
+        """A whole file uploaded to ``temporary`` replaces ``path``: by POSIX rename, so
+        other clients see the old file or the new one (on memfs, briefly neither).
+
+        Another client's upload may land on ``path`` between our look and our move (memfs
+        then refuses with EEXIST): we try again, since the last close wins."""
+        fresh_stat = functools.partial(self.stat, fresh=True)
+        for attempt in range(1, REPLACE_ATTEMPTS + 1):
+            try:
+                with self._changing(temporary, path):
+                    await ServerRename(self.client, fresh_stat, self._stat_or_none).run(
+                        temporary, path, False
+                    )
+                break
+            except AlreadyExists:
+                if attempt == REPLACE_ATTEMPTS:
+                    raise
+                log.info("%s was replaced meanwhile by another client; replacing again", path)
+        self.listings.invalidate_tree(path)
+        self.listings.added(path)
 
     def _uploaded(self, path: str) -> None:
         """The server has a new version of ``path``: what was cached of it is stale."""

@@ -134,6 +134,12 @@ async def _recover_leftovers(fs: AgfsFilesystem) -> None:
                 log.info("closed handle %s left open by the earlier run", meta.handle_id)
             except errors.AgfsError as exc:
                 log.info("handle %s left by the earlier run is gone: %s", meta.handle_id, exc)
+        if meta is not None and meta.temporary is not None and meta.server_url == fs.url:
+            try:
+                await fs.client.delete(meta.temporary)
+                log.info("removed %s, an upload the earlier run did not finish", meta.temporary)
+            except errors.AgfsError as exc:
+                log.info("unfinished upload %s is gone: %s", meta.temporary, exc)
 
 
 async def _handle_signals(fs: AgfsFilesystem, operations: AgfsOperations) -> None:

@@ -39,9 +39,12 @@ from .models import FileInfo
 from .readahead import ReadAhead
 from .rename import ASIDE_PREFIX
 from .streams import StreamFollower
-from .writes import MessageWriter, Writer
+from .writes import UPLOAD_PREFIX, MessageWriter, Writer
 
 log = logging.getLogger(__name__)
+
+HIDDEN_PREFIXES = (ASIDE_PREFIX, UPLOAD_PREFIX)
+"""The mount's own transient server files (rename asides, uploads on their way): never listed."""
 
 RELOAD_HELP = (
     b"agfs-fuse control file: write nothing to reconnect, or an http(s):// URL to switch"
@@ -273,7 +276,7 @@ class AgfsOperations(pyfuse3.Operations):
                     log.warning("the server's /%s is hidden by a control file", info.name)
                     self._warned_shadow = True
                 continue
-            if info.name.startswith(ASIDE_PREFIX) or not info.name or "/" in info.name:
+            if info.name.startswith(HIDDEN_PREFIXES) or not info.name or "/" in info.name:
                 continue
             entries.append((info.name, info))
         fh = self._new_fh()

@@ -38,6 +38,8 @@ class SpoolMeta:
     """A server handle open for this upload: closed by the next mount after a crash."""
     extents: list[tuple[int, int]] | None = None
     """For a sparse spool: the only byte ranges it holds (the rest is the server's)."""
+    temporary: str | None = None
+    """A hidden server file this upload is writing: removed by the next mount after a crash."""
 
 
 class SpoolDir:
@@ -77,15 +79,24 @@ class Spool:
         self.meta = meta
         self._fd = os.open(data_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         self.size = 0
-        self._write_sidecar()
+        try:
+            self._write_sidecar()
+        except OSError:
+            self.discard()  # a spool without its sidecar would be an orphan
+            raise
 
     def fileno(self) -> int:
         return self._fd
 
     def _write_sidecar(self) -> None:
         tmp = self.sidecar_path.with_name(self.sidecar_path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self.meta)))
-        os.replace(tmp, self.sidecar_path)
+        try:
+            tmp.write_text(json.dumps(asdict(self.meta)))
+            os.replace(tmp, self.sidecar_path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # a full disk must not collect empty .tmp files
+            raise
 
     def retarget(self, remote_path: str) -> None:
         """The remote file was renamed: the spool now belongs to ``remote_path``."""
@@ -121,6 +132,10 @@ class Spool:
 
     def record_handle(self, handle: int | None) -> None:
         self.meta.handle_id = handle
+        self._write_sidecar()
+
+    def record_temporary(self, remote_path: str | None) -> None:
+        self.meta.temporary = remote_path
         self._write_sidecar()
 
     def keep(self, extents: Iterable[tuple[int, int]] | None = None) -> Path:
