@@ -132,11 +132,25 @@ class Spool:
 
     def record_handle(self, handle: int | None) -> None:
         self.meta.handle_id = handle
-        self._write_sidecar()
+        self._record("handle")
 
     def record_temporary(self, remote_path: str | None) -> None:
         self.meta.temporary = remote_path
-        self._write_sidecar()
+        self._record("temporary upload")
+
+    def _record(self, what: str) -> None:
+        """Best effort: these notes only help a crash recovery, and a full cache disk must
+        not stop an upload whose content is already safe in the spool."""
+        try:
+            self._write_sidecar()
+        except OSError as exc:
+            log.warning(
+                "cannot note the %s of %s in %s: %s",
+                what,
+                self.meta.remote_path,
+                self.sidecar_path,
+                exc,
+            )
 
     def keep(self, extents: Iterable[tuple[int, int]] | None = None) -> Path:
         """Close but keep the spool on disk for recovery; returns its path.

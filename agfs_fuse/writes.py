@@ -286,8 +286,7 @@ class SpoolWriter:
                     log.warning("could not remove the unfinished upload %s: %s", temporary, exc)
             raise
         finally:
-            with contextlib.suppress(OSError):
-                self.spool.record_temporary(None)
+            self.spool.record_temporary(None)
 
     async def _upload_changes(self) -> None:
         """Sparse flush: shrink if truncated, pwrite the written ranges, grow if extended."""
@@ -343,8 +342,7 @@ class SpoolWriter:
                     await client.close_handle(handle)
                 except AgfsError as exc:
                     log.warning("could not close handle %s of %s: %s", handle, target, exc)
-            with contextlib.suppress(OSError):
-                self.spool.record_handle(None)
+            self.spool.record_handle(None)
 
     async def close(self) -> None:
         """Last handle gone: upload if needed and remove the spool; raises if the content
