@@ -40,6 +40,8 @@ class SpoolMeta:
     """For a sparse spool: the only byte ranges it holds (the rest is the server's)."""
     temporary: str | None = None
     """A hidden server file this upload is writing: removed by the next mount after a crash."""
+    reason: str | None = None
+    """Why the spool was kept instead of uploaded (None: the mount crashed or is using it)."""
 
 
 class SpoolDir:
@@ -152,14 +154,15 @@ class Spool:
                 exc,
             )
 
-    def keep(self, extents: Iterable[tuple[int, int]] | None = None) -> Path:
+    def keep(self, reason: str, extents: Iterable[tuple[int, int]] | None = None) -> Path:
         """Close but keep the spool on disk for recovery; returns its path.
 
         ``extents`` says which ranges a sparse spool holds, so the sidecar tells the truth.
         """
+        self.meta.reason = reason
         if extents is not None:
             self.meta.extents = [(start, stop) for start, stop in extents]
-            self._write_sidecar()
+        self._record("reason for keeping")
         self.close()
         return self.data_path
 

@@ -375,9 +375,10 @@ class SpoolWriter:
         self._failed = None
         await self.close()
 
-    def keep(self) -> None:
-        """Give up on uploading: leave the spool and its sidecar on disk for the user."""
-        self.spool.keep(self.extents if self.sparse else None)
+    def keep(self, reason: str) -> None:
+        """Give up on uploading: leave the spool and its sidecar (saying ``reason``) on
+        disk for the user."""
+        self.spool.keep(reason, self.extents if self.sparse else None)
 
 
 class MessageWriter:
