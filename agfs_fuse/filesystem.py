@@ -27,14 +27,15 @@ from .errors import (
     AlreadyExists,
     DirectoryNotEmpty,
     InvalidArgument,
+    NoSpace,
     NotFound,
     ServerUnreachable,
 )
 from .models import FileInfo
 from .readahead import Budget, ReadAhead
 from .rename import ServerRename
-from .spool import SpoolDir
-from .uploads import ParkedUploads
+from .spool import KeptSpool, Spool, SpoolDir
+from .uploads import ParkedUploads, kept_reason
 from .writes import MessageWriter, SpoolWriter, Writer
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ MESSAGE_TYPES = frozenset({"control", "query", "ctl", "session-ctl"})
 
 ClientFactory = Callable[[str], AgfsClient]
 REPLACE_ATTEMPTS = 3
+DEFAULT_MAX_KEPT = 1 << 30
+CAP_LOG_INTERVAL = 60.0
 
 
 class ReloadFailed(AgfsError):
@@ -60,9 +63,13 @@ class AgfsFilesystem:
         dir_ttl: float = 0.0,
         negative_ttl: float = 1.0,
         clock: Clock | None = None,
+        max_kept: int = DEFAULT_MAX_KEPT,
     ) -> None:
         self.client = client
         self.spool_dir = spool_dir
+        self.max_kept = max_kept
+        self.mountpoint: str | None = None  # for the messages that name a command
+        self._cap_logged_at: float | None = None
         self._client_factory = client_factory
         self.attrs = AttrCache(attr_ttl, clock or time.monotonic)
         self.listings = DirListings(
@@ -211,6 +218,7 @@ class AgfsFilesystem:
             self.listings.created(path)
 
     async def _create(self, path: str, mode: int) -> None:
+        self._check_room_for(path)  # before the server has an empty file to show for it
         await self.client.create(path)
         if mode & 0o7777 != 0o644:
             try:
@@ -365,7 +373,67 @@ class AgfsFilesystem:
         self._spools[key] = writer
         return writer
 
-    def _new_spool(self, path: str, base: FileInfo | None) -> SpoolWriter:
+    def kept_spools(self) -> list[KeptSpool]:
+        """Spools on disk that nothing of this mount is using: failed uploads, crashes."""
+        in_use = {w.spool.data_path for w in [*self._spools.values(), *self.parked.writers]}
+        return self.spool_dir.kept(in_use)
+
+    def _check_room_for(self, path: str) -> None:
+        """Refuse new writes (ENOSPC) while kept spools use more than ``max_kept``: they
+        are never deleted to make room, and must not fill the disk unnoticed. Writing a
+        file that has a kept spool stays allowed: that is how one re-uploads it."""
+        kept = self.kept_spools()
+        used = sum(spool.size for spool in kept)
+        if used <= self.max_kept:
+            return
+        if any(spool.meta is not None and spool.meta.remote_path == path for spool in kept):
+            return
+        now = time.monotonic()
+        if self._cap_logged_at is None or now - self._cap_logged_at >= CAP_LOG_INTERVAL:
+            self._cap_logged_at = now
+            log.error(
+                "%d spools kept after failed uploads use %d bytes, over max_kept=%d: new "
+                "writes get ENOSPC until some are re-uploaded or discarded with "
+                "'agfs-fuse spools %s'",
+                len(kept),
+                used,
+                self.max_kept,
+                self.mountpoint or "MOUNTPOINT",
+            )
+        raise NoSpace(f"kept spools use {used} bytes, over max_kept", path=path)
+
+    async def kept_spool_command(self, text: str) -> None:
+        """``/.agfs-spools``: ``upload ID`` re-uploads a kept spool (removed once the server
+        has it, kept with the new reason if not), ``discard ID`` deletes it."""
+        verb, _, wanted = text.strip().partition(" ")
+        if verb not in ("upload", "discard") or not wanted.strip():
+            raise InvalidArgument(f"expected 'upload ID' or 'discard ID', got {text.strip()!r}")
+        matches = [k for k in self.kept_spools() if k.id == wanted.strip()]
+        if not matches:
+            raise NotFound(f"no kept spool {wanted.strip()!r}")
+        kept = matches[0]
+        if verb == "discard":
+            kept.discard()
+            log.warning("discarded the kept spool %s", kept.path)
+            return
+        meta = kept.meta
+        if meta is None or meta.extents is not None:
+            raise InvalidArgument(f"{kept.id} is not a whole file (no sidecar, or partial)")
+        if meta.server_url != self.url:
+            raise InvalidArgument(f"{kept.id} was written for {meta.server_url}, not {self.url}")
+        writer = self._new_spool(meta.remote_path, None, Spool.reopen(kept.path, meta))
+        try:
+            await writer.close()
+        except AgfsError as exc:
+            writer.keep(kept_reason(exc))
+            raise
+        log.warning("uploaded %s from the kept spool %s", meta.remote_path, kept.path)
+
+    def _new_spool(
+        self, path: str, base: FileInfo | None, kept: Spool | None = None
+    ) -> SpoolWriter:
+        if kept is None:
+            self._check_room_for(path)
         return SpoolWriter(
             self.current_client,
             self.spool_dir,
@@ -375,6 +443,7 @@ class AgfsFilesystem:
             self.caps,
             on_uploaded=self._uploaded,
             replace=self._move_upload_into_place,
+            spool=kept,
         )
 
     async def _move_upload_into_place(self, temporary: str, path: str) -> None:
@@ -495,9 +564,9 @@ class AgfsFilesystem:
             "open_spools": len(self._spools),
             "pending_uploads": self.pending_uploads(),
             "parked_uploads": len(self.parked),
-            "kept_spools": sum(1 for _ in self.spool_dir.leftovers())
-            - len(self._spools)
-            - len(self.parked),
+            "spool_dir": str(self.spool_dir.root),
+            "max_kept": self.max_kept,
+            "kept_spools": [spool.describe() for spool in self.kept_spools()],
         }
 
     async def aclose(self) -> None:

@@ -184,7 +184,9 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
         attr_ttl=opts.attr_timeout,
         dir_ttl=opts.dir_cache_timeout,
         negative_ttl=opts.negative_timeout,
+        max_kept=opts.max_kept,
     )
+    fs.mountpoint = os.path.realpath(request.mountpoint)
     await fs.refresh_mounts()
     await _check_root(fs, opts.root)
     await _recover_leftovers(fs)

@@ -55,6 +55,19 @@ class SpoolDir:
         name = uuid.uuid4().hex
         return Spool(self.root / name, meta)
 
+    def kept(self, in_use: set[Path]) -> list[KeptSpool]:
+        """Spools on disk that no open file or pending upload of this mount is using."""
+        found = []
+        for data, meta in self.leftovers():
+            if data in in_use:
+                continue
+            try:
+                size = data.stat().st_size
+            except FileNotFoundError:
+                continue  # discarded meanwhile
+            found.append(KeptSpool(data, meta, size))
+        return found
+
     def leftovers(self) -> Iterator[tuple[Path, SpoolMeta | None]]:
         """Spools left by an earlier run (failed uploads, a crash), with their sidecars."""
         for data in sorted(self.root.iterdir()):
@@ -66,6 +79,37 @@ class SpoolDir:
             except (OSError, ValueError, TypeError):
                 meta = None
             yield data, meta
+
+
+@dataclass
+class KeptSpool:
+    """A spool kept on disk after a failed upload or a crash, as ``agfs-fuse spools`` shows it."""
+
+    path: Path
+    meta: SpoolMeta | None
+    size: int
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    def describe(self) -> dict[str, object]:
+        meta = self.meta
+        return {
+            "id": self.id,
+            "path": str(self.path),
+            "remote_path": meta.remote_path if meta else None,
+            "server_url": meta.server_url if meta else None,
+            "size": self.size,
+            "reason": (meta.reason if meta else None)
+            or "the mount stopped before uploading it (crash or kill)",
+            "partial": bool(meta and meta.extents is not None),
+        }
+
+    def discard(self) -> None:
+        for p in (self.path, self.path.with_name(self.path.name + SIDECAR_SUFFIX)):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
 
 
 class Spool:
@@ -86,6 +130,17 @@ class Spool:
         except OSError:
             self.discard()  # a spool without its sidecar would be an orphan
             raise
+
+    @classmethod
+    def reopen(cls, data_path: Path, meta: SpoolMeta) -> Spool:
+        """A kept spool taken up again (to re-upload it), content and sidecar untouched."""
+        spool = cls.__new__(cls)
+        spool.data_path = data_path
+        spool.sidecar_path = data_path.with_name(data_path.name + SIDECAR_SUFFIX)
+        spool.meta = meta
+        spool._fd = os.open(data_path, os.O_RDWR)
+        spool.size = os.fstat(spool._fd).st_size
+        return spool
 
     def fileno(self) -> int:
         return self._fd
@@ -136,6 +191,12 @@ class Spool:
         self.meta.handle_id = handle
         self._record("handle")
 
+    def record_partial(self) -> None:
+        """This spool holds only changed ranges: after a crash it must not be taken for the
+        whole file (``keep`` writes which ranges)."""
+        self.meta.extents = []
+        self._record("partial content")
+
     def record_temporary(self, remote_path: str | None) -> None:
         self.meta.temporary = remote_path
         self._record("temporary upload")
@@ -175,11 +236,27 @@ def default_cache_dir() -> Path:
     return Path(base) / "agfs-fuse"
 
 
+def spool_dir_path(cache_dir: Path, mountpoint: str) -> Path:
+    """Where the spools of the mount on ``mountpoint`` live: keyed by the mountpoint alone,
+    so a ``reload`` to another server (or a new URL for the same one) finds them, and so
+    does ``agfs-fuse spools MOUNTPOINT``."""
+    slug = uuid.uuid5(uuid.NAMESPACE_URL, os.path.realpath(mountpoint)).hex[:16]
+    return cache_dir / "spool" / slug
+
+
 def mount_spool_dir(cache_dir: Path, server_url: str, mountpoint: str) -> SpoolDir:
-    """The spool directory for one mount: stable across restarts of the same mount."""
-    key = f"{server_url} {os.path.realpath(mountpoint)}"
-    slug = uuid.uuid5(uuid.NAMESPACE_URL, key).hex[:16]
-    return SpoolDir(cache_dir / "spool" / slug)
+    """The spool directory for one mount, with what an older version kept under a
+    directory keyed by URL and mountpoint moved into it (nothing kept is left behind)."""
+    spool_dir = SpoolDir(spool_dir_path(cache_dir, mountpoint))
+    old_key = f"{server_url} {os.path.realpath(mountpoint)}"
+    old = cache_dir / "spool" / uuid.uuid5(uuid.NAMESPACE_URL, old_key).hex[:16]
+    if old.is_dir() and old != spool_dir.root:
+        for entry in old.iterdir():
+            os.replace(entry, spool_dir.root / entry.name)
+        with contextlib.suppress(OSError):
+            old.rmdir()
+        log.info("moved the spools kept under %s to %s", old, spool_dir.root)
+    return spool_dir
 
 
 def now() -> float:

@@ -94,14 +94,16 @@ class SpoolWriter:
         caps: Capabilities,
         on_uploaded: Callable[[str], object] | None = None,
         replace: Replace | None = None,
+        spool: Spool | None = None,
     ) -> None:
+        """``spool``: a kept spool taken up again, holding the whole new content."""
         self._client = client
         self._caps = caps
         self._on_uploaded = on_uploaded
         self._replace = replace
         self._mode = base.perm if base is not None else None
         self.path = path
-        self.spool: Spool = spool_dir.new_spool(
+        self.spool: Spool = spool or spool_dir.new_spool(
             SpoolMeta(
                 remote_path=path,
                 server_url=server_url,
@@ -113,6 +115,8 @@ class SpoolWriter:
         self.users = 0
         self.filled = base is None  # a brand-new file has nothing to fetch
         self.sparse = base is not None and base.size >= SPARSE_MIN_SIZE and caps.handles(path)
+        if self.sparse:
+            self.spool.record_partial()
         # Sparse bookkeeping: the server's size, the size below which its bytes still
         # count (after a local truncate), and the ranges written here.
         self._server_size = base.size if base else 0
@@ -123,6 +127,8 @@ class SpoolWriter:
         self.unlinked = False
         self._lock = trio.Lock()
         self._version = 0  # bumped by every change, to know whether a retry can differ
+        if spool is not None:
+            self._changed()  # its content is what has to go up
         self._failed: tuple[int, AgfsError] | None = None  # (version, error) of the last try
         self.failed_at: float | None = None
         # A local write failed (the cache disk is full or broken): the program was told, and

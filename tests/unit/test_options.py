@@ -45,6 +45,8 @@ def test_cache_dir_and_flags():
         ("uid", "-o uid needs a value"),
         ("ro=1", "-o ro takes no value"),
         ("ro,rw", "contradict"),
+        ("max_kept=lots", "bad value for -o max_kept"),
+        ("max_kept=1X", "bad value for -o max_kept"),
     ],
 )
 def test_bad_options_give_one_line_errors(group, fragment):
@@ -113,3 +115,12 @@ def test_the_readme_documents_every_mount_option():
     options = set(VALUED) | set(FLAGS) | set(KERNEL_FLAGS) - {"rw"}
     missing = sorted(options - documented)
     assert not missing, f"README's mount options table lacks {missing}"
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1048576", 1 << 20), ("512M", 512 << 20), ("1G", 1 << 30), ("2GiB", 2 << 30), ("3k", 3072)],
+)
+def test_max_kept_takes_sizes(text, size):
+    assert parse_options([f"max_kept={text}"]).max_kept == size
+    assert parse_options([]).max_kept == 1 << 30
