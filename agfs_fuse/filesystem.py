@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import trio
 
@@ -375,17 +376,19 @@ class AgfsFilesystem:
 
     def kept_spools(self) -> list[KeptSpool]:
         """Spools on disk that nothing of this mount is using: failed uploads, crashes."""
-        in_use = {w.spool.data_path for w in [*self._spools.values(), *self.parked.writers]}
-        return self.spool_dir.kept(in_use)
+        return self.spool_dir.kept(self._spools_in_use())
+
+    def _spools_in_use(self) -> set[Path]:
+        return {w.spool.data_path for w in [*self._spools.values(), *self.parked.writers]}
 
     def _check_room_for(self, path: str) -> None:
         """Refuse new writes (ENOSPC) while kept spools use more than ``max_kept``: they
         are never deleted to make room, and must not fill the disk unnoticed. Writing a
         file that has a kept spool stays allowed: that is how one re-uploads it."""
+        if self.spool_dir.kept_bytes(self._spools_in_use()) <= self.max_kept:
+            return
         kept = self.kept_spools()
         used = sum(spool.size for spool in kept)
-        if used <= self.max_kept:
-            return
         if any(spool.meta is not None and spool.meta.remote_path == path for spool in kept):
             return
         now = time.monotonic()

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 SPARSE_MIN_SIZE = 1 << 20  # below this, fetching the whole file is cheaper than handles
 HANDLE_CHUNK = 4 << 20  # one pwrite: well under the server's default 64 MiB body limit
 MIN_HANDLE_CHUNK = 64 << 10
+CLEANUP_GRACE = 10.0
+"""Seconds a cancelled upload still gets to close its handle and remove its temporary."""
 UPLOAD_PREFIX = ".agfs-fuse-upload-"
 """A whole file on its way up through a handle, before it is moved over the real name: a
 crash leaves one behind (the next mount removes it), never a short real file."""
@@ -285,7 +287,7 @@ class SpoolWriter:
                 await client.chmod(temporary, self._mode)
             await self._replace(temporary, self.path)
         except BaseException:
-            with trio.CancelScope(shield=True):
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_GRACE):
                 try:
                     await client.delete(temporary)
                 except AgfsError as exc:
@@ -343,7 +345,7 @@ class SpoolWriter:
                         continue
                     offset += length
         finally:
-            with trio.CancelScope(shield=True):
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_GRACE):
                 try:
                     await client.close_handle(handle)
                 except AgfsError as exc:
