@@ -58,6 +58,7 @@ def test_kept_spools_are_capped_listed_and_discarded(make_server, make_mount) ->
     assert refused.value.errno == errno.ENOSPC
     assert not server.http.exists("/local/kept/c")  # refused before the server saw it
     assert "agfs-fuse spools " + str(mount.path) in mount.log(), mount.describe()
+    assert all(Path(k["path"]).exists() for k in kept)  # never deleted to make room
 
     listing = listed(mount.path)
     assert sorted((k["remote_path"], k["size"]) for k in listing) == [
@@ -100,6 +101,8 @@ def test_a_crash_spool_is_found_by_the_next_mount_and_reuploaded(
     f.flush()  # in the spool; uploaded only at close, which never comes
     first.kill()
     f.close = lambda: None  # the mount is gone: nothing to close through
+    [offline] = listed(first.path, "--cache-dir", str(cache))  # no mount: from the disk
+    assert (offline["remote_path"], offline["size"]) == ("/memfs/crash/x", len(data))
     second = make_mount(server.url, options=[f"cache_dir={cache}"], mountpoint=first.path)
     [kept] = listed(second.path)
     assert kept["remote_path"] == "/memfs/crash/x"
