@@ -10,8 +10,8 @@ the real server too.
 from __future__ import annotations
 
 import errno
+import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import pytest
 
 from tests.mount.conftest import run
 from tests.support.mount import wait_until
+from tests.support.tmpfs import small_tmpfs
 
 LIMIT = 1 << 20
 TMPFS_SIZE = 20 << 20
@@ -27,17 +28,8 @@ TMPFS_SIZE = 20 << 20
 @pytest.fixture
 def small_cache(tmp_path: Path) -> Iterator[Path]:
     """A 20 MiB tmpfs of our own; unmounted at teardown (after the mounts using it)."""
-    where = tmp_path / "small-cache"
-    where.mkdir()
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0700", "tmpfs", str(where)],
-        check=True,
-    )
-    try:
+    with small_tmpfs(tmp_path / "small-cache", TMPFS_SIZE) as where:
         yield where
-    finally:
-        if subprocess.run(["umount", str(where)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def fill(directory: Path) -> Path:
@@ -113,3 +105,27 @@ def test_full_cache_leaks_no_handle_and_recovers(
     (remote / "after").write_bytes(small)
     assert server.http.read("/memfs/full/after") == small
     assert open_handle_ids(server) == []
+
+
+@pytest.mark.timeout(60)
+def test_server_disk_full_is_enospc_at_close_and_kept_not_retried(
+    make_server, make_mount
+) -> None:
+    server = make_server(localfs=True)
+    with small_tmpfs(server.local_dir, 4 << 20):
+        mount = make_mount(server.url)
+        data = os.urandom(6 << 20)
+        with pytest.raises(OSError) as info, open(mount.path / "local" / "big", "wb") as f:
+            f.write(data)
+        assert info.value.errno == errno.ENOSPC, info.value
+
+        def kept() -> list[dict]:
+            stats = json.loads((mount.path / ".agfs-stats").read_bytes())
+            assert stats["parked_uploads"] == 0, "a full disk was parked for retries"
+            return stats["kept_spools"]
+
+        [spool] = wait_until(kept, 10, message="the spool to be kept")
+        assert spool["remote_path"] == "/local/big"
+        assert "NoSpace" in spool["reason"], spool
+        assert Path(spool["path"]).read_bytes() == data
+        mount.unmount()  # before the tmpfs goes
