@@ -424,7 +424,8 @@ class AgfsFilesystem:
             raise InvalidArgument(f"{kept.id} is not a whole file (no sidecar, or partial)")
         if meta.server_url != self.url:
             raise InvalidArgument(f"{kept.id} was written for {meta.server_url}, not {self.url}")
-        writer = self._new_spool(meta.remote_path, None, Spool.reopen(kept.path, meta))
+        current = await self._stat_or_none(meta.remote_path)  # its mode is kept
+        writer = self._new_spool(meta.remote_path, current, Spool.reopen(kept.path, meta))
         try:
             await writer.close()
         except AgfsError as exc:

@@ -98,7 +98,8 @@ class SpoolWriter:
         replace: Replace | None = None,
         spool: Spool | None = None,
     ) -> None:
-        """``spool``: a kept spool taken up again, holding the whole new content."""
+        """``base``: what the server holds now (its mode is kept); ``spool``: a kept spool
+        taken up again, holding the whole new content."""
         self._client = client
         self._caps = caps
         self._on_uploaded = on_uploaded
@@ -115,8 +116,14 @@ class SpoolWriter:
             )
         )
         self.users = 0
-        self.filled = base is None  # a brand-new file has nothing to fetch
-        self.sparse = base is not None and base.size >= SPARSE_MIN_SIZE and caps.handles(path)
+        # A brand-new file has nothing to fetch; a kept spool taken up holds it all.
+        self.filled = base is None or spool is not None
+        self.sparse = (
+            not self.filled
+            and base is not None
+            and base.size >= SPARSE_MIN_SIZE
+            and caps.handles(path)
+        )
         if self.sparse:
             self.spool.record_partial()
         # Sparse bookkeeping: the server's size, the size below which its bytes still
@@ -280,9 +287,7 @@ class SpoolWriter:
         client = self._client()
         self.spool.record_temporary(temporary)
         try:
-            await self._handle_upload(
-                temporary, [(0, size)], os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-            )
+            await self._handle_upload(temporary, [(0, size)], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             if self._mode is not None:
                 await client.chmod(temporary, self._mode)
             await self._replace(temporary, self.path)
@@ -322,9 +327,7 @@ class SpoolWriter:
         self.sparse = False
         self.filled = True
 
-    async def _handle_upload(
-        self, target: str, ranges: list[tuple[int, int]], flags: int
-    ) -> None:
+    async def _handle_upload(self, target: str, ranges: list[tuple[int, int]], flags: int) -> None:
         """pwrite ``ranges`` of the spool to ``target`` through one handle, always closed
         afterwards, whatever fails in between (a full cache disk included)."""
         client = self._client()
