@@ -86,6 +86,24 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("mountpoint", metavar="MOUNTPOINT")
     stats.add_argument("--json", action="store_true", help="print the raw JSON")
 
+    spools = commands.add_parser(
+        "spools",
+        help="list the spools a mount kept after failed uploads; re-upload or discard one",
+        description="List the spools kept for MOUNTPOINT (id, size, remote path, why kept, "
+        "local path). --upload copies one onto its file through the running mount (so with "
+        "the mount's own connection settings) and then discards it; --discard deletes one.",
+    )
+    spools.add_argument("mountpoint", metavar="MOUNTPOINT")
+    action = spools.add_mutually_exclusive_group()
+    action.add_argument("--upload", metavar="ID", help="re-upload this spool (an id prefix)")
+    action.add_argument("--discard", metavar="ID", help="delete this spool (an id prefix)")
+    spools.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="the mount's -o cache_dir, when it is not running (default: as for mount)",
+    )
+    spools.add_argument("--json", action="store_true", help="print the list as JSON")
+
     serve = commands.add_parser(
         "serve",
         help="run the AGFS-compatible reference server (memfs, localfs, queuefs, streamfs)",
@@ -214,6 +232,18 @@ def main(argv: list[str] | None = None) -> int:
         from .statsview import show_stats
 
         return show_stats(args.mountpoint, raw=args.json)
+    if args.command == "spools":
+        from pathlib import Path
+
+        from .spoolcmd import spools_command
+
+        return spools_command(
+            args.mountpoint,
+            cache_dir=Path(args.cache_dir).absolute() if args.cache_dir else None,
+            upload=args.upload,
+            discard=args.discard,
+            as_json=args.json,
+        )
     from .server.cli import run
 
     return run(args)

@@ -64,6 +64,12 @@ class FileTooLarge(AgfsError):
     errno = E.EFBIG
 
 
+class NoSpace(AgfsError):
+    """The server's disk is full: Go's "no space left on device" (localfs) arrives as a 500."""
+
+    errno = E.ENOSPC
+
+
 class InvalidArgument(AgfsError):
     errno = E.EINVAL
 
@@ -121,6 +127,7 @@ _MESSAGE_TABLE: tuple[tuple[str, type[AgfsError]], ...] = (
     ("not supported", NotSupported),
     ("not implemented", NotSupported),
     ("name too long", NameTooLong),
+    ("no space left", NoSpace),
     ("exceeds maximum size", FileTooLarge),
     ("too large", FileTooLarge),
     ("invalid", InvalidArgument),

@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import trio
 
@@ -25,8 +26,10 @@ from .capabilities import Capabilities
 from .client import AgfsClient
 from .errors import (
     AgfsError,
+    AlreadyExists,
     DirectoryNotEmpty,
     InvalidArgument,
+    NoSpace,
     NotFound,
     ServerUnreachable,
 )
@@ -35,8 +38,8 @@ from .readahead import Budget, ReadAhead
 from .rename import KeptAside, ServerRename
 from .rename_gate import RenameGate
 from .rename_journal import RenameJournal
-from .spool import SpoolDir
-from .uploads import ParkedUploads
+from .spool import KeptSpool, Spool, SpoolDir
+from .uploads import ParkedUploads, kept_reason
 from .wire import shown_url
 from .writes import MessageWriter, SpoolWriter, Writer
 
@@ -45,6 +48,9 @@ log = logging.getLogger(__name__)
 MESSAGE_TYPES = frozenset({"control", "query", "ctl", "session-ctl"})
 
 ClientFactory = Callable[[str], AgfsClient]
+REPLACE_ATTEMPTS = 3
+DEFAULT_MAX_KEPT = 1 << 30
+CAP_LOG_INTERVAL = 60.0
 
 STAT_CONCURRENCY = 8  # stats in flight for the doubtful entries of one listing
 REPORTED_MAX = 4096  # paths whose listing problem was logged, before logging them again
@@ -68,9 +74,13 @@ class AgfsFilesystem:
         dir_ttl: float = 0.0,
         negative_ttl: float = 1.0,
         clock: Clock | None = None,
+        max_kept: int = DEFAULT_MAX_KEPT,
     ) -> None:
         self.client = client
         self.spool_dir = spool_dir
+        self.max_kept = max_kept
+        self.mountpoint: str | None = None  # for the messages that name a command
+        self._cap_logged_at: float | None = None
         self._client_factory = client_factory
         self.attrs = AttrCache(attr_ttl, clock or time.monotonic)
         self.listings = DirListings(
@@ -292,6 +302,7 @@ class AgfsFilesystem:
             self.listings.created(path)
 
     async def _create(self, path: str, mode: int) -> None:
+        self._check_room_for(path)  # before the server has an empty file to show for it
         await self.client.create(path)
         if mode & 0o7777 != 0o644:
             try:
@@ -491,7 +502,70 @@ class AgfsFilesystem:
         self._spools[key] = writer
         return writer
 
-    def _new_spool(self, path: str, base: FileInfo | None) -> SpoolWriter:
+    def kept_spools(self) -> list[KeptSpool]:
+        """Spools on disk that nothing of this mount is using: failed uploads, crashes."""
+        return self.spool_dir.kept(self._spools_in_use())
+
+    def _spools_in_use(self) -> set[Path]:
+        return {w.spool.data_path for w in [*self._spools.values(), *self.parked.writers]}
+
+    def _check_room_for(self, path: str) -> None:
+        """Refuse new writes (ENOSPC) while kept spools use more than ``max_kept``: they
+        are never deleted to make room, and must not fill the disk unnoticed. Writing a
+        file that has a kept spool stays allowed: that is how one re-uploads it."""
+        if self.spool_dir.kept_bytes(self._spools_in_use()) <= self.max_kept:
+            return
+        kept = self.kept_spools()
+        used = sum(spool.size for spool in kept)
+        if any(spool.meta is not None and spool.meta.remote_path == path for spool in kept):
+            return
+        now = time.monotonic()
+        if self._cap_logged_at is None or now - self._cap_logged_at >= CAP_LOG_INTERVAL:
+            self._cap_logged_at = now
+            log.error(
+                "%d spools kept after failed uploads use %d bytes, over max_kept=%d: new "
+                "writes get ENOSPC until some are re-uploaded or discarded with "
+                "'agfs-fuse spools %s'",
+                len(kept),
+                used,
+                self.max_kept,
+                self.mountpoint or "MOUNTPOINT",
+            )
+        raise NoSpace(f"kept spools use {used} bytes, over max_kept", path=path)
+
+    async def kept_spool_command(self, text: str) -> None:
+        """``/.agfs-spools``: ``upload ID`` re-uploads a kept spool (removed once the server
+        has it, kept with the new reason if not), ``discard ID`` deletes it."""
+        verb, _, wanted = text.strip().partition(" ")
+        if verb not in ("upload", "discard") or not wanted.strip():
+            raise InvalidArgument(f"expected 'upload ID' or 'discard ID', got {text.strip()!r}")
+        matches = [k for k in self.kept_spools() if k.id == wanted.strip()]
+        if not matches:
+            raise NotFound(f"no kept spool {wanted.strip()!r}")
+        kept = matches[0]
+        if verb == "discard":
+            kept.discard()
+            log.warning("discarded the kept spool %s", kept.path)
+            return
+        meta = kept.meta
+        if meta is None or meta.extents is not None:
+            raise InvalidArgument(f"{kept.id} is not a whole file (no sidecar, or partial)")
+        if meta.server_url != self.url:
+            raise InvalidArgument(f"{kept.id} was written for {meta.server_url}, not {self.url}")
+        current = await self._stat_or_none(meta.remote_path)  # its mode is kept
+        writer = self._new_spool(meta.remote_path, current, Spool.reopen(kept.path, meta))
+        try:
+            await writer.close()
+        except AgfsError as exc:
+            writer.keep(kept_reason(exc))
+            raise
+        log.warning("uploaded %s from the kept spool %s", meta.remote_path, kept.path)
+
+    def _new_spool(
+        self, path: str, base: FileInfo | None, kept: Spool | None = None
+    ) -> SpoolWriter:
+        if kept is None:
+            self._check_room_for(path)
         return SpoolWriter(
             self.current_client,
             self.spool_dir,
@@ -500,7 +574,30 @@ class AgfsFilesystem:
             self.url,
             self.caps,
             on_uploaded=self._uploaded,
+            replace=self._move_upload_into_place,
+            spool=kept,
         )
+
+    async def _move_upload_into_place(self, temporary: str, path: str) -> None:
+        """A whole file uploaded to ``temporary`` replaces ``path``: by POSIX rename, so
+        other clients see the old file or the new one (on memfs, briefly neither).
+
+        Another client's upload may land on ``path`` between our look and our move (memfs
+        then refuses with EEXIST): we try again, since the last close wins."""
+        fresh_stat = functools.partial(self.stat, fresh=True)
+        for attempt in range(1, REPLACE_ATTEMPTS + 1):
+            try:
+                with self._changing(temporary, path):
+                    await ServerRename(self.client, fresh_stat, self._stat_or_none).run(
+                        temporary, path, False
+                    )
+                break
+            except AlreadyExists:
+                if attempt == REPLACE_ATTEMPTS:
+                    raise
+                log.info("%s was replaced meanwhile by another client; replacing again", path)
+        self.listings.invalidate_tree(path)
+        self.listings.added(path)
 
     def _uploaded(self, path: str) -> None:
         """The server has a new version of ``path``: what was cached of it is stale."""
@@ -603,9 +700,9 @@ class AgfsFilesystem:
             "open_spools": len(self._spools),
             "pending_uploads": self.pending_uploads(),
             "parked_uploads": len(self.parked),
-            "kept_spools": sum(1 for _ in self.spool_dir.leftovers())
-            - len(self._spools)
-            - len(self.parked),
+            "spool_dir": str(self.spool_dir.root),
+            "max_kept": self.max_kept,
+            "kept_spools": [spool.describe() for spool in self.kept_spools()],
         }
 
     async def aclose(self) -> None:

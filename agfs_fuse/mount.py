@@ -135,6 +135,12 @@ async def _recover_leftovers(fs: AgfsFilesystem) -> None:
                 log.info("closed handle %s left open by the earlier run", meta.handle_id)
             except errors.AgfsError as exc:
                 log.info("handle %s left by the earlier run is gone: %s", meta.handle_id, exc)
+        if meta is not None and meta.temporary is not None and meta.server_url == fs.url:
+            try:
+                await fs.client.delete(meta.temporary)
+                log.info("removed %s, an upload the earlier run did not finish", meta.temporary)
+            except errors.AgfsError as exc:
+                log.info("unfinished upload %s is gone: %s", meta.temporary, exc)
 
 
 async def _handle_signals(fs: AgfsFilesystem, operations: AgfsOperations) -> None:
@@ -182,7 +188,9 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
         attr_ttl=opts.attr_timeout,
         dir_ttl=opts.dir_cache_timeout,
         negative_ttl=opts.negative_timeout,
+        max_kept=opts.max_kept,
     )
+    fs.mountpoint = os.path.realpath(request.mountpoint)
     await fs.refresh_mounts()
     await _check_root(fs, opts.root)
     await _recover_leftovers(fs)

@@ -43,6 +43,8 @@ from .writes import MessageWriter, Writer
 
 log = logging.getLogger(__name__)
 
+"""The mount's own transient server files (rename asides, uploads on their way): never listed."""
+
 RELOAD_HELP = (
     b"agfs-fuse control file: write nothing to reconnect, or an http(s):// URL to switch"
     b" servers (echo > reload; echo http://host:8080/api/v1 > reload)\n"
@@ -61,7 +63,8 @@ class ControlFile:
 
 RELOAD = ControlFile("reload", 2, 0o200, listed=True)
 STATS = ControlFile(".agfs-stats", 3, 0o444, listed=False)  # hidden: found by name only
-CONTROLS = {control.name: control for control in (RELOAD, STATS)}
+SPOOLS = ControlFile(".agfs-spools", 4, 0o600, listed=False)  # "upload ID" / "discard ID"
+CONTROLS = {control.name: control for control in (RELOAD, STATS, SPOOLS)}
 CONTROL_INODES = {control.inode: control for control in CONTROLS.values()}
 
 
@@ -526,6 +529,9 @@ class AgfsOperations(pyfuse3.Operations):
             if flags & os.O_ACCMODE != os.O_RDONLY:
                 raise pyfuse3.FUSEError(errno.EACCES)
             handle.content = json.dumps(self.snapshot(), indent=2).encode() + b"\n"
+        elif control is SPOOLS:
+            kept = [spool.describe() for spool in self.fs.kept_spools()]
+            handle.content = json.dumps(kept, indent=2).encode() + b"\n"
         else:
             handle.content = RELOAD_HELP
         fh = self._new_fh()
@@ -536,6 +542,7 @@ class AgfsOperations(pyfuse3.Operations):
         """The mount's numbers for ``/.agfs-stats``."""
         return {
             **self.fs.snapshot(),
+            "root": self.inodes.root_path,
             "open_files": sum(1 for h in self._files.values() if h.control is None),
             "known_inodes": len(self.inodes),
             "page_cache": {
@@ -602,12 +609,15 @@ class AgfsOperations(pyfuse3.Operations):
         handle = self._files[fh]
         if handle.control is STATS:
             raise pyfuse3.FUSEError(errno.EBADF)
-        if handle.control is RELOAD:
+        if handle.control in (RELOAD, SPOOLS):
             try:
                 text = bytes(buf).decode("utf-8")
             except UnicodeDecodeError:
-                raise InvalidArgument("reload expects text") from None
-            await self.reload(text)
+                raise InvalidArgument(f"{handle.control.name} expects text") from None
+            if handle.control is RELOAD:
+                await self.reload(text)
+            else:
+                await self.fs.kept_spool_command(text)
             return len(buf)
         if handle.writer is None:
             raise pyfuse3.FUSEError(errno.EBADF)

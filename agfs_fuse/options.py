@@ -78,6 +78,19 @@ def _id(value: str) -> int:
     return number
 
 
+SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _size(value: str) -> int:
+    """Bytes, or with a binary unit: ``512M``, ``1G`` (``1GiB`` and ``1GB`` mean the same)."""
+    text = value.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = text[-1:] if text[-1:] in SIZE_UNITS else ""
+    number = text[: len(text) - len(unit)]
+    if not number.isdigit():
+        raise ValueError("must be a size like 1G, 512M or 1048576")
+    return int(number) * SIZE_UNITS[unit]
+
+
 def _umask(value: str) -> int:
     number = int(value, 8)
     if not 0 <= number <= 0o7777:
@@ -151,6 +164,11 @@ VALUED: dict[str, tuple[Callable[[str], Any], str]] = {
         _dir_path,
         "where write spools live (default $XDG_CACHE_HOME/agfs-fuse); must be yours alone",
     ),
+    "max_kept": (
+        _size,
+        "room for spools kept after failed uploads (default 1G); past it new writes get"
+        " ENOSPC until 'agfs-fuse spools' re-uploads or discards some",
+    ),
     "root": (_root, "remote directory shown as the mount root, e.g. /memfs"),
     "cafile": (_path, "PEM file of CA certificates to verify an https:// server with"),
     "certfile": (_path, "PEM client certificate for mutual TLS (with keyfile=)"),
@@ -185,6 +203,7 @@ class MountOptions:
     gid: int | None = None
     umask: int | None = None
     cache_dir: Path | None = None
+    max_kept: int = 1 << 30
     root: str = "/"
     nonempty: bool = False
     debug: bool = False
@@ -261,6 +280,7 @@ _METAVARS = {
     _positive_seconds: "SECONDS",
     _id: "N",
     _umask: "OCTAL",
+    _size: "SIZE",
     _path: "PATH",
     _dir_path: "DIR",
     _root: "/PATH",

@@ -40,6 +40,10 @@ class SpoolMeta:
     """A server handle open for this upload: closed by the next mount after a crash."""
     extents: list[tuple[int, int]] | None = None
     """For a sparse spool: the only byte ranges it holds (the rest is the server's)."""
+    temporary: str | None = None
+    """A hidden server file this upload is writing: removed by the next mount after a crash."""
+    reason: str | None = None
+    """Why the spool was kept instead of uploaded (None: the mount crashed or is using it)."""
 
 
 class UnsafeSpoolDir(Exception):
@@ -102,17 +106,70 @@ class SpoolDir:
         name = uuid.uuid4().hex
         return Spool(self.root / name, meta)
 
+    def kept(self, in_use: set[Path]) -> list[KeptSpool]:
+        """Spools on disk that no open file or pending upload of this mount is using."""
+        found = []
+        for data in self._data_files(in_use):
+            try:
+                size = data.stat().st_size
+            except FileNotFoundError:
+                continue  # discarded meanwhile
+            found.append(KeptSpool(data, _read_sidecar(data), size))
+        return found
+
+    def kept_bytes(self, in_use: set[Path]) -> int:
+        """What ``kept`` adds up to, without reading a sidecar: cheap enough for every open."""
+        total = 0
+        for data in self._data_files(in_use):
+            with contextlib.suppress(FileNotFoundError):
+                total += data.stat().st_size
+        return total
+
+    def _data_files(self, in_use: set[Path]) -> list[Path]:
+        return [
+            data
+            for data in sorted(self.root.iterdir())
+            if data.suffix != SIDECAR_SUFFIX
+            and not data.name.endswith(".tmp")
+            and not data.is_dir()  # the rename journal (see ``rename_journal``)
+            and data not in in_use
+        ]
+
     def leftovers(self) -> Iterator[tuple[Path, SpoolMeta | None]]:
         """Spools left by an earlier run (failed uploads, a crash), with their sidecars."""
-        for data in sorted(self.root.iterdir()):
-            if data.suffix == SIDECAR_SUFFIX or data.is_dir():
-                continue  # a sidecar, or the rename journal (see ``rename_journal``)
-            sidecar = data.with_name(data.name + SIDECAR_SUFFIX)
-            try:
-                meta = SpoolMeta(**json.loads(sidecar.read_text()))
-            except (OSError, ValueError, TypeError):
-                meta = None
-            yield data, meta
+        for data in self._data_files(set()):
+            yield data, _read_sidecar(data)
+
+
+@dataclass
+class KeptSpool:
+    """A spool kept on disk after a failed upload or a crash, as ``agfs-fuse spools`` shows it."""
+
+    path: Path
+    meta: SpoolMeta | None
+    size: int
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    def describe(self) -> dict[str, object]:
+        meta = self.meta
+        return {
+            "id": self.id,
+            "path": str(self.path),
+            "remote_path": meta.remote_path if meta else None,
+            "server_url": meta.server_url if meta else None,
+            "size": self.size,
+            "reason": (meta.reason if meta else None)
+            or "the mount stopped before uploading it (crash or kill)",
+            "partial": bool(meta and meta.extents is not None),
+        }
+
+    def discard(self) -> None:
+        for p in (self.path, self.path.with_name(self.path.name + SIDECAR_SUFFIX)):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
 
 
 class Spool:
@@ -128,15 +185,35 @@ class Spool:
         self.meta = meta
         self._fd = os.open(data_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         self.size = 0
-        self._write_sidecar()
+        try:
+            self._write_sidecar()
+        except OSError:
+            self.discard()  # a spool without its sidecar would be an orphan
+            raise
+
+    @classmethod
+    def reopen(cls, data_path: Path, meta: SpoolMeta) -> Spool:
+        """A kept spool taken up again (to re-upload it), content and sidecar untouched."""
+        spool = cls.__new__(cls)
+        spool.data_path = data_path
+        spool.sidecar_path = data_path.with_name(data_path.name + SIDECAR_SUFFIX)
+        spool.meta = meta
+        spool._fd = os.open(data_path, os.O_RDWR)
+        spool.size = os.fstat(spool._fd).st_size
+        return spool
 
     def fileno(self) -> int:
         return self._fd
 
     def _write_sidecar(self) -> None:
         tmp = self.sidecar_path.with_name(self.sidecar_path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self.meta)))
-        os.replace(tmp, self.sidecar_path)
+        try:
+            tmp.write_text(json.dumps(asdict(self.meta)))
+            os.replace(tmp, self.sidecar_path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # a full disk must not collect empty .tmp files
+            raise
 
     def retarget(self, remote_path: str) -> None:
         """The remote file was renamed: the spool now belongs to ``remote_path``."""
@@ -197,18 +274,50 @@ class Spool:
 
     def record_handle(self, handle: int | None) -> None:
         self.meta.handle_id = handle
-        self._write_sidecar()
+        self._record("handle")
 
-    def keep(self, extents: Iterable[tuple[int, int]] | None = None) -> Path:
+    def record_partial(self) -> None:
+        """This spool holds only changed ranges: after a crash it must not be taken for the
+        whole file (``keep`` writes which ranges)."""
+        self.meta.extents = []
+        self._record("partial content")
+
+    def record_temporary(self, remote_path: str | None) -> None:
+        self.meta.temporary = remote_path
+        self._record("temporary upload")
+
+    def _record(self, what: str) -> None:
+        """Best effort: these notes only help a crash recovery, and a full cache disk must
+        not stop an upload whose content is already safe in the spool."""
+        try:
+            self._write_sidecar()
+        except OSError as exc:
+            log.warning(
+                "cannot note the %s of %s in %s: %s",
+                what,
+                self.meta.remote_path,
+                self.sidecar_path,
+                exc,
+            )
+
+    def keep(self, reason: str, extents: Iterable[tuple[int, int]] | None = None) -> Path:
         """Close but keep the spool on disk for recovery; returns its path.
 
         ``extents`` says which ranges a sparse spool holds, so the sidecar tells the truth.
         """
+        self.meta.reason = reason
         if extents is not None:
             self.meta.extents = [(start, stop) for start, stop in extents]
-            self._write_sidecar()
+        self._record("reason for keeping")
         self.close()
         return self.data_path
+
+
+def _read_sidecar(data: Path) -> SpoolMeta | None:
+    try:
+        return SpoolMeta(**json.loads(data.with_name(data.name + SIDECAR_SUFFIX).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def default_cache_dir() -> Path:
@@ -219,11 +328,30 @@ def default_cache_dir() -> Path:
     return Path(base) / "agfs-fuse"
 
 
+def spool_dir_path(cache_dir: Path, mountpoint: str) -> Path:
+    """Where the spools of the mount on ``mountpoint`` live: keyed by the mountpoint alone,
+    so a ``reload`` to another server (or a new URL for the same one) finds them, and so
+    does ``agfs-fuse spools MOUNTPOINT``."""
+    slug = uuid.uuid5(uuid.NAMESPACE_URL, os.path.realpath(mountpoint)).hex[:16]
+    return cache_dir / "spool" / slug
+
+
 def mount_spool_dir(cache_dir: Path, server_url: str, mountpoint: str) -> SpoolDir:
-    """The spool directory for one mount: stable across restarts of the same mount."""
-    key = f"{server_url} {os.path.realpath(mountpoint)}"
-    slug = uuid.uuid5(uuid.NAMESPACE_URL, key).hex[:16]
-    return SpoolDir(cache_dir / "spool" / slug)
+    """The spool directory for one mount, with what an older version kept under a
+    directory keyed by URL and mountpoint moved into it (nothing kept is left behind).
+    The old directory passes the same ownership checks first: its sidecars name server
+    handles that this mount will close."""
+    spool_dir = SpoolDir(spool_dir_path(cache_dir, mountpoint))
+    old_key = f"{server_url} {os.path.realpath(mountpoint)}"
+    old = cache_dir / "spool" / uuid.uuid5(uuid.NAMESPACE_URL, old_key).hex[:16]
+    if old.is_dir() and old != spool_dir.root:
+        make_private_dir(old)
+        for entry in old.iterdir():
+            os.replace(entry, spool_dir.root / entry.name)
+        with contextlib.suppress(OSError):
+            old.rmdir()
+        log.info("moved the spools kept under %s to %s", old, spool_dir.root)
+    return spool_dir
 
 
 def now() -> float:

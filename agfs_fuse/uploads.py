@@ -1,11 +1,23 @@
 """Uploads that failed and wait for the server: parked spools, retried in the background.
 
 A ``close()`` that could not upload has already told the program; the bytes are still in
-the spool on disk. When the failure was transient (server away, overloaded, garbled
-answer), the spool is parked here and uploaded again, with backoff, until the server
-takes it. A newer upload of the same file, or its removal, makes a parked one stale: it
-is dropped, never written over newer data. A permanent failure (too large, forbidden)
-leaves the spool on disk for the user.
+the spool on disk. What happens next depends on why it failed, and this is the one place
+that decides (``should_retry``; the table is also in docs/SEMANTICS.md):
+
+=====================================================  ========================================
+failure                                                what happens
+=====================================================  ========================================
+server unreachable, timed out, unclassified 5xx        parked and retried: at most
+(``ServerError``), garbled answer                      ``RETRY_TRIES`` tries in all, within
+                                                       ``RETRY_WINDOW`` seconds, then kept
+disk full on the server (ENOSPC), too large (EFBIG),   kept at once, reported at close()
+permission, read-only, anything else
+=====================================================  ========================================
+
+*Kept* means the spool and its sidecar stay under the cache dir with the reason, for
+``agfs-fuse spools`` to list, re-upload or discard; nothing is retried behind the user's
+back after that. A newer upload of the same file, or its removal, makes a parked one stale:
+it is dropped, never written over newer data.
 """
 
 from __future__ import annotations
@@ -24,10 +36,24 @@ log = logging.getLogger(__name__)
 
 # Failures that a later attempt may not meet: the server is away or overloaded.
 TRANSIENT_ERRORS = (ServerUnreachable, RequestTimeout, ServerError, ProtocolError)
-RETRY_FIRST = 1.0
-RETRY_MAX = 30.0
+RETRY_DELAYS = (2.0, 10.0, 60.0, 300.0)
+"""Seconds between the passes over parked uploads while they keep failing."""
+RETRY_TRIES = 5
+"""Tries of one upload in all, the failed close() included."""
+RETRY_WINDOW = 600.0
+"""Seconds after its first failure when an upload is given up (kept), whatever the count."""
 
 StatOrNone = Callable[[str], Awaitable[FileInfo | None]]
+
+
+def should_retry(exc: AgfsError) -> bool:
+    """The classification: True for a failure a later try may not meet (see the table)."""
+    return isinstance(exc, TRANSIENT_ERRORS)
+
+
+def kept_reason(exc: AgfsError) -> str:
+    """The one line a kept spool's sidecar gives as its reason."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 class ParkedUploads:
@@ -36,6 +62,8 @@ class ParkedUploads:
         self.writers: list[SpoolWriter] = []
         self._changed = trio.Event()
         self._uploaded_at: dict[str, float] = {}
+        self._tries: dict[SpoolWriter, int] = {}
+        self._parked_at: dict[SpoolWriter, float] = {}
         # The background retries and an unmount's final flush must not both upload (or
         # drop) the same spool: one pass at a time.
         self._retrying = trio.Lock()
@@ -46,8 +74,10 @@ class ParkedUploads:
     def park(self, writer: SpoolWriter, exc: AgfsError) -> None:
         """Take a spool whose last upload failed with ``exc``."""
         where = writer.spool.data_path
-        if isinstance(exc, TRANSIENT_ERRORS):
+        if should_retry(exc):
             self.writers.append(writer)
+            self._tries[writer] = 1
+            self._parked_at[writer] = trio.current_time()
             self._changed.set()
             log.warning(
                 "will upload %s again when the server answers; its content is in %s",
@@ -80,22 +110,33 @@ class ParkedUploads:
         for writer in list(self.writers):
             stale = self._uploaded_at.get(writer.path, -1.0) > (writer.failed_at or 0.0)
             if writer.unlinked or stale:
-                self.writers.remove(writer)
+                self._forget(writer)
                 writer.spool.discard()
                 log.info("dropped the parked upload of %s: the file changed since", writer.path)
                 continue
             try:
+                self._tries[writer] += 1
                 await self._warn_if_changed(writer)
                 await writer.retry()
-            except TRANSIENT_ERRORS:
-                return False
             except AgfsError as exc:
-                self.writers.remove(writer)
-                _give_up(writer, exc)
+                if should_retry(exc) and not self._exhausted(writer):
+                    return False  # the server is still away: the others will fail too
+                tries = self._tries[writer]
+                self._forget(writer)
+                _give_up(writer, exc, tries)
                 continue
-            self.writers.remove(writer)
+            self._forget(writer)
             log.warning("uploaded %s, which had failed before", writer.path)
         return True
+
+    def _exhausted(self, writer: SpoolWriter) -> bool:
+        age = trio.current_time() - self._parked_at[writer]
+        return self._tries[writer] >= RETRY_TRIES or age >= RETRY_WINDOW
+
+    def _forget(self, writer: SpoolWriter) -> None:
+        self.writers.remove(writer)
+        self._tries.pop(writer, None)
+        self._parked_at.pop(writer, None)
 
     async def _warn_if_changed(self, writer: SpoolWriter) -> None:
         meta = writer.spool.meta
@@ -113,34 +154,39 @@ class ParkedUploads:
             )
 
     async def run(self) -> None:
-        """In the background: retry with backoff until every parked upload is done."""
-        delay = RETRY_FIRST
+        """In the background: retry on ``RETRY_DELAYS`` until every parked upload is done
+        or given up."""
+        failed_passes = 0
         while True:
             if not self.writers:
                 await self._changed.wait()
                 self._changed = trio.Event()
-                delay = RETRY_FIRST
-            await trio.sleep(delay)
+                failed_passes = 0
+            await trio.sleep(RETRY_DELAYS[min(failed_passes, len(RETRY_DELAYS) - 1)])
             done = await self.retry_all()
-            delay = RETRY_FIRST if done else min(delay * 2, RETRY_MAX)
+            failed_passes = 0 if done else failed_passes + 1
 
     def keep_all(self) -> None:
         """Unmounting: leave what could not be uploaded on disk for the next mount."""
         for writer in self.writers:
-            writer.keep()
+            writer.keep("unmounted before the server took the upload")
             log.error(
                 "%s was never uploaded; its content is kept in %s",
                 writer.path,
                 writer.spool.data_path,
             )
         self.writers.clear()
+        self._tries.clear()
+        self._parked_at.clear()
 
 
-def _give_up(writer: SpoolWriter, exc: AgfsError) -> None:
-    writer.keep()
+def _give_up(writer: SpoolWriter, exc: AgfsError, tries: int | None = None) -> None:
+    after = f" after {tries} tries" if tries else ""
+    writer.keep(kept_reason(exc) + after)
     log.error(
-        "gave up uploading %s (%s); its content is kept in %s",
+        "gave up uploading %s%s (%s); its content is kept in %s (see: agfs-fuse spools)",
         writer.path,
+        after,
         exc,
         writer.spool.data_path,
     )

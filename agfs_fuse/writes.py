@@ -14,13 +14,16 @@ A third strategy (the handle API) slots in behind the same ``Writer`` protocol.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol
 
 import trio
 
+from . import asides, paths
 from .capabilities import Capabilities
 from .client import AgfsClient
 from .errors import AgfsError, FileTooLarge, NotSupported
@@ -33,6 +36,13 @@ log = logging.getLogger(__name__)
 SPARSE_MIN_SIZE = 1 << 20  # below this, fetching the whole file is cheaper than handles
 HANDLE_CHUNK = 4 << 20  # one pwrite: well under the server's default 64 MiB body limit
 MIN_HANDLE_CHUNK = 64 << 10
+CLEANUP_GRACE = 10.0
+"""Seconds a cancelled upload still gets to close its handle and remove its temporary."""
+"""A whole file on its way up through a handle, before it is moved over the real name: a
+crash leaves one behind (the next mount removes it), never a short real file."""
+
+Replace = Callable[[str, str], Awaitable[None]]
+"""Move a finished temporary upload over the real name (POSIX rename semantics)."""
 
 
 class Writer(Protocol):
@@ -84,12 +94,18 @@ class SpoolWriter:
         server_url: str,
         caps: Capabilities,
         on_uploaded: Callable[[str], object] | None = None,
+        replace: Replace | None = None,
+        spool: Spool | None = None,
     ) -> None:
+        """``base``: what the server holds now (its mode is kept); ``spool``: a kept spool
+        taken up again, holding the whole new content."""
         self._client = client
         self._caps = caps
         self._on_uploaded = on_uploaded
+        self._replace = replace
+        self._mode = base.perm if base is not None else None
         self.path = path
-        self.spool: Spool = spool_dir.new_spool(
+        self.spool: Spool = spool or spool_dir.new_spool(
             SpoolMeta(
                 remote_path=path,
                 server_url=server_url,
@@ -99,8 +115,16 @@ class SpoolWriter:
             )
         )
         self.users = 0
-        self.filled = base is None  # a brand-new file has nothing to fetch
-        self.sparse = base is not None and base.size >= SPARSE_MIN_SIZE and caps.handles(path)
+        # A brand-new file has nothing to fetch; a kept spool taken up holds it all.
+        self.filled = base is None or spool is not None
+        self.sparse = (
+            not self.filled
+            and base is not None
+            and base.size >= SPARSE_MIN_SIZE
+            and caps.handles(path)
+        )
+        if self.sparse:
+            self.spool.record_partial()
         # Sparse bookkeeping: the server's size, the size below which its bytes still
         # count (after a local truncate), and the ranges written here.
         self._server_size = base.size if base else 0
@@ -111,8 +135,22 @@ class SpoolWriter:
         self.unlinked = False
         self._lock = trio.Lock()
         self._version = 0  # bumped by every change, to know whether a retry can differ
+        if spool is not None:
+            self._changed()  # its content is what has to go up
         self._failed: tuple[int, AgfsError] | None = None  # (version, error) of the last try
         self.failed_at: float | None = None
+        # A local write failed (the cache disk is full or broken): the program was told, and
+        # the spool holds a torn content that must neither be uploaded nor kept.
+        self.broken: OSError | None = None
+
+    @contextlib.contextmanager
+    def _local_io(self) -> Iterator[None]:
+        """Spool I/O: a local error (ENOSPC of the cache disk) breaks this content for good."""
+        try:
+            yield
+        except OSError as exc:
+            self.broken = exc
+            raise
 
     def _changed(self) -> None:
         self.dirty = True
@@ -134,10 +172,11 @@ class SpoolWriter:
 
     async def write(self, offset: int, data: bytes, *, append: bool = False) -> int:
         async with self._lock:
-            await self._ensure_filled()
-            if append:  # the kernel's idea of the end of file may be stale
-                offset = self.size()
-            written = self.spool.pwrite(offset, data)
+            with self._local_io():
+                await self._ensure_filled()
+                if append:  # the kernel's idea of the end of file may be stale
+                    offset = self.size()
+                written = self.spool.pwrite(offset, data)
             if self.sparse:
                 self.extents.add(offset, offset + written)
                 self._size = max(self._size, offset + written)
@@ -165,12 +204,13 @@ class SpoolWriter:
 
     async def truncate(self, size: int) -> None:
         async with self._lock:
-            if size == 0:
-                self.filled = True
-                self.sparse = False
-            else:
-                await self._ensure_filled()
-            self.spool.truncate(size)
+            with self._local_io():
+                if size == 0:
+                    self.filled = True
+                    self.sparse = False
+                else:
+                    await self._ensure_filled()
+                self.spool.truncate(size)
             if self.sparse:
                 self.extents.truncate(size)
                 self._cut = min(self._cut, size)
@@ -189,11 +229,17 @@ class SpoolWriter:
 
     async def flush(self) -> None:
         async with self._lock:
+            if self.broken is not None:
+                raise self.broken  # the content is torn: never uploaded
             if not self.dirty or self.unlinked:
                 return
             version = self._version
             try:
                 await self._upload()
+            except OSError as exc:  # the spool's own disk: nothing worth keeping
+                self.broken = exc
+                log.error("upload of %s failed on local disk: %s", self.path, exc)
+                raise
             except AgfsError as exc:
                 self._failed = (version, exc)
                 self.failed_at = trio.current_time()
@@ -227,15 +273,40 @@ class SpoolWriter:
                 log.info(
                     "%s is over the server's body limit: uploading through a handle", self.path
                 )
-        ranges = _reaching(self.spool.data_ranges(), size)
-        await self._handle_upload(ranges, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        await self._upload_through_temporary(size)
+
+    async def _upload_through_temporary(self, size: int) -> None:
+        """The whole file through a handle, to a hidden name moved over the real one at the
+        end: other clients see the old file or the new one, never a short or mixed one, and
+        a crash halfway leaves the old content (and a hidden leftover), not a torn file."""
+        if self._replace is None:
+            raise NotSupported("no way to move a temporary upload into place", path=self.path)
+        parent, _ = paths.split(self.path)
+        temporary = paths.join(parent, asides.new_upload_name(time.time()))
+        client = self._client()
+        self.spool.record_temporary(temporary)
+        try:
+            ranges = _reaching(self.spool.data_ranges(), size)
+            await self._handle_upload(temporary, ranges, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            if self._mode is not None:
+                await client.chmod(temporary, self._mode)
+            await self._replace(temporary, self.path)
+        except BaseException:
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_GRACE):
+                try:
+                    await client.delete(temporary)
+                except AgfsError as exc:
+                    log.warning("could not remove the unfinished upload %s: %s", temporary, exc)
+            raise
+        finally:
+            self.spool.record_temporary(None)
 
     async def _upload_changes(self) -> None:
         """Sparse flush: shrink if truncated, pwrite the written ranges, grow if extended."""
         client = self._client()
         if self._cut < self._server_size:
             await client.truncate(self.path, self._cut)
-        await self._handle_upload(list(self.extents), os.O_WRONLY)
+        await self._handle_upload(self.path, list(self.extents), os.O_WRONLY)
         reached = max(min(self._server_size, self._cut), self.extents.end)
         if self._size > reached:
             await client.truncate(self.path, self._size)
@@ -256,16 +327,17 @@ class SpoolWriter:
         self.sparse = False
         self.filled = True
 
-    async def _handle_upload(self, ranges: list[tuple[int, int]], flags: int) -> None:
-        """pwrite ``ranges`` of the spool through one handle, always closed afterwards."""
+    async def _handle_upload(self, target: str, ranges: list[tuple[int, int]], flags: int) -> None:
+        """pwrite ``ranges`` of the spool to ``target`` through one handle, always closed
+        afterwards, whatever fails in between (a full cache disk included)."""
         client = self._client()
-        handle = await client.open_handle(self.path, flags)
-        self.spool.record_handle(handle)
+        handle = await client.open_handle(target, flags)
         chunk = HANDLE_CHUNK
         limit = self._caps.body_limit  # halvings an earlier upload needed are not repeated
         while limit is not None and chunk > limit and chunk > MIN_HANDLE_CHUNK:
             chunk //= 2
         try:
+            self.spool.record_handle(handle)  # for a crash: the next mount closes it
             for start, stop in ranges:
                 offset = start
                 while offset < stop:
@@ -280,11 +352,12 @@ class SpoolWriter:
                         continue
                     offset += length
         finally:
-            try:
-                await client.close_handle(handle)
-                self.spool.record_handle(None)
-            except AgfsError as exc:
-                log.warning("could not close handle %s of %s: %s", handle, self.path, exc)
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_GRACE):
+                try:
+                    await client.close_handle(handle)
+                except AgfsError as exc:
+                    log.warning("could not close handle %s of %s: %s", handle, target, exc)
+            self.spool.record_handle(None)
 
     async def close(self) -> None:
         """Last handle gone: upload if needed and remove the spool; raises if the content
@@ -294,10 +367,22 @@ class SpoolWriter:
         program saw the error at close(), and a 413 or a dead server will not change in
         the moment between flush and release.
         """
+        if self.broken is not None:
+            self.spool.discard()
+            log.error(
+                "%s: a local write or upload failed (%s); the server keeps its old content",
+                self.path,
+                self.broken,
+            )
+            return
         if self.dirty and not self.unlinked:
             if self._failed is not None and self._failed[0] == self._version:
                 raise self._failed[1]
-            await self.flush()
+            try:
+                await self.flush()
+            except OSError:
+                self.spool.discard()  # flush set ``broken`` and logged it
+                return
         self.spool.discard()
 
     async def retry(self) -> None:
@@ -305,9 +390,10 @@ class SpoolWriter:
         self._failed = None
         await self.close()
 
-    def keep(self) -> None:
-        """Give up on uploading: leave the spool and its sidecar on disk for the user."""
-        self.spool.keep(self.extents if self.sparse else None)
+    def keep(self, reason: str) -> None:
+        """Give up on uploading: leave the spool and its sidecar (saying ``reason``) on
+        disk for the user."""
+        self.spool.keep(reason, self.extents if self.sparse else None)
 
 
 def _reaching(ranges: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:

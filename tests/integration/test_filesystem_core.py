@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from agfs_fuse import errors
-from agfs_fuse.asides import ASIDE_PREFIX
+from agfs_fuse.asides import ASIDE_PREFIX, UPLOAD_PREFIX
 from agfs_fuse.filesystem import AgfsFilesystem, ReloadFailed
 from agfs_fuse.spool import SIDECAR_SUFFIX, SpoolDir
 from agfs_fuse.writes import MessageWriter, SpoolWriter
@@ -585,6 +585,37 @@ def test_failed_upload_keeps_spool_and_sidecar(
     with httpx.Client() as http:
         answer = http.get(small_server.url + "/stat", params={"path": path})
     assert answer.status_code != 200  # nothing half-written on the server
+
+
+def test_failed_move_into_place_removes_the_temporary_and_keeps_the_old_file(
+    arun, make_fs, make_server, tmp_path: Path
+):
+    """Over the body limit on memfs: pwrites go to a hidden temporary, whose rename over
+    the file fails here; the temporary is deleted and the old content stays whole."""
+    limited = make_server(max_body=128 << 10)  # handle chunks go down to 64 KiB
+    directory = f"/memfs/tmpup-{uuid.uuid4().hex[:8]}"
+    path = f"{directory}/f"
+    with httpx.Client(base_url=limited.url) as http:
+        http.post("/directories", params={"path": directory}).raise_for_status()
+        http.put("/files", params={"path": path}, content=b"old").raise_for_status()
+    transport = FaultyTransport({"POST /rename": {1}})
+
+    async def body():
+        fs = make_fs(limited.url, spool=SpoolDir(tmp_path / "spools"), transport=transport)
+        await fs.refresh_mounts()
+        writer = fs.open_writer(KEY, path, await fs.stat(path), os.O_WRONLY | os.O_TRUNC)
+        await writer.write(0, os.urandom(300 << 10))
+        with pytest.raises(errors.AgfsError, match="injected"):
+            await writer.flush()
+
+    arun(body)
+    [temporary] = transport.calls("POST /rename")
+    assert temporary.startswith(f"{directory}/{UPLOAD_PREFIX}")
+    assert ("DELETE", "/files", temporary) in transport.seen
+    with httpx.Client(base_url=limited.url) as http:
+        listing = http.get("/directories", params={"path": directory}).json()["files"]
+        assert [entry["name"] for entry in listing] == ["f"]
+        assert http.get("/files", params={"path": path}).content == b"old"
 
 
 def test_failed_flush_is_not_retried_at_release(

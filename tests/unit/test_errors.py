@@ -23,6 +23,7 @@ EXPECTED_ERRNO = {
     errors.InvalidArgument: errno.EINVAL,
     errors.NameTooLong: errno.ENAMETOOLONG,
     errors.ReadOnly: errno.EROFS,
+    errors.NoSpace: errno.ENOSPC,
     errors.ServerError: errno.EIO,
     errors.ProtocolError: errno.EIO,
     errors.ServerUnreachable: errno.EIO,
@@ -232,3 +233,10 @@ def test_phrase_in_the_quoted_path_does_not_win(message: str, path: str, cls: ty
     err = error_from_answer(500, message, path)
     assert type(err) is cls
     assert err.path == path
+
+
+def test_server_disk_full_is_enospc_not_eio() -> None:
+    """localfs passes Go's os error through as a 500: "no space left on device"."""
+    exc = error_from_answer(500, "write /data/f: no space left on device", "/local/f")
+    assert isinstance(exc, errors.NoSpace)
+    assert exc.errno == errno.ENOSPC

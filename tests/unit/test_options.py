@@ -45,6 +45,8 @@ def test_cache_dir_and_flags():
         ("uid", "-o uid needs a value"),
         ("ro=1", "-o ro takes no value"),
         ("ro,rw", "contradict"),
+        ("max_kept=lots", "bad value for -o max_kept"),
+        ("max_kept=1X", "bad value for -o max_kept"),
     ],
 )
 def test_bad_options_give_one_line_errors(group, fragment):
@@ -154,3 +156,12 @@ def test_values_that_would_break_the_mount_or_the_wire_are_refused(group, fragme
 def test_the_largest_uid_and_a_year_of_caching_are_accepted():
     options = parse_options([f"uid={2**32 - 2},gid=0,attr_timeout=31536000,timeout=0.5"])
     assert (options.uid, options.gid, options.attr_timeout) == (2**32 - 2, 0, 31536000)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1048576", 1 << 20), ("512M", 512 << 20), ("1G", 1 << 30), ("2GiB", 2 << 30), ("3k", 3072)],
+)
+def test_max_kept_takes_sizes(text, size):
+    assert parse_options([f"max_kept={text}"]).max_kept == size
+    assert parse_options([]).max_kept == 1 << 30

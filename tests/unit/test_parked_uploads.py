@@ -1,0 +1,105 @@
+"""The upload retry policy, on trio's mock clock: which failures are retried, how often,
+and that a disk full on the server is reported as ENOSPC and kept, not retried forever."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from agfs_fuse.capabilities import Capabilities
+from agfs_fuse.errors import AgfsError, ServerUnreachable, error_from_answer
+from agfs_fuse.spool import SIDECAR_SUFFIX, SpoolDir
+from agfs_fuse.uploads import RETRY_TRIES, RETRY_WINDOW, ParkedUploads
+from agfs_fuse.writes import SpoolWriter
+
+PATH = "/local/f"
+
+
+class FailingClient:
+    """Answers every upload with the error ``make_error()`` builds, counting the tries."""
+
+    def __init__(self, make_error) -> None:
+        self.make_error = make_error
+        self.uploads = 0
+
+    async def write_from(self, path: str, source, size: int) -> None:
+        self.uploads += 1
+        raise self.make_error()
+
+
+async def _no_file(path: str):
+    return None
+
+
+def _writer(client: FailingClient, spool_dir: SpoolDir) -> SpoolWriter:
+    return SpoolWriter(lambda: client, spool_dir, PATH, None, "http://x/api/v1", Capabilities())
+
+
+def _run_parked(client: FailingClient, spool_dir: SpoolDir, run_for: float) -> tuple[int, float]:
+    """Fail a close(), park it, run the retries for ``run_for`` mock seconds; returns the
+    errno close() saw and the mock time when the last try happened."""
+    seen: dict[str, float] = {}
+
+    async def main() -> int:
+        parked = ParkedUploads(_no_file)
+        writer = _writer(client, spool_dir)
+        await writer.write(0, b"content")
+        try:
+            await writer.flush()
+        except AgfsError as exc:
+            code = exc.errno
+            parked.park(writer, exc)
+        else:
+            raise AssertionError("the upload did not fail")
+        original = client.write_from
+
+        async def timed(*args):
+            seen["last"] = trio.current_time()
+            await original(*args)
+
+        client.write_from = timed
+        with trio.move_on_after(run_for):
+            await parked.run()
+        assert len(parked) == 0, "still parked"
+        return code
+
+    code = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    return code, seen.get("last", 0.0)
+
+
+def _kept(spool_dir: SpoolDir) -> list[dict]:
+    return [
+        json.loads(p.read_text())
+        for p in spool_dir.root.iterdir()
+        if p.name.endswith(SIDECAR_SUFFIX)
+    ]
+
+
+@pytest.mark.timeout(10)
+def test_server_enospc_is_enospc_kept_at_once_and_never_retried(tmp_path: Path) -> None:
+    client = FailingClient(
+        lambda: error_from_answer(500, "write /data/f: no space left on device", PATH)
+    )
+    spool_dir = SpoolDir(tmp_path / "spools")
+    code, _ = _run_parked(client, spool_dir, run_for=3600)
+    assert code == errno.ENOSPC
+    assert client.uploads == 1  # the close() itself, nothing behind the user's back
+    [meta] = _kept(spool_dir)
+    assert "no space left on device" in meta["reason"]
+
+
+@pytest.mark.timeout(10)
+def test_an_unreachable_server_is_tried_at_most_5_times_in_10_minutes(tmp_path: Path) -> None:
+    client = FailingClient(lambda: ServerUnreachable("connection refused"))
+    spool_dir = SpoolDir(tmp_path / "spools")
+    code, last_try = _run_parked(client, spool_dir, run_for=24 * 3600)
+    assert code == errno.EIO
+    assert client.uploads == RETRY_TRIES == 5
+    assert last_try <= RETRY_WINDOW
+    [meta] = _kept(spool_dir)
+    assert "after 5 tries" in meta["reason"]
