@@ -580,17 +580,16 @@ class AgfsFilesystem:
 
     async def _move_upload_into_place(self, temporary: str, path: str) -> None:
         """A whole file uploaded to ``temporary`` replaces ``path``: by POSIX rename, so
-        other clients see the old file or the new one (on memfs, briefly neither).
+        other clients see the old file or the new one (on memfs, briefly neither), and
+        lookups on this mount wait for it; the rename's intent is journalled like any other.
 
         Another client's upload may land on ``path`` between our look and our move (memfs
         then refuses with EEXIST): we try again, since the last close wins."""
-        fresh_stat = functools.partial(self.stat, fresh=True)
         for attempt in range(1, REPLACE_ATTEMPTS + 1):
             try:
-                with self._changing(temporary, path):
-                    await ServerRename(self.client, fresh_stat, self._stat_or_none).run(
-                        temporary, path, False
-                    )
+                async with self.renames.renaming(temporary, path):
+                    with self._changing(temporary, path):
+                        await self.server_rename().run(temporary, path, False)
                 break
             except AlreadyExists:
                 if attempt == REPLACE_ATTEMPTS:

@@ -162,6 +162,9 @@ class GoLikeServer:
             return 200, {"bytes_written": len(body), "position": 0}
         if key == "DELETE /handles/{id}":
             return 200, {"message": "handle closed"}
+        if key == "POST /rename":  # localfs-like: replaces the target
+            self.files[json.loads(body)["newPath"]] = self.files.pop(query["path"])
+            return 200, {"message": "renamed"}
         return 404, {"error": f"not served by this fake: {key}"}
 
     @staticmethod

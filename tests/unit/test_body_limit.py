@@ -121,7 +121,9 @@ def test_a_spool_over_the_limit_goes_up_through_a_handle_in_halved_chunks(
 
     async def upload(client: AgfsClient, path: str) -> None:
         spools = SpoolDir(tmp_path / "spools")
-        writer = SpoolWriter(lambda: client, spools, path, None, server.url, caps)
+        writer = SpoolWriter(
+            lambda: client, spools, path, None, server.url, caps, replace=client.rename
+        )
         writer.start_empty()
         await writer.write(0, data)
         await writer.close()
