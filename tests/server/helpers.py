@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 from datetime import datetime
@@ -27,14 +28,19 @@ def err(resp: httpx.Response) -> str:
 
 
 def raw_exchange(host: str, port: int, data: bytes, read_until_close: bool = True) -> bytes:
-    """Send raw bytes on a new connection and return everything the server answers."""
+    """Send raw bytes on a new connection and return everything the server answers.
+
+    A server that answers an error and closes with part of the request unread resets the
+    connection (Go does): the answer read before the reset is the answer."""
     with socket.create_connection((host, port), timeout=5) as s:
-        s.sendall(data)
+        # answered and closed before the whole request was sent: read the answer
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            s.sendall(data)
         chunks = []
         while True:
             try:
                 chunk = s.recv(65536)
-            except TimeoutError:
+            except (TimeoutError, ConnectionResetError):
                 break
             if not chunk:
                 break

@@ -109,7 +109,7 @@ def test_missing_local_dir_runs_degraded(tmp_path: Path) -> None:
         assert f"base path does not exist: {missing}" in srv.stderr()
         assert httpx.get(srv.url + "/stat", params={"path": "/memfs"}).status_code == 200
     finally:
-        assert srv.stop() == 0
+        assert srv.stop() == srv.TERMINATED_STATUS
 
 
 def test_config_server_section_and_flag_override(tmp_path: Path) -> None:

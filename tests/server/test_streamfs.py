@@ -109,6 +109,23 @@ def wait_readers(c: httpx.Client, path: str, n: int) -> None:
     wait_for(lambda: readers(c, path) == n, f"{n} readers on {path}")
 
 
+def write_until_no_readers(c: httpx.Client, path: str, chunk: bytes = b"b") -> int:
+    """Write ``chunk`` until the stream counts no reader, and return how many writes that
+    took. Go notices a hung-up reader only when a write to it fails (or after its 30 s
+    read timeout); the reference also polls idle readers and notices within 0.5 s.
+    Writing until the count drops holds for both."""
+    writes = 0
+
+    def dropped() -> bool:
+        nonlocal writes
+        put(c, path, chunk)
+        writes += 1
+        return readers(c, path) == 0
+
+    wait_for(dropped, f"the hung-up readers of {path} to be dropped", timeout=10)
+    return writes
+
+
 def wait_count(c: httpx.Client, key: str, n: int) -> None:
     """Wait until the server has dispatched ``n`` requests of ``key`` (``--test-hooks``)."""
     wait_for(lambda: c.get("/_test/stats").json()["requests"].get(key, 0) >= n, key)
@@ -321,7 +338,7 @@ def test_stream_replays_then_follows(srv: ServerProcess, c: httpx.Client, s: str
             got = r.read_body(len(r.body) + len(word))
             assert time.monotonic() - start < 0.4
         assert got == b"one,two,three,four" and not r.ended
-    wait_readers(c, s, 0)
+    write_until_no_readers(c, s)
 
 
 def test_reader_before_first_write_waits_for_head(srv: ServerProcess, c: httpx.Client) -> None:
@@ -385,17 +402,7 @@ def test_reader_hanging_up_is_noticed(srv: ServerProcess, c: httpx.Client, s: st
     r.read_body(1)
     wait_readers(c, s, 1)
     r.close()
-    # Go notices a hung-up reader only when a write to it fails (or after its 30 s read
-    # timeout); the reference also polls idle readers and notices within 0.5 s. Writing
-    # until the count drops holds for both.
-    chunks = [b"a"]
-
-    def dropped() -> bool:
-        put(c, s, b"b")
-        chunks.append(b"b")
-        return readers(c, s) == 0
-
-    wait_for(dropped, "the hung-up reader to be dropped", timeout=10)
+    chunks = [b"a"] + [b"b"] * write_until_no_readers(c, s, b"b")
     history = b"".join(chunks[-4:])  # the ring keeps 4 chunks
     with RawStream.files(srv, s) as r2:
         assert r2.read_body(len(history)) == history
@@ -429,6 +436,7 @@ def test_stream_on_other_plugin_is_404(c: httpx.Client) -> None:
     assert err(r) == "filesystem does not support streaming: /memfs/plain"
 
 
+@pytest.mark.reference_only("tests --test-hooks' request counts, a reference server feature")
 def test_test_hooks_count_stream_requests(srv: ServerProcess, c: httpx.Client, s: str) -> None:
     assert c.post("/_test/reset").status_code == 200
     put(c, s, b"x")
@@ -464,17 +472,8 @@ def test_handle_reads_history_then_live(srv: ServerProcess, c: httpx.Client, s: 
     assert _read(c, hid, size="10") == b"ab"
     assert _read(c, hid, size="1") == b"c"
     assert _read(c, hid) == b"d"
-    # Nothing buffered: the read waits (up to 30 s in Go) for the next write.
-    c.post("/_test/reset")
-    with RawStream(srv, f"/handles/{hid}/read") as blocked:
-        wait_count(c, "GET /handles/{id}/read", 1)
-        assert blocked.nothing_yet()
-        start = time.monotonic()
-        put(c, s, b"live")
-        blocked.pump(lambda: blocked.ended)
-        assert time.monotonic() - start < 0.4
-        assert blocked.status == 200 and bytes(blocked.body) == b"live"
-        assert blocked.headers["x-bytes-read"] == "4"
+    put(c, s, b"live")
+    assert _read(c, hid, size="10") == b"live"
     # Offsets are positions in what this handle received, not in the stream.
     assert _read(c, hid, offset="0", size="100") == b"abcdlive"
     assert _read(c, hid, offset="4", size="2") == b"li"
@@ -489,6 +488,30 @@ def test_handle_reads_history_then_live(srv: ServerProcess, c: httpx.Client, s: 
     assert r.status_code == 500 and err(r) == "negative offset"
     assert c.delete(f"/handles/{hid}").json() == {"message": "handle closed"}
     assert readers(c, s) == 0
+
+
+@pytest.mark.reference_only(
+    "needs --test-hooks to know the server holds the read before the write that ends it"
+    " (a relay sees only that the request passed)"
+)
+def test_a_handle_read_with_nothing_buffered_waits_for_the_next_write(
+    srv: ServerProcess, c: httpx.Client, s: str
+) -> None:
+    put(c, s, b"ab")
+    hid = _open(c, s, O_RDONLY)
+    assert _read(c, hid) == b"ab"
+    # Nothing buffered: the read waits (up to 30 s in Go) for the next write.
+    c.post("/_test/reset")
+    with RawStream(srv, f"/handles/{hid}/read") as blocked:
+        wait_count(c, "GET /handles/{id}/read", 1)
+        assert blocked.nothing_yet()
+        start = time.monotonic()
+        put(c, s, b"live")
+        blocked.pump(lambda: blocked.ended)
+        assert time.monotonic() - start < 0.4
+        assert blocked.status == 200 and bytes(blocked.body) == b"live"
+        assert blocked.headers["x-bytes-read"] == "4"
+    assert c.delete(f"/handles/{hid}").json() == {"message": "handle closed"}
 
 
 def test_handle_writes_append(c: httpx.Client, s: str) -> None:
@@ -598,6 +621,10 @@ def test_size_parsing() -> None:
     assert format_size(512) == "512B" and format_size(6 << 20) == "6.0MB"
 
 
+@pytest.mark.reference_only(
+    "the reference's own SIGTERM handling (it closes its readers and exits 0; Go has no"
+    " handler and dies by the signal), and needs --test-hooks to know the read is held"
+)
 def test_sigterm_with_connected_readers(tmp_path: Path) -> None:
     config = {"plugins": {"streamfs": {"enabled": True, "path": "/streamfs"}}}
     srv = start_server(tmp_path, config=config, test_hooks=True)

@@ -99,6 +99,9 @@ class ServerProcess:
     there); its stderr is written to ``log_path`` (a temporary file by default).
     """
 
+    #: The exit status after :meth:`stop`'s SIGTERM: the reference exits cleanly.
+    TERMINATED_STATUS = 0
+
     def __init__(
         self,
         *args: str,
@@ -265,6 +268,8 @@ class RealServerProcess(ServerProcess):
 
     #: How many free ports to try when the one picked is taken before the server binds it.
     PORT_ATTEMPTS = 5
+    #: Go installs no signal handler: SIGTERM ends the process by the signal itself.
+    TERMINATED_STATUS = -signal.SIGTERM
 
     def __init__(
         self,
