@@ -117,6 +117,7 @@ _MESSAGE_TABLE: tuple[tuple[str, type[AgfsError]], ...] = (
     ("not a directory", NotADirectory),
     ("is a directory", IsADirectory),
     ("already exists", AlreadyExists),
+    ("file exists", AlreadyExists),  # Go's EEXIST, e.g. localfs renaming over a directory
     ("no such", NotFound),
     ("not found", NotFound),
     ("does not exist", NotFound),

@@ -86,6 +86,23 @@ def test_mv_file_and_directory(ws: Workspace) -> None:
     assert ws.http.read(ws.r("e/g")) == b"x"
 
 
+def test_a_directory_replaces_an_empty_directory(ws: Workspace) -> None:
+    """POSIX rename replaces an empty directory; Go's localfs refuses ("file exists", as
+    Go's os.Rename does over any directory) and memfs refuses, so the mount sets it aside."""
+    ws.http.mkdir(ws.r("src"))
+    ws.http.write(ws.r("src/inner"), b"inner")
+    ws.http.mkdir(ws.r("dst"))
+    os.rename(ws.p("src"), ws.p("dst"))
+    assert ws.http.names(ws.remote) == {"dst"}
+    assert ws.http.read(ws.r("dst/inner")) == b"inner"
+    ws.http.mkdir(ws.r("full"))
+    ws.http.write(ws.r("full/x"), b"x")
+    with pytest.raises(OSError) as info:
+        os.rename(ws.p("dst"), ws.p("full"))
+    assert info.value.errno == errno.ENOTEMPTY
+    assert ws.http.names(ws.remote) == {"dst", "full"}
+
+
 def _renameat2(old: os.PathLike[str], new: os.PathLike[str], flags: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     at_fdcwd = -100

@@ -99,6 +99,19 @@ def test_rename_replaces_target(lclient: httpx.Client, lws: tuple[str, Path]) ->
     assert (local / "b").read_bytes() == b"A" and not (local / "a").exists()
 
 
+def test_rename_over_a_directory_is_refused_like_go(
+    lclient: httpx.Client, lws: tuple[str, Path]
+) -> None:
+    """Go's os.Rename refuses to replace an existing directory, even an empty one."""
+    remote, local = lws
+    (local / "src").mkdir()
+    (local / "dst").mkdir()
+    r = lclient.post("/rename", params={"path": f"{remote}/src"}, json={"newPath": f"{remote}/dst"})
+    assert r.status_code == 500
+    assert err(r) == f"failed to rename: rename {local}/src {local}/dst: file exists"
+    assert (local / "src").is_dir() and (local / "dst").is_dir()
+
+
 def test_messages(lclient: httpx.Client, lws: tuple[str, Path]) -> None:
     remote, local = lws
     rel = remote.removeprefix("/local")

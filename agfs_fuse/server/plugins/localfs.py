@@ -313,7 +313,7 @@ class LocalFS(FileSystem):
             if _missing(os.path.dirname(new_local)):
                 raise FsError(f"parent directory does not exist: {pathutil.dirname(new)}")
             try:
-                os.rename(old_local, new_local)
+                _go_rename(old_local, new_local)
             except OS_ERRORS as exc:
                 msg = f"failed to rename: rename {old_local} {new_local}: {errno_text(_errno(exc))}"
                 raise (NotFound(msg) if _errno(exc) == errno.ENOENT else FsError(msg)) from None
@@ -428,3 +428,18 @@ def check_local_dir(local_dir: object) -> str:
     if not st.S_ISDIR(info.st_mode):
         raise ValueError(f"base path is not a directory: {path}")
     return path
+
+
+def _go_rename(old: str, new: str) -> None:
+    """``os.Rename`` as Go has it on Unix: it refuses to replace an existing directory
+    (EEXIST, even an empty one, where rename(2) would replace it), unless both names are
+    the same file under different spellings."""
+    try:
+        target = os.lstat(new)
+    except OSError:
+        target = None
+    if target is not None and st.S_ISDIR(target.st_mode):
+        source = os.lstat(old)
+        if new == old or not os.path.samestat(source, target):
+            raise OSError(errno.EEXIST, os.strerror(errno.EEXIST), new)
+    os.rename(old, new)
