@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re2
 
+from agfs_fuse.server.gojson import go_string
+
 #: RE2's error texts mapped to Go's ``syntax.ErrorCode`` strings, so a rejected pattern
 #: reads ``error parsing regexp: <Go's words>: `<fragment>```.
 _GO_CODES = {
@@ -51,6 +53,21 @@ def compile_go(pattern: str, case_insensitive: bool = False) -> Regex:
         return re2.compile(pattern.encode("utf-8", "surrogateescape"), _OPTIONS)
     except re2.error as exc:
         raise RegexError(_go_message(exc)) from None
+
+
+def search_line(regex: Regex, line: bytes) -> bool:
+    """Whether ``regex`` matches ``line`` as Go's ``MatchString`` sees it.
+
+    Go reads each invalid UTF-8 byte of the string as U+FFFD, so ``caf.x`` matches
+    ``caf\\xe9x`` there; RE2 on the raw bytes would not. A line that is not valid UTF-8
+    is therefore matched in Go's decoding (one U+FFFD per bad byte), re-encoded.
+    """
+    if not line.isascii():
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            line = go_string(line).encode("utf-8")
+    return regex.search(line) is not None
 
 
 def _go_message(exc: re2.error) -> str:

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from agfs_fuse.server import BUILD_TIME, GIT_COMMIT, VERSION, gojson, pathutil
 from agfs_fuse.server.errors import FsError
-from agfs_fuse.server.goregex import Regex, RegexError, compile_go
+from agfs_fuse.server.goregex import Regex, RegexError, compile_go, search_line
 from agfs_fuse.server.handles import HandleEntry
 from agfs_fuse.server.httpio import Response
 from agfs_fuse.server.httprequest import BodyError, BodyTooLarge, Request
@@ -564,7 +564,7 @@ class Api:
             if len(line) > 64 * 1024:
                 raise FsError("bufio.Scanner: token too long")
             line = line.removesuffix(b"\r")
-            if regex.search(line):
+            if search_line(regex, line):
                 emit({"file": path, "line": n, "content": line.decode("utf-8", "surrogateescape")})
 
     def _grep_dir(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -70,3 +71,25 @@ def test_go_syntax_named_groups_and_case_flag(client: httpx.Client, ws: str) -> 
         "/grep", json={"path": f"{ws}/f", "pattern": "(?P<x>ALPHA)", "case_insensitive": True}
     )
     assert r.json()["matches"] == [{"file": f"{ws}/f", "line": 1, "content": "Alpha"}]
+
+
+def test_invalid_utf8_lines_match_as_go_reads_them(
+    lclient: httpx.Client, lws: tuple[str, Path]
+) -> None:
+    """Go's ``MatchString`` reads each invalid byte as U+FFFD (one per byte, so ``..``
+    spans two of them), and its JSON encoder writes each as the escape ``\\ufffd``."""
+    path, local = lws
+    (local / "bad.txt").write_bytes(b"caf\xe9x line\nplain\nok \xff\xfe end\ntrunc \xe2\x82!\n")
+
+    def grep(pattern: str) -> httpx.Response:
+        return lclient.post("/grep", json={"path": f"{path}/bad.txt", "pattern": pattern})
+
+    r = grep("caf.x")
+    assert r.json()["matches"] == [
+        {"file": f"{path}/bad.txt", "line": 1, "content": "caf\ufffdx line"}
+    ]
+    assert b'"content":"caf\\ufffdx line"' in r.content
+    assert [m["line"] for m in grep("ok .. end").json()["matches"]] == [3]
+    assert grep("ok . end").json()["matches"] is None
+    assert [m["line"] for m in grep("trunc \ufffd\ufffd!").json()["matches"]] == [4]
+    assert [m["line"] for m in grep("\ufffd").json()["matches"]] == [1, 3, 4]
