@@ -148,7 +148,7 @@ def write_response(sock: socket.socket, req: Request, resp: Response) -> bool:
         keep = False
     http10 = req.version == "HTTP/1.0"
     head_only = req.method == "HEAD"
-    lines = [f"HTTP/1.1 {resp.status} {_reason(resp.status)}"]
+    lines = [f"{req.version} {resp.status} {_reason(resp.status)}"]  # Go answers 1.0 in 1.0
     if resp.content_type:
         lines.append(f"Content-Type: {resp.content_type}")
     lines.append(f"Date: {_http_date()}")
@@ -221,11 +221,20 @@ def write_response(sock: socket.socket, req: Request, resp: Response) -> bool:
 
 
 def send_bad_request(sock: socket.socket, exc: BadRequest) -> None:
-    """Go's plain-text answer to an unparsable request, then the connection closes."""
-    text = f"{exc.status} {_reason(exc.status)}"
-    body = text + (f": {exc.reason}" if exc.reason else "")
+    """Go's plain-text answer to an unparsable request, then the connection closes.
+
+    Go puts its reason in the status line and repeats the line as the body
+    (``400 Bad Request: malformed Host header``), except for an unknown framing, whose
+    body is the bare ``Unsupported transfer encoding``.
+    """
+    status = f"{exc.status} {_reason(exc.status)}"
+    if exc.status == 501:
+        body = exc.reason
+    else:
+        status += f": {exc.reason}" if exc.reason else ""
+        body = status
     head = (
-        f"HTTP/1.1 {text}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+        f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
     )
     with contextlib.suppress(OSError):
         sock.sendall((head + body).encode("latin-1", "replace"))

@@ -9,6 +9,9 @@ makes that h11 leaves open:
   its connection closed after the answer (RFC 9112 6.1);
 - HTTP/1.x with x > 1 is served as 1.1, HTTP/2+ is 505, a missing ``Host`` is
   ``400 Bad Request: missing required Host header``, a framing other than ``chunked`` 501;
+- an HTTP/1.0 body is framed by ``Content-Length`` alone (Go ignores its
+  ``Transfer-Encoding``); a ``Content-Length`` list (``3, 3``) is a 400 and a ``Host``
+  with bytes outside Go's set ``400 Bad Request: malformed Host header``;
 - blank lines before a request line are skipped; heads may take 1 MiB (431 beyond);
 - chunk-size lines and trailers are limited to 4 KiB, as by Go's ``bufio`` buffer;
 - ``Content-Length`` bodies, already framed, are read straight from the socket buffer
@@ -33,6 +36,13 @@ POST_HANDLER_DRAIN = 256 * 1024
 RECV_SIZE = 64 * 1024
 _PCT_OK = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _BLANK_LINES = re.compile(rb"^(?:\r?\n)+")
+#: A ``Content-Length`` line holding a list (``3, 3``): h11 folds equal values into one,
+#: Go's ``strconv.ParseUint`` refuses the line with a 400.
+_LISTED_LENGTH = re.compile(rb"(?im)^content-length:[^\r\n]*,")
+#: The bytes Go's ``httpguts.ValidHostHeader`` lets through in a ``Host`` header.
+_HOST_BYTES = frozenset(
+    b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!$%&()*+,-.:;=[]'_~"
+)
 
 
 class BadRequest(Exception):  # noqa: N818 - mirrors Go's "400 Bad Request: <reason>"
@@ -282,8 +292,12 @@ def _bad_head(exc: h11.RemoteProtocolError) -> BadRequest:
     return BadRequest(400)
 
 
-def _next_head(source: Input, parser: h11.Connection) -> h11.Request | None:
-    """The next request head; ``None`` if the client closed before sending one."""
+def _next_head(source: Input, parser: h11.Connection) -> tuple[h11.Request, bytes] | None:
+    """The next request head and its raw bytes; ``None`` if the client closed first.
+
+    The raw head is kept for the one check h11 makes impossible on its result: it folds
+    a ``Content-Length`` list into a single value.
+    """
     while True:  # blank lines before a request line are skipped, as by Go
         data = source.read_some()
         if not data:
@@ -291,6 +305,7 @@ def _next_head(source: Input, parser: h11.Connection) -> h11.Request | None:
         data = _BLANK_LINES.sub(b"", data)
         if data:
             break
+    received = bytearray(data)
     parser.receive_data(data)
     while True:
         try:
@@ -298,16 +313,28 @@ def _next_head(source: Input, parser: h11.Connection) -> h11.Request | None:
         except h11.RemoteProtocolError as exc:
             raise _bad_head(exc) from None
         if isinstance(event, h11.Request):
-            return event
-        parser.receive_data(source.read_some())  # b"": h11 reports the truncated head
+            return event, bytes(received[: len(received) - len(parser.trailing_data[0])])
+        data = source.read_some()
+        received += data
+        parser.receive_data(data)  # b"": h11 reports the truncated head
+
+
+def _check_go_head(head: bytes, headers: dict[str, str]) -> None:
+    """Refuse what h11 accepts but Go's ``net/http`` answers with a 400."""
+    if "content-length" in headers and _LISTED_LENGTH.search(head):
+        raise BadRequest(400)
+    host = headers.get("host")
+    if host is not None and not _HOST_BYTES.issuperset(host.encode("latin-1")):
+        raise BadRequest(400, "malformed Host header")
 
 
 def read_request(source: Input, sock: socket.socket) -> Request | None:
     """Read one request head; ``None`` when the client closed the connection."""
     parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
-    event = _next_head(source, parser)
-    if event is None:
+    got = _next_head(source, parser)
+    if got is None:
         return None
+    event, head = got
     major, _, _minor = event.http_version.decode("ascii").partition(".")
     if major != "1":
         raise BadRequest(505, "unsupported protocol version")
@@ -315,6 +342,7 @@ def read_request(source: Input, sock: socket.socket) -> Request | None:
     headers: dict[str, str] = {}
     for name, value in event.headers:
         headers.setdefault(name.decode("ascii"), value.decode("latin-1"))
+    _check_go_head(head, headers)
 
     target = event.target.decode("latin-1")
     if target.startswith(("http://", "https://")):
@@ -322,13 +350,15 @@ def read_request(source: Input, sock: socket.socket) -> Request | None:
         slash = rest.find("/")
         target = rest[slash:] if slash >= 0 else "/"
     if not target.startswith("/"):
-        raise BadRequest(400, "invalid URI")
+        raise BadRequest(400)  # Go gives no reason
     raw_path, _, raw_query = target.partition("?")
     if "%" in raw_path and _PCT_OK.search(raw_path):
-        raise BadRequest(400, "invalid URI")
+        raise BadRequest(400)  # Go gives no reason
     path = unquote_to_bytes(raw_path).decode("utf-8", "surrogateescape")
 
-    chunked = "transfer-encoding" in headers
+    # Go reads Transfer-Encoding only from HTTP/1.1 on: an HTTP/1.0 body is framed by
+    # Content-Length alone (or is empty), whatever h11 made of it.
+    chunked = "transfer-encoding" in headers and version == "HTTP/1.1"
     length = None if chunked else int(headers.get("content-length", "0"))
     if not chunked:
         # h11 read ahead into the body or the next request: the rest is ours to frame.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -41,6 +42,9 @@ TRAILERS = b"X-Trailer: " + b"y" * 60 + b"\r\n"
         ("superscript digit length", PUT + "Content-Length: ²\r\n\r\n".encode(), 400),
         ("signed length", PUT + b"Content-Length: +3\r\n\r\nabc", 400),
         ("conflicting lengths", PUT + b"Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+        ("a list of equal lengths", PUT + b"Content-Length: 3, 3\r\n\r\nabc", 400),
+        ("a space in the Host", b"GET /api/v1/health HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+        ("a slash in the Host", b"GET /api/v1/health HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
         ("HTTP/2.0 request line", b"GET /api/v1/health HTTP/2.0\r\nHost: x\r\n\r\n", 505),
         ("space in the target", b"GET /api/v1/he alth HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         (
@@ -90,6 +94,65 @@ def test_missing_host_keeps_go_reason(server: ServerProcess) -> None:
     answer = raw_exchange("127.0.0.1", server.port, b"GET /api/v1/health HTTP/1.1\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 400 Bad Request")
     assert answer.endswith(b"400 Bad Request: missing required Host header")
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status_line", "body"),
+    [
+        (
+            b"GET /api/v1/health HTTP/1.1\r\n\r\n",
+            "400 Bad Request: missing required Host header",
+            None,
+        ),
+        (
+            b"GET /api/v1/health HTTP/1.1\r\nHost: a b\r\n\r\n",
+            "400 Bad Request: malformed Host header",
+            None,
+        ),
+        (
+            b"GET /api/v1/health HTTP/2.0\r\nHost: x\r\n\r\n",
+            "505 HTTP Version Not Supported: unsupported protocol version",
+            None,
+        ),
+        (b"GET foo HTTP/1.1\r\nHost: x\r\n\r\n", "400 Bad Request", None),
+        (
+            PUT + b"Transfer-Encoding: gzip\r\n\r\n",
+            "501 Not Implemented",
+            "Unsupported transfer encoding",
+        ),
+    ],
+)
+@pytest.mark.timeout(20)
+def test_refusals_word_status_line_and_body_like_go(
+    server: ServerProcess, request_bytes: bytes, status_line: str, body: str | None
+) -> None:
+    """Go writes its reason into the status line and repeats the line as the body; only
+    an unknown framing gets a bare sentence as its body."""
+    answer = raw_exchange("127.0.0.1", server.port, request_bytes)
+    head, _, got_body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n", 1)[0] == b"HTTP/1.1 " + status_line.encode()
+    assert got_body == (body or status_line).encode()
+
+
+@pytest.mark.timeout(20)
+def test_http10_body_is_framed_by_length_alone(
+    server: ServerProcess, client: httpx.Client, ws: str
+) -> None:
+    """Go reads Transfer-Encoding only from HTTP/1.1 on: an HTTP/1.0 body that names both
+    framings is its Content-Length bytes, chunk syntax included, and one naming only
+    ``chunked`` is empty. The answer's status line says HTTP/1.0, as Go's does."""
+    for name, framing, stored in [
+        ("both", b"Transfer-Encoding: chunked\r\nContent-Length: 6\r\n", b"1\r\na\r\n"),
+        ("chunked", b"Transfer-Encoding: chunked\r\n", b""),
+    ]:
+        request = (
+            f"PUT /api/v1/files?path={ws}/{name} HTTP/1.0\r\nHost: x\r\n".encode()
+            + framing
+            + b"\r\n1\r\na\r\n0\r\n\r\n"
+        )
+        answer = raw_exchange("127.0.0.1", server.port, request)
+        assert answer.startswith(b"HTTP/1.0 200 OK\r\n"), (name, answer[:200])
+        assert client.get("/files", params={"path": f"{ws}/{name}"}).content == stored
 
 
 # -- the parser alone, fuzzed --------------------------------------------------------------
