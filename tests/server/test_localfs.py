@@ -226,3 +226,47 @@ def test_fifo_get_hangs_but_does_not_block_stat(
         os.close(fd)
         getter.join()
     assert answers[0].status_code == 200 and answers[0].content == b""
+
+
+@pytest.mark.timeout(30)
+def test_digest_holds_the_read_lock_while_opening(
+    local_server: ServerProcess, lws: tuple[str, Path]
+) -> None:
+    """Go's ``LocalFS.Open`` (under ``POST /digest``) holds the RLock across ``os.Open``:
+    a digest of a FIFO waiting for a writer keeps a PUT of another file waiting too."""
+    path, local = lws
+    os.mkfifo(local / "fifo")
+    assert local_server.proc is not None
+    digests: list[httpx.Response] = []
+    puts: list[httpx.Response] = []
+
+    def digest_fifo() -> None:
+        with httpx.Client(base_url=local_server.url, timeout=20) as c:
+            body = {"algorithm": "md5", "path": f"{path}/fifo"}
+            digests.append(c.post("/digest", json=body))
+
+    def put_plain() -> None:
+        with httpx.Client(base_url=local_server.url, timeout=20) as c:
+            puts.append(c.put("/files", params={"path": f"{path}/plain"}, content=b"x"))
+
+    digester = threading.Thread(target=digest_fifo)
+    putter = threading.Thread(target=put_plain)
+    digester.start()
+    try:
+        wait_until(lambda: _blocked_in_fifo_open(local_server.proc.pid), timeout=10)
+        putter.start()
+        # Waiting is the claim itself: without the lock the PUT answers in milliseconds.
+        putter.join(timeout=1.0)
+        assert putter.is_alive() and not puts, "the PUT did not wait for the digest's lock"
+    finally:
+        fd = wait_until(
+            lambda: os.open(local / "fifo", os.O_WRONLY | os.O_NONBLOCK),
+            timeout=10,
+            ignore=(OSError,),
+        )
+        os.close(fd)
+        digester.join()
+        if putter.ident is not None:
+            putter.join()
+    assert digests[0].json()["digest"] == hashlib.md5(b"").hexdigest()
+    assert puts[0].status_code == 200 and (local / "plain").read_bytes() == b"x"

@@ -340,13 +340,16 @@ class LocalFS(FileSystem):
                 raise os_error("failed to truncate", "truncate", local, exc) from None
 
     def open_reader(self, path: str) -> Iterator[Bytes]:
+        """Go's ``Open`` holds the read lock across the open only (a FIFO waiting there
+        keeps writers out); the chunks are read after it is released."""
         local = self._local(path)
-        try:
-            fd = os.open(local, os.O_RDONLY)
-        except OS_ERRORS as exc:
-            if _errno(exc) == errno.ENOENT:
-                raise FsError(f"no such file: {path}") from None
-            raise os_error("failed to open file", "open", local, exc) from None
+        with self.lock.read():
+            try:
+                fd = os.open(local, os.O_RDONLY)
+            except OS_ERRORS as exc:
+                if _errno(exc) == errno.ENOENT:
+                    raise FsError(f"no such file: {path}") from None
+                raise os_error("failed to open file", "open", local, exc) from None
         return _read_chunks(fd, local)
 
     def open_stream(self, path: str) -> Iterator[Bytes]:
