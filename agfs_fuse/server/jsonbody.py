@@ -7,7 +7,12 @@ or a negative number for a ``uint32``, a number for a string) is an error.
 
 from __future__ import annotations
 
+import itertools
 import json
+import json.scanner
+import re
+import sys
+import threading
 from typing import Any
 
 from agfs_fuse.server.gojson import go_string
@@ -26,6 +31,8 @@ def _no_constants(name: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_no_constants)
+_PY_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+_PY_DECODER.scan_once = json.scanner.py_make_scanner(_PY_DECODER)  # type: ignore[attr-defined]
 
 
 def _kind(value: Any) -> str:
@@ -58,33 +65,58 @@ def _check(value: Any, kind: str) -> bool:
 
 #: Go's ``encoding/json`` refuses values nested deeper than this.
 GO_MAX_DEPTH = 10000
+#: A JSON string, or the unterminated rest of one: brackets inside it do not nest.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\Z)', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+_DECODE_LOCK = threading.Lock()
 
 
-def _too_deep(text: str) -> str:
-    """Go's error for a value nested too deep for Python's recursive decoder.
+def _first_value_depth(text: str) -> tuple[int, str]:
+    """How deep the first JSON value of ``text`` nests, and the bracket that opened the
+    level past Go's limit (``""`` if none did), without recursing.
 
-    Go's limit is 10000 levels, Python's about 1000: a body nested between the two
-    decodes in Go and is refused here with the same words (see docs/SEMANTICS.md).
+    Only the first value counts: Go's ``Decode`` never scans what follows it.
     """
-    depth = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    if not brackets or not text.startswith(("[", "{")):
+        return 0, ""
+    deepest = 0
+    for i, depth in enumerate(itertools.accumulate(map(_STEP.__getitem__, brackets))):
+        if depth > deepest:
+            deepest = depth
             if depth > GO_MAX_DEPTH:
-                return f"invalid character {ch!r} exceeded max depth"
-        elif ch in "]}":
-            depth -= 1
-    return "invalid character '[' exceeded max depth"
+                return deepest, brackets[i]
+        if depth <= 0:
+            break
+    return deepest, ""
+
+
+def _first_value(text: str) -> Any:
+    """The first JSON value of ``text``, decoded as deep as Go's limit allows.
+
+    Python's C decoder recurses on the C stack and gives up near 1000 levels, where Go
+    goes on to 10000. A value it gives up on is measured without recursing, refused with
+    Go's words past 10000, and otherwise decoded by the pure-Python scanner, whose
+    recursion costs no C stack (Python 3.11+), under a raised recursion limit. That limit
+    is process-wide, so every decode holds the lock: no C decode ever runs while it is
+    raised (the C decoder holds the GIL throughout anyway, so nothing is lost).
+    """
+    with _DECODE_LOCK:
+        try:
+            return _DECODER.raw_decode(text)[0]
+        except RecursionError:
+            pass
+        depth, opener = _first_value_depth(text)
+        if opener:
+            raise JSONBodyError(f"invalid character {opener!r} exceeded max depth")
+        previous = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(previous, 4 * depth + 1000))
+        try:
+            return _PY_DECODER.raw_decode(text)[0]
+        finally:
+            sys.setrecursionlimit(previous)
 
 
 def decode(raw: bytes | bytearray, struct: str, fields: dict[str, str]) -> dict[str, Any]:
@@ -96,9 +128,9 @@ def decode(raw: bytes | bytearray, struct: str, fields: dict[str, str]) -> dict[
     if not text:
         raise JSONBodyError("EOF")
     try:
-        value, _ = _DECODER.raw_decode(text)
-    except RecursionError:
-        raise JSONBodyError(_too_deep(text)) from None
+        value = _first_value(text)
+    except JSONBodyError:
+        raise
     except (json.JSONDecodeError, ValueError) as exc:
         pos = getattr(exc, "pos", 0)
         if pos >= len(text.rstrip(_WS)):

@@ -93,3 +93,21 @@ def test_invalid_utf8_lines_match_as_go_reads_them(
     assert grep("ok . end").json()["matches"] is None
     assert [m["line"] for m in grep("trunc \ufffd\ufffd!").json()["matches"]] == [4]
     assert [m["line"] for m in grep("\ufffd").json()["matches"]] == [1, 3, 4]
+
+
+def test_request_nested_up_to_go_limit_decodes(client: httpx.Client, ws: str) -> None:
+    """Go decodes a body nested up to 10000 levels (the object counts as one) and
+    refuses one level more; Python's own decoder stops near 1000."""
+    client.put("/files", params={"path": f"{ws}/f"}, content=b"hello\n")
+
+    def grep_with_nested(levels: int) -> httpx.Response:
+        head = f'{{"path": "{ws}/f", "pattern": "hel", "x": '.encode()
+        return client.post("/grep", content=head + b"[" * levels + b"]" * levels + b"}")
+
+    for levels in (5000, 9999):
+        r = grep_with_nested(levels)
+        assert r.status_code == 200, (levels, r.text[:200])
+        assert r.json()["count"] == 1
+    r = grep_with_nested(10000)
+    assert r.status_code == 400
+    assert err(r) == "invalid request body: invalid character '[' exceeded max depth"
