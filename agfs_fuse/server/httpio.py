@@ -141,6 +141,14 @@ def _send_file(sock: socket.socket, fr: FileRange) -> None:
         left -= sent
 
 
+def _connection_header(http10: bool, keep: bool) -> list[str]:
+    """Go's ``Connection`` header: HTTP/1.1 is told only of a close; HTTP/1.0, closed by
+    default, only of a kept connection (``keep-alive``), which it must see to reuse it."""
+    if http10:
+        return ["Connection: keep-alive"] if keep else []
+    return [] if keep else ["Connection: close"]
+
+
 def write_response(sock: socket.socket, req: Request, resp: Response) -> bool:
     """Send ``resp``; returns whether the connection can serve another request."""
     keep = not req.close and not resp.close
@@ -160,8 +168,7 @@ def write_response(sock: socket.socket, req: Request, resp: Response) -> bool:
                 keep = False
             else:
                 lines.append("Transfer-Encoding: chunked")
-            if not keep:
-                lines.append("Connection: close")
+            lines.extend(_connection_header(http10, keep))
             head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
             if head_only:
                 sendv(sock, [head])
@@ -199,14 +206,12 @@ def write_response(sock: socket.socket, req: Request, resp: Response) -> bool:
         n = len(body)
         if n < SMALL_BODY or http10:
             lines.append(f"Content-Length: {n}")
-            if not keep:
-                lines.append("Connection: close")
+            lines.extend(_connection_header(http10, keep))
             head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
             sendv(sock, [head] if head_only else [head, body])
         else:
             lines.append("Transfer-Encoding: chunked")
-            if not keep:
-                lines.append("Connection: close")
+            lines.extend(_connection_header(http10, keep))
             head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
             if head_only:
                 sendv(sock, [head])

@@ -228,3 +228,20 @@ def test_parser_fuzz_answers_or_refuses_never_crashes(
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.timeout(20)
+def test_http10_connection_header_like_go(server: ServerProcess) -> None:
+    """An HTTP/1.0 client keeps its connection only when the answer says
+    ``Connection: keep-alive``; Go says so, and sends no ``Connection`` header when it
+    closes an HTTP/1.0 connection (closing is that version's default)."""
+    kept = b"GET /api/v1/health HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
+    last = b"GET /api/v1/health HTTP/1.0\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(kept + last)
+        answer = b""
+        while chunk := s.recv(65536):  # a server that never closes times out: an error
+            answer += chunk
+    first, second = answer.split(b"HTTP/1.0 200 OK\r\n")[1:]
+    assert b"\r\nConnection: keep-alive\r\n" in first.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    assert b"Connection:" not in second.split(b"\r\n\r\n", 1)[0]
