@@ -1,0 +1,77 @@
+"""``AgfsFilesystem`` edges a review found: a rename whose intent cannot be recorded on
+the cache disk, files replaced or moved while open for writing, and unmount flushes.
+
+State is checked over plain HTTP (``raw``), never through the code under test.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agfs_fuse.rename_journal import RenameJournal
+from agfs_fuse.spool import SpoolDir
+from tests.integration.conftest import RawHttp, Workspace
+
+pytestmark = pytest.mark.timeout(30)
+
+KEY, OTHER_KEY = 5151, 5252
+
+
+def unwritable_journal(tmp_path: Path) -> RenameJournal:
+    """A journal whose directory cannot be made (its parent is a file): every record
+    fails with a real OSError, as on a full or broken cache disk."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_bytes(b"")
+    return RenameJournal(blocker / "renames")
+
+
+def test_rename_over_goes_on_when_its_record_cannot_be_written(
+    arun, make_fs, ws: Workspace, raw: RawHttp, tmp_path: Path
+):
+    raw.write(f"{ws.mem}/src", b"new")
+    raw.write(f"{ws.mem}/dst", b"old")
+
+    async def body():
+        fs = make_fs()
+        fs.rename_journal = unwritable_journal(tmp_path)
+        await fs.rename(f"{ws.mem}/src", f"{ws.mem}/dst")
+
+    arun(body)
+    assert raw.names(ws.mem) == {"dst"}
+    assert raw.read(f"{ws.mem}/dst") == b"new"
+
+
+def test_upload_moved_into_place_survives_an_unwritable_journal(
+    arun, make_fs, make_server, tmp_path: Path
+):
+    """A file over the body limit goes up to a temporary moved over the real name by a
+    journalled rename; a cache disk that cannot take the record must not throw away the
+    intact spool (it did: the OSError marked it broken and the upload was lost)."""
+    limited = make_server(max_body=128 << 10)
+    directory = f"/memfs/unrec-{uuid.uuid4().hex[:8]}"
+    path = f"{directory}/f"
+    content = os.urandom(300 << 10)
+    with httpx.Client(base_url=limited.url) as http:
+        http.post("/directories", params={"path": directory}).raise_for_status()
+        http.put("/files", params={"path": path}, content=b"old").raise_for_status()
+
+    async def body():
+        fs = make_fs(limited.url, spool=SpoolDir(tmp_path / "spools"))
+        fs.rename_journal = unwritable_journal(tmp_path)
+        await fs.refresh_mounts()
+        writer = fs.open_writer(KEY, path, await fs.stat(path), os.O_WRONLY | os.O_TRUNC)
+        await writer.write(0, content)
+        await writer.flush()
+        assert writer.broken is None
+        await fs.release_writer(KEY, writer)
+
+    arun(body)
+    with httpx.Client(base_url=limited.url) as http:
+        assert http.get("/files", params={"path": path}).content == content
+        listing = http.get("/directories", params={"path": directory}).json()["files"]
+        assert [entry["name"] for entry in listing] == ["f"]
