@@ -324,8 +324,17 @@ class AgfsFilesystem:
                 log.debug("unlink of queue control file %s: nothing to do", path)
                 return
         await self.client.delete(path)
+        self._replaced(path)
+
+    def _replaced(self, path: str, moved_in: str | None = None) -> None:
+        """``path`` is gone from the server (unlinked, or replaced by a rename of
+        ``moved_in``): like POSIX's orphaned inode, what is still open for writing under
+        that name (below it, for a directory) keeps its writes to itself, and neither its
+        close nor a parked retry may upload them over whatever holds the name now."""
         for writer in self._spools.values():
-            if writer.path == path:
+            if paths.is_within(writer.path, path) and not (
+                moved_in is not None and paths.is_within(writer.path, moved_in)
+            ):
                 writer.unlinked = True
         self.parked.unlinked(path)
 
@@ -399,6 +408,7 @@ class AgfsFilesystem:
             with self._changing(old, new):
                 rename = self.server_rename(keep_replaced)
                 await rename.run(old, new, noreplace)
+                self._replaced(new, old)
                 for writer in self._spools.values():
                     if paths.is_within(writer.path, old):
                         writer.retarget(paths.rebase(writer.path, old, new))

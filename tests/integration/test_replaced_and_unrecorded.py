@@ -75,3 +75,48 @@ def test_upload_moved_into_place_survives_an_unwritable_journal(
         assert http.get("/files", params={"path": path}).content == content
         listing = http.get("/directories", params={"path": directory}).json()["files"]
         assert [entry["name"] for entry in listing] == ["f"]
+
+
+def test_closing_a_file_replaced_while_open_for_writing_keeps_the_replacement(
+    arun, make_fs, ws: Workspace, raw: RawHttp
+):
+    """``mv src dst`` while ``dst`` is open for writing: as with POSIX's orphaned inode,
+    the late close of the old ``dst`` must not upload over the file that replaced it."""
+    src, dst = f"{ws.mem}/src", f"{ws.mem}/dst"
+    raw.write(src, b"the replacement")
+    raw.write(dst, b"old")
+
+    async def body():
+        fs = make_fs()
+        writer = fs.open_writer(KEY, dst, await fs.stat(dst), os.O_WRONLY | os.O_TRUNC)
+        await writer.write(0, b"written to the replaced file")
+        await fs.rename(src, dst)
+        await fs.release_writer(KEY, writer)
+
+    arun(body)
+    assert raw.names(ws.mem) == {"dst"}
+    assert raw.read(dst) == b"the replacement"
+
+
+def test_a_file_moved_over_its_own_open_name_still_uploads(
+    arun, make_fs, ws: Workspace, raw: RawHttp
+):
+    """The writer of the file being moved is retargeted, not mistaken for the replaced
+    one: both open, only the moved file's content lands under the new name."""
+    src, dst = f"{ws.mem}/src", f"{ws.mem}/dst"
+    raw.write(src, b"")
+    raw.write(dst, b"old")
+
+    async def body():
+        fs = make_fs()
+        moving = fs.open_writer(KEY, src, await fs.stat(src), os.O_WRONLY)
+        replaced = fs.open_writer(OTHER_KEY, dst, await fs.stat(dst), os.O_WRONLY)
+        await moving.write(0, b"moved and written")
+        await replaced.write(0, b"lost with its inode")
+        await fs.rename(src, dst)
+        await fs.release_writer(OTHER_KEY, replaced)
+        await fs.release_writer(KEY, moving)
+
+    arun(body)
+    assert raw.names(ws.mem) == {"dst"}
+    assert raw.read(dst) == b"moved and written"
