@@ -641,7 +641,8 @@ class AgfsFilesystem:
 
     async def flush_all(self) -> list[str]:
         """Upload every dirty and parked spool (unmount, server switch); returns the paths
-        still not on the server."""
+        still not on the server. Never raises: at unmount it runs on the way to keeping
+        what is pending and closing the mount, which must happen whatever fails here."""
         failed = []
         for writer in list(self._spools.values()):
             try:
@@ -649,6 +650,10 @@ class AgfsFilesystem:
             except AgfsError as exc:
                 log.error("upload of %s failed: %s", writer.path, exc)
                 failed.append(writer.path)
+            except OSError as exc:
+                # Torn by a local write error (the program was told): never uploaded, and
+                # no reason to hold up an unmount or a server switch.
+                log.error("%s is not uploaded: its spool is torn (%s)", writer.path, exc)
         await self.parked.retry_all()
         return failed + [writer.path for writer in self.parked.writers]
 

@@ -6,6 +6,7 @@ State is checked over plain HTTP (``raw``), never through the code under test.
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from pathlib import Path
@@ -120,3 +121,25 @@ def test_a_file_moved_over_its_own_open_name_still_uploads(
     arun(body)
     assert raw.names(ws.mem) == {"dst"}
     assert raw.read(dst) == b"moved and written"
+
+
+def test_flush_all_skips_a_torn_spool_and_uploads_the_rest(
+    arun, make_fs, ws: Workspace, raw: RawHttp
+):
+    """At unmount (SIGTERM) ``flush_all`` must return, whatever one spool says: a spool
+    torn by a full cache disk raised out of it and left the mount dead."""
+    torn, fine = f"{ws.mem}/torn", f"{ws.mem}/fine"
+
+    async def body():
+        fs = make_fs()
+        broken = fs.open_new_file(KEY, torn)
+        await broken.write(0, b"half")
+        # What a failed local write leaves (see SpoolWriter._local_io).
+        broken.broken = OSError(errno.ENOSPC, "No space left on device")
+        good = fs.open_new_file(OTHER_KEY, fine)
+        await good.write(0, b"whole")
+        return await fs.flush_all()
+
+    assert arun(body) == []
+    assert raw.read(fine) == b"whole"
+    assert not raw.exists(torn)
