@@ -412,6 +412,7 @@ class AgfsFilesystem:
                 for writer in self._spools.values():
                     if paths.is_within(writer.path, old):
                         writer.retarget(paths.rebase(writer.path, old, new))
+                    writer.directory_renamed(old, new)
                 self.parked.renamed(old, new)
                 self.listings.removed(old)
                 self.listings.invalidate_tree(old)
@@ -588,25 +589,48 @@ class AgfsFilesystem:
             spool=kept,
         )
 
-    async def _move_upload_into_place(self, temporary: str, path: str) -> None:
-        """A whole file uploaded to ``temporary`` replaces ``path``: by POSIX rename, so
-        other clients see the old file or the new one (on memfs, briefly neither), and
-        lookups on this mount wait for it; the rename's intent is journalled like any other.
+    async def _move_upload_into_place(
+        self, temporary_now: Callable[[], str], path_now: Callable[[], str]
+    ) -> None:
+        """A whole file uploaded to ``temporary_now()`` replaces ``path_now()``: by POSIX
+        rename, so other clients see the old file or the new one (on memfs, briefly
+        neither), and lookups on this mount wait for it; the rename's intent is journalled
+        like any other.
 
-        Another client's upload may land on ``path`` between our look and our move (memfs
-        then refuses with EEXIST): we try again, since the last close wins."""
+        Another client's upload may land on the path between our look and our move (memfs
+        then refuses with EEXIST), or move the old file away just before we do (ENOENT
+        with our temporary still there): we try again, since the last close wins."""
         for attempt in range(1, REPLACE_ATTEMPTS + 1):
             try:
-                async with self.renames.renaming(temporary, path):
-                    with self._changing(temporary, path):
-                        await self.server_rename().run(temporary, path, False)
+                path = await self._move_once(temporary_now, path_now)
                 break
-            except AlreadyExists:
+            except (AlreadyExists, NotFound) as exc:
                 if attempt == REPLACE_ATTEMPTS:
                     raise
-                log.info("%s was replaced meanwhile by another client; replacing again", path)
+                if isinstance(exc, NotFound) and not await self._stat_now_or_none(
+                    temporary_now()
+                ):
+                    raise  # our upload itself is gone: nothing to move
+                log.info(
+                    "%s was replaced meanwhile by another client; replacing again", path_now()
+                )
         self.listings.invalidate_tree(path)
         self.listings.added(path)
+
+    async def _move_once(
+        self, temporary_now: Callable[[], str], path_now: Callable[[], str]
+    ) -> str:
+        """One move of the temporary, at the names it has once this mount's renames of
+        them are over (a rename that held the gate may have moved the file or its
+        directory meanwhile); returns the path it replaced."""
+        while True:
+            temporary, path = temporary_now(), path_now()
+            async with self.renames.renaming(temporary, path):
+                if (temporary_now(), path_now()) != (temporary, path):
+                    continue  # moved while we waited for our turn: go to the new names
+                with self._changing(temporary, path):
+                    await self.server_rename().run(temporary, path, False)
+                return path
 
     def _uploaded(self, path: str) -> None:
         """The server has a new version of ``path``: what was cached of it is stale."""

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trio
+import trio.testing
 
+from agfs_fuse import paths
+from agfs_fuse.asides import UPLOAD_PREFIX
 from agfs_fuse.rename_journal import RenameJournal
 from agfs_fuse.spool import SpoolDir
 from tests.integration.conftest import RawHttp, Workspace
@@ -143,3 +147,65 @@ def test_flush_all_skips_a_torn_spool_and_uploads_the_rest(
     assert arun(body) == []
     assert raw.read(fine) == b"whole"
     assert not raw.exists(torn)
+
+
+class RenameHeldUntilUploadWaits(httpx.AsyncBaseTransport):
+    """The real transport, but the user's rename of ``held`` is sent only once the upload
+    through a temporary has set its mode (its last step before the move into place) and
+    every other task is blocked: the move then waits at the rename gate, as when a
+    program renames the file while its close uploads it."""
+
+    def __init__(self, held: str) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.held = held
+        self.temporary_ready = trio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        route = request.url.path.removeprefix("/api/v1")
+        path = request.url.params.get("path")
+        if request.method == "POST" and route == "/rename" and path == self.held:
+            await self.temporary_ready.wait()
+            await trio.testing.wait_all_tasks_blocked()
+        response = await self.inner.handle_async_request(request)
+        if route == "/chmod" and UPLOAD_PREFIX in (path or ""):
+            self.temporary_ready.set()
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("renamed", ["file", "directory"])
+def test_upload_moved_into_place_follows_a_rename_it_waited_for(
+    arun, make_fs, make_server, tmp_path: Path, renamed: str
+):
+    """The move read the file's path before waiting at the gate: a rename to X holding
+    it retargeted the writer, yet the upload landed under the old name and X kept the
+    old content. A rename of its directory takes the temporary along."""
+    limited = make_server(max_body=128 << 10)
+    directory = f"/memfs/follow-{uuid.uuid4().hex[:8]}"
+    path = f"{directory}/f"
+    old, new = (path, f"{directory}/x") if renamed == "file" else (directory, directory + "-e")
+    moved = paths.rebase(path, old, new)
+    content = os.urandom(300 << 10)
+    with httpx.Client(base_url=limited.url) as http:
+        http.post("/directories", params={"path": directory}).raise_for_status()
+        http.put("/files", params={"path": path}, content=b"old").raise_for_status()
+    transport = RenameHeldUntilUploadWaits(held=old)
+
+    async def body():
+        fs = make_fs(limited.url, spool=SpoolDir(tmp_path / "spools"), transport=transport)
+        await fs.refresh_mounts()
+        writer = fs.open_writer(KEY, path, await fs.stat(path), os.O_WRONLY | os.O_TRUNC)
+        await writer.write(0, content)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer.flush)
+            nursery.start_soon(fs.rename, old, new)
+        await fs.release_writer(KEY, writer)
+
+    arun(body)
+    with httpx.Client(base_url=limited.url) as http:
+        parent = paths.split(moved)[0]
+        listing = http.get("/directories", params={"path": parent}).json()["files"]
+        assert [entry["name"] for entry in listing] == [paths.split(moved)[1]]
+        assert http.get("/files", params={"path": moved}).content == content
