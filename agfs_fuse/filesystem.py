@@ -14,13 +14,14 @@ import functools
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import trio
 
-from . import names, paths
+from . import asides, names, paths
 from .cache import AttrCache, Clock, DirListings
 from .capabilities import Capabilities
 from .client import AgfsClient
@@ -97,6 +98,9 @@ class AgfsFilesystem:
         self._reported: set[str] = set()
         self.renames = RenameGate()
         self.rename_journal = RenameJournal(spool_dir.root / "renames")
+        self._kept_asides: set[str] = set()  # replaced files kept while open (see rename)
+        # Every spool writer still alive (open, closing, parked): their running uploads.
+        self._writers: weakref.WeakSet[SpoolWriter] = weakref.WeakSet()
 
     def attach(self, nursery: trio.Nursery) -> None:
         """The mount's nursery, for work that outlives one request (following streams,
@@ -418,12 +422,27 @@ class AgfsFilesystem:
                 self.listings.invalidate_tree(old)
                 self.listings.invalidate_tree(new)
                 self.listings.added(new)
+                if rename.kept is not None:
+                    self._kept_asides.add(rename.kept.aside)
                 return rename.kept
 
     async def discard_kept(self, kept: KeptAside) -> None:
         """A replaced file kept while open is closed for good: delete it."""
         self.attrs.invalidate(kept.aside)
+        self._kept_asides.discard(kept.aside)
         await self.server_rename().discard(kept)
+
+    def hidden(self, parent: str, name: str, now: float) -> bool:
+        """Whether a listing of ``parent`` leaves ``name`` out: a name the mount generated
+        (``asides``) that is young at ``now`` (wall clock), or that this mount knows is in
+        use whatever its age: a replaced file kept while open, an upload's temporary."""
+        if asides.aside_made_at(name) is None:
+            return False
+        return asides.is_hidden(name, now) or paths.join(parent, name) in self._live_generated()
+
+    def _live_generated(self) -> set[str]:
+        running = {w.temporary for w in self._writers if w.temporary is not None}
+        return self._kept_asides | running
 
     def server_rename(self, keep_replaced: Callable[[], bool] | None = None) -> ServerRename:
         """A ``ServerRename`` that checks the server directly (not through the rename
@@ -577,7 +596,7 @@ class AgfsFilesystem:
     ) -> SpoolWriter:
         if kept is None:
             self._check_room_for(path)
-        return SpoolWriter(
+        writer = SpoolWriter(
             self.current_client,
             self.spool_dir,
             path,
@@ -588,6 +607,8 @@ class AgfsFilesystem:
             replace=self._move_upload_into_place,
             spool=kept,
         )
+        self._writers.add(writer)
+        return writer
 
     async def _move_upload_into_place(
         self, temporary_now: Callable[[], str], path_now: Callable[[], str]

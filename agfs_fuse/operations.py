@@ -22,7 +22,7 @@ from typing import Any
 import pyfuse3
 import trio
 
-from . import asides, paths
+from . import paths
 from .errors import AgfsError, InvalidArgument, NotFound, RequestTimeout, ServerUnreachable
 from .filesystem import AgfsFilesystem
 from .fuse_attrs import (
@@ -338,7 +338,7 @@ class AgfsOperations(pyfuse3.Operations):
                     log.warning("the server's /%s is hidden by a control file", info.name)
                     self._warned_shadow = True
                 continue
-            if not info.name or "/" in info.name or asides.is_hidden(info.name, time.time()):
+            if not info.name or "/" in info.name or self.fs.hidden(path, info.name, time.time()):
                 continue
             entries.append((shown, info))
         await self._listed(inode, entries)

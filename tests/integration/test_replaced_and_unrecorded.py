@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -17,7 +19,8 @@ import trio
 import trio.testing
 
 from agfs_fuse import paths
-from agfs_fuse.asides import UPLOAD_PREFIX
+from agfs_fuse.asides import HIDDEN_FOR, UPLOAD_PREFIX
+from agfs_fuse.filesystem import AgfsFilesystem
 from agfs_fuse.rename_journal import RenameJournal
 from agfs_fuse.spool import SpoolDir
 from tests.integration.conftest import RawHttp, Workspace
@@ -209,3 +212,79 @@ def test_upload_moved_into_place_follows_a_rename_it_waited_for(
         listing = http.get("/directories", params={"path": parent}).json()["files"]
         assert [entry["name"] for entry in listing] == [paths.split(moved)[1]]
         assert http.get("/files", params={"path": moved}).content == content
+
+
+LATER = HIDDEN_FOR * 3  # seconds: long past the age that hides generated names by itself
+
+
+def test_a_replaced_file_kept_open_stays_hidden_however_old(
+    arun, make_fs, ws: Workspace, raw: RawHttp
+):
+    """A file replaced while open is kept under its aside name until its last close;
+    age alone showed it in ``ls`` after 10 minutes."""
+    src, dst = f"{ws.mem}/src", f"{ws.mem}/dst"
+    raw.write(src, b"new")
+    raw.write(dst, b"old, still open")
+
+    async def body():
+        fs = make_fs()
+        kept = await fs.rename(src, dst, keep_replaced=lambda: True)
+        assert kept is not None
+        _, name = paths.split(kept.aside)
+        when_open = fs.hidden(ws.mem, name, time.time() + LATER)
+        await fs.discard_kept(kept)
+        return when_open, fs.hidden(ws.mem, name, time.time() + LATER)
+
+    assert arun(body) == (True, False)
+    assert raw.names(ws.mem) == {"dst"}
+
+
+class CheckWhileTemporaryExists(httpx.AsyncBaseTransport):
+    """The real transport; once an upload's temporary has its mode set (the upload is
+    all but done), ``check(temporary)`` is called; temporaries and answers are kept."""
+
+    def __init__(self, check: Callable[[str], bool]) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.check = check
+        self.seen: list[tuple[str, bool]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        path = request.url.params.get("path") or ""
+        if request.url.path.endswith("/chmod") and UPLOAD_PREFIX in path:
+            self.seen.append((path, self.check(path)))
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_a_running_uploads_temporary_stays_hidden_however_old(
+    arun, make_fs, make_server, tmp_path: Path
+):
+    """A huge file on a slow link may take longer than 10 minutes to go up: its
+    temporary must not show up in ``ls`` meanwhile, only once nothing explains it."""
+    limited = make_server(max_body=128 << 10)
+    directory = f"/memfs/hide-{uuid.uuid4().hex[:8]}"
+    path = f"{directory}/f"
+    with httpx.Client(base_url=limited.url) as http:
+        http.post("/directories", params={"path": directory}).raise_for_status()
+        http.put("/files", params={"path": path}, content=b"old").raise_for_status()
+    made: list[AgfsFilesystem] = []
+
+    def hidden_later(temporary: str) -> bool:
+        return made[0].hidden(directory, paths.split(temporary)[1], time.time() + LATER)
+
+    transport = CheckWhileTemporaryExists(hidden_later)
+
+    async def body():
+        fs = make_fs(limited.url, spool=SpoolDir(tmp_path / "spools"), transport=transport)
+        made.append(fs)
+        await fs.refresh_mounts()
+        writer = fs.open_writer(KEY, path, await fs.stat(path), os.O_WRONLY | os.O_TRUNC)
+        await writer.write(0, os.urandom(300 << 10))
+        await fs.release_writer(KEY, writer)  # the last close uploads
+        [(temporary, while_running)] = transport.seen
+        return while_running, hidden_later(temporary)
+
+    assert arun(body) == (True, False)
