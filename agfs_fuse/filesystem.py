@@ -190,6 +190,11 @@ class AgfsFilesystem:
         cached = self._cached_listing(path)
         return cached if cached is not None else await self.list(path)
 
+    async def entries_for_reading(self, path: str) -> list[tuple[str, FileInfo]]:
+        """``list_for_reading`` with the name the mount shows for each entry (escaped where
+        the kernel cannot take the real one), as recorded by the listing that fetched it."""
+        return self.names.shown(path, await self.list_for_reading(path))
+
     def _cached_listing(self, path: str) -> list[FileInfo] | None:
         names = self.listings.recent(path)
         if names is None:
@@ -628,13 +633,9 @@ class AgfsFilesystem:
             except (AlreadyExists, NotFound) as exc:
                 if attempt == REPLACE_ATTEMPTS:
                     raise
-                if isinstance(exc, NotFound) and not await self._stat_now_or_none(
-                    temporary_now()
-                ):
+                if isinstance(exc, NotFound) and not await self._stat_now_or_none(temporary_now()):
                     raise  # our upload itself is gone: nothing to move
-                log.info(
-                    "%s was replaced meanwhile by another client; replacing again", path_now()
-                )
+                log.info("%s was replaced meanwhile by another client; replacing again", path_now())
         self.listings.invalidate_tree(path)
         self.listings.added(path)
 

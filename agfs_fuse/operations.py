@@ -43,8 +43,6 @@ from .writes import MessageWriter, Writer
 
 log = logging.getLogger(__name__)
 
-"""The mount's own transient server files (rename asides, uploads on their way): never listed."""
-
 RELOAD_HELP = (
     b"agfs-fuse control file: write nothing to reconnect, or an http(s):// URL to switch"
     b" servers (echo > reload; echo http://host:8080/api/v1 > reload)\n"
@@ -328,7 +326,7 @@ class AgfsOperations(pyfuse3.Operations):
     @error_boundary
     async def opendir(self, inode, ctx):
         path = self.inodes.path(inode)
-        listing = self.fs.names.record(path, await self.fs.list_for_reading(path))
+        listing = await self.fs.entries_for_reading(path)
         entries: list[tuple[str, FileInfo | None]] = []
         if inode == ROOT_INODE:
             entries += [(c.name, None) for c in CONTROLS.values() if c.listed]
@@ -650,7 +648,6 @@ class AgfsOperations(pyfuse3.Operations):
                 await self.fs.release_writer(handle.inode, handle.writer)
         finally:
             await self._unpin(handle.inode)
-
 
 
 def _forget_kernel_attrs(inode: int) -> None:

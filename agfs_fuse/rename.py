@@ -23,7 +23,6 @@ from pathlib import Path
 import trio
 
 from . import paths
-from .asides import ASIDE_PREFIX as ASIDE_PREFIX  # where it always was, for importers
 from .asides import new_aside_name
 from .client import AgfsClient
 from .errors import (

@@ -18,7 +18,7 @@ import pytest
 import trio
 import trio.testing
 
-from agfs_fuse import paths
+from agfs_fuse import names, paths
 from agfs_fuse.asides import HIDDEN_FOR, UPLOAD_PREFIX
 from agfs_fuse.filesystem import AgfsFilesystem
 from agfs_fuse.rename_journal import RenameJournal
@@ -288,3 +288,20 @@ def test_a_running_uploads_temporary_stays_hidden_however_old(
         return while_running, hidden_later(temporary)
 
     assert arun(body) == (True, False)
+
+
+def test_a_readdir_records_escaped_names_once(arun, make_fs, ws: Workspace, raw: RawHttp, caplog):
+    """One listing, one record: a name whose escaped form is taken is logged once per
+    ``ls``, not once by the filesystem and again by the FUSE layer."""
+    long_name = "L" * 300
+    raw.write(f"{ws.mem}/{long_name}", b"long")
+    raw.write(f"{ws.mem}/{names.escape(long_name)}", b"plain file holding the escaped name")
+
+    async def body():
+        fs = make_fs()
+        return await fs.entries_for_reading(ws.mem)
+
+    shown = arun(body)
+    assert [name for name, _ in shown] == [names.escape(long_name)]
+    assert shown[0][1].name == names.escape(long_name)  # the plain file, not the long one
+    assert len([r for r in caplog.records if "is taken" in r.message]) == 1
