@@ -39,7 +39,7 @@ from .readahead import Budget, ReadAhead
 from .rename import KeptAside, ServerRename
 from .rename_gate import RenameGate
 from .rename_journal import RenameJournal
-from .spool import KeptSpool, Spool, SpoolDir
+from .spool import DEFAULT_MAX_KEPT, KeptSpool, Spool, SpoolDir
 from .uploads import ParkedUploads, kept_reason
 from .wire import shown_url
 from .writes import MessageWriter, SpoolWriter, Writer
@@ -50,7 +50,6 @@ MESSAGE_TYPES = frozenset({"control", "query", "ctl", "session-ctl"})
 
 ClientFactory = Callable[[str], AgfsClient]
 REPLACE_ATTEMPTS = 3
-DEFAULT_MAX_KEPT = 1 << 30
 CAP_LOG_INTERVAL = 60.0
 
 STAT_CONCURRENCY = 8  # stats in flight for the doubtful entries of one listing

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
+from .spool import DEFAULT_MAX_KEPT
 
 KERNEL_FLAGS = (
     "allow_other",
@@ -203,7 +204,7 @@ class MountOptions:
     gid: int | None = None
     umask: int | None = None
     cache_dir: Path | None = None
-    max_kept: int = 1 << 30
+    max_kept: int = DEFAULT_MAX_KEPT
     root: str = "/"
     nonempty: bool = False
     debug: bool = False

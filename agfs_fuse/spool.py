@@ -25,6 +25,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".json"
+DEFAULT_MAX_KEPT = 1 << 30
+"""Bytes of kept spools above which new writes get ENOSPC (``-o max_kept``)."""
 
 
 @dataclass
