@@ -174,7 +174,7 @@ VALUED: dict[str, tuple[Callable[[str], Any], str]] = {
     "cafile": (_path, "PEM file of CA certificates to verify an https:// server with"),
     "certfile": (_path, "PEM client certificate for mutual TLS (with keyfile=)"),
     "keyfile": (_path, "PEM private key of the client certificate"),
-    "token_file": (_path, "file holding a bearer token, one line (or AGFS_TOKEN); warned about unless chmod 600"),
+    "token_file": (_path, "bearer token file, one line (or AGFS_TOKEN); warns unless chmod 600"),
     "header": (
         _header,
         "extra HTTP header Name:Value for a proxy (may repeat; not Content-Length, Host,"
