@@ -6,11 +6,17 @@ upload goes to before it is moved over the real file (``writes.SpoolWriter``).
 memfs refuses to rename over an existing file, so the mount moves the target aside first
 (``rename.ServerRename``). The aside's name says when it was made: memfs keeps a file's
 own modification time through a rename, so the mtime would say when the file was last
-written, not when it was set aside. A young aside belongs to a rename still running
-(here or on another mount) and is hidden; an old one was left by a crash that no intent
-record explains, and is listed under its own name, so that ``rm`` and ``rmdir`` work.
-The same holds for an upload's temporary that a crash left with no sidecar to explain it.
-Only the exact generated pattern counts: a user's ``.agfs-fuse-replaced-notes`` is a file.
+written, not when it was set aside. A listing hides a generated name when either holds:
+
+- it is young (made less than ``HIDDEN_FOR`` ago): a rename or upload still running, here
+  or on another mount;
+- this mount knows it is in use, whatever its age (``AgfsFilesystem.hidden``): a replaced
+  file kept aside while it is open here, or the temporary of an upload running here.
+
+Any other one (older, and not this mount's) was left by a crash, or belongs to a long
+upload or a kept file of another mount; it is listed under its own name, so that ``rm``
+and ``rmdir`` work. Only the exact generated pattern counts: a user's
+``.agfs-fuse-replaced-notes`` is a file.
 """
 
 from __future__ import annotations

@@ -14,13 +14,14 @@ import functools
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import trio
 
-from . import names, paths
+from . import asides, names, paths
 from .cache import AttrCache, Clock, DirListings
 from .capabilities import Capabilities
 from .client import AgfsClient
@@ -38,7 +39,7 @@ from .readahead import Budget, ReadAhead
 from .rename import KeptAside, ServerRename
 from .rename_gate import RenameGate
 from .rename_journal import RenameJournal
-from .spool import KeptSpool, Spool, SpoolDir
+from .spool import DEFAULT_MAX_KEPT, KeptSpool, Spool, SpoolDir
 from .uploads import ParkedUploads, kept_reason
 from .wire import shown_url
 from .writes import MessageWriter, SpoolWriter, Writer
@@ -49,7 +50,6 @@ MESSAGE_TYPES = frozenset({"control", "query", "ctl", "session-ctl"})
 
 ClientFactory = Callable[[str], AgfsClient]
 REPLACE_ATTEMPTS = 3
-DEFAULT_MAX_KEPT = 1 << 30
 CAP_LOG_INTERVAL = 60.0
 
 STAT_CONCURRENCY = 8  # stats in flight for the doubtful entries of one listing
@@ -97,6 +97,9 @@ class AgfsFilesystem:
         self._reported: set[str] = set()
         self.renames = RenameGate()
         self.rename_journal = RenameJournal(spool_dir.root / "renames")
+        self._kept_asides: set[str] = set()  # replaced files kept while open (see rename)
+        # Every spool writer still alive (open, closing, parked): their running uploads.
+        self._writers: weakref.WeakSet[SpoolWriter] = weakref.WeakSet()
 
     def attach(self, nursery: trio.Nursery) -> None:
         """The mount's nursery, for work that outlives one request (following streams,
@@ -185,6 +188,11 @@ class AgfsFilesystem:
         after the first needs no request), else listed now."""
         cached = self._cached_listing(path)
         return cached if cached is not None else await self.list(path)
+
+    async def entries_for_reading(self, path: str) -> list[tuple[str, FileInfo]]:
+        """``list_for_reading`` with the name the mount shows for each entry (escaped where
+        the kernel cannot take the real one), as recorded by the listing that fetched it."""
+        return self.names.shown(path, await self.list_for_reading(path))
 
     def _cached_listing(self, path: str) -> list[FileInfo] | None:
         names = self.listings.recent(path)
@@ -324,8 +332,17 @@ class AgfsFilesystem:
                 log.debug("unlink of queue control file %s: nothing to do", path)
                 return
         await self.client.delete(path)
+        self._replaced(path)
+
+    def _replaced(self, path: str, moved_in: str | None = None) -> None:
+        """``path`` is gone from the server (unlinked, or replaced by a rename of
+        ``moved_in``): like POSIX's orphaned inode, what is still open for writing under
+        that name (below it, for a directory) keeps its writes to itself, and neither its
+        close nor a parked retry may upload them over whatever holds the name now."""
         for writer in self._spools.values():
-            if writer.path == path:
+            if paths.is_within(writer.path, path) and not (
+                moved_in is not None and paths.is_within(writer.path, moved_in)
+            ):
                 writer.unlinked = True
         self.parked.unlinked(path)
 
@@ -399,20 +416,37 @@ class AgfsFilesystem:
             with self._changing(old, new):
                 rename = self.server_rename(keep_replaced)
                 await rename.run(old, new, noreplace)
+                self._replaced(new, old)
                 for writer in self._spools.values():
                     if paths.is_within(writer.path, old):
                         writer.retarget(paths.rebase(writer.path, old, new))
+                    writer.directory_renamed(old, new)
                 self.parked.renamed(old, new)
                 self.listings.removed(old)
                 self.listings.invalidate_tree(old)
                 self.listings.invalidate_tree(new)
                 self.listings.added(new)
+                if rename.kept is not None:
+                    self._kept_asides.add(rename.kept.aside)
                 return rename.kept
 
     async def discard_kept(self, kept: KeptAside) -> None:
         """A replaced file kept while open is closed for good: delete it."""
         self.attrs.invalidate(kept.aside)
+        self._kept_asides.discard(kept.aside)
         await self.server_rename().discard(kept)
+
+    def hidden(self, parent: str, name: str, now: float) -> bool:
+        """Whether a listing of ``parent`` leaves ``name`` out: a name the mount generated
+        (``asides``) that is young at ``now`` (wall clock), or that this mount knows is in
+        use whatever its age: a replaced file kept while open, an upload's temporary."""
+        if asides.aside_made_at(name) is None:
+            return False
+        return asides.is_hidden(name, now) or paths.join(parent, name) in self._live_generated()
+
+    def _live_generated(self) -> set[str]:
+        running = {w.temporary for w in self._writers if w.temporary is not None}
+        return self._kept_asides | running
 
     def server_rename(self, keep_replaced: Callable[[], bool] | None = None) -> ServerRename:
         """A ``ServerRename`` that checks the server directly (not through the rename
@@ -566,7 +600,7 @@ class AgfsFilesystem:
     ) -> SpoolWriter:
         if kept is None:
             self._check_room_for(path)
-        return SpoolWriter(
+        writer = SpoolWriter(
             self.current_client,
             self.spool_dir,
             path,
@@ -577,26 +611,47 @@ class AgfsFilesystem:
             replace=self._move_upload_into_place,
             spool=kept,
         )
+        self._writers.add(writer)
+        return writer
 
-    async def _move_upload_into_place(self, temporary: str, path: str) -> None:
-        """A whole file uploaded to ``temporary`` replaces ``path``: by POSIX rename, so
-        other clients see the old file or the new one (on memfs, briefly neither), and
-        lookups on this mount wait for it; the rename's intent is journalled like any other.
+    async def _move_upload_into_place(
+        self, temporary_now: Callable[[], str], path_now: Callable[[], str]
+    ) -> None:
+        """A whole file uploaded to ``temporary_now()`` replaces ``path_now()``: by POSIX
+        rename, so other clients see the old file or the new one (on memfs, briefly
+        neither), and lookups on this mount wait for it; the rename's intent is journalled
+        like any other.
 
-        Another client's upload may land on ``path`` between our look and our move (memfs
-        then refuses with EEXIST): we try again, since the last close wins."""
+        Another client's upload may land on the path between our look and our move (memfs
+        then refuses with EEXIST), or move the old file away just before we do (ENOENT
+        with our temporary still there): we try again, since the last close wins."""
         for attempt in range(1, REPLACE_ATTEMPTS + 1):
             try:
-                async with self.renames.renaming(temporary, path):
-                    with self._changing(temporary, path):
-                        await self.server_rename().run(temporary, path, False)
+                path = await self._move_once(temporary_now, path_now)
                 break
-            except AlreadyExists:
+            except (AlreadyExists, NotFound) as exc:
                 if attempt == REPLACE_ATTEMPTS:
                     raise
-                log.info("%s was replaced meanwhile by another client; replacing again", path)
+                if isinstance(exc, NotFound) and not await self._stat_now_or_none(temporary_now()):
+                    raise  # our upload itself is gone: nothing to move
+                log.info("%s was replaced meanwhile by another client; replacing again", path_now())
         self.listings.invalidate_tree(path)
         self.listings.added(path)
+
+    async def _move_once(
+        self, temporary_now: Callable[[], str], path_now: Callable[[], str]
+    ) -> str:
+        """One move of the temporary, at the names it has once this mount's renames of
+        them are over (a rename that held the gate may have moved the file or its
+        directory meanwhile); returns the path it replaced."""
+        while True:
+            temporary, path = temporary_now(), path_now()
+            async with self.renames.renaming(temporary, path):
+                if (temporary_now(), path_now()) != (temporary, path):
+                    continue  # moved while we waited for our turn: go to the new names
+                with self._changing(temporary, path):
+                    await self.server_rename().run(temporary, path, False)
+                return path
 
     def _uploaded(self, path: str) -> None:
         """The server has a new version of ``path``: what was cached of it is stale."""
@@ -631,7 +686,8 @@ class AgfsFilesystem:
 
     async def flush_all(self) -> list[str]:
         """Upload every dirty and parked spool (unmount, server switch); returns the paths
-        still not on the server."""
+        still not on the server. Never raises: at unmount it runs on the way to keeping
+        what is pending and closing the mount, which must happen whatever fails here."""
         failed = []
         for writer in list(self._spools.values()):
             try:
@@ -639,6 +695,10 @@ class AgfsFilesystem:
             except AgfsError as exc:
                 log.error("upload of %s failed: %s", writer.path, exc)
                 failed.append(writer.path)
+            except OSError as exc:
+                # Torn by a local write error (the program was told): never uploaded, and
+                # no reason to hold up an unmount or a server switch.
+                log.error("%s is not uploaded: its spool is torn (%s)", writer.path, exc)
         await self.parked.retry_all()
         return failed + [writer.path for writer in self.parked.writers]
 

@@ -67,7 +67,9 @@ class Entry:
     pins: int = 0
     local: LocalAttrs | None = field(default=None)
     info: FileInfo | None = None  # last attributes shown, for fstat of an unlinked file
-    subdirs: int | None = None  # a directory's subdirectories, as its last listing said
+    # A directory's subdirectory count as its last listing said, with when (monotonic
+    # seconds) that listing was made: the count (and so nlink) holds for attr_timeout.
+    subdirs: tuple[int, float] | None = None
     cached: tuple[int, int] | None = None  # (size, mtime_ns) when the page cache was filled
 
 

@@ -137,6 +137,18 @@ class EscapedNames:
             self._dirs.pop(parent, None)
         return shown
 
+    def shown(self, parent: str, entries: Iterable[FileInfo]) -> list[tuple[str, FileInfo]]:
+        """What ``record`` returned for these entries of ``parent`` when their listing was
+        recorded, from the map alone: no second record (nor its warnings) per ``ls``."""
+        mapping = self._dirs.get(parent, {})
+        shown: list[tuple[str, FileInfo]] = []
+        for info in entries:
+            if representable(info.name):
+                shown.append((info.name, info))
+            elif mapping.get(name := escape(info.name)) == info.name:
+                shown.append((name, info))
+        return shown
+
     def real_name(self, parent: str, name: str) -> str | None:
         """The real name behind the shown ``name`` in ``parent``, if it is an escaped one."""
         return self._dirs.get(parent, {}).get(name)

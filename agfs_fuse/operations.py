@@ -22,7 +22,7 @@ from typing import Any
 import pyfuse3
 import trio
 
-from . import asides, paths
+from . import paths
 from .errors import AgfsError, InvalidArgument, NotFound, RequestTimeout, ServerUnreachable
 from .filesystem import AgfsFilesystem
 from .fuse_attrs import (
@@ -42,8 +42,6 @@ from .streams import StreamFollower
 from .writes import MessageWriter, Writer
 
 log = logging.getLogger(__name__)
-
-"""The mount's own transient server files (rename asides, uploads on their way): never listed."""
 
 RELOAD_HELP = (
     b"agfs-fuse control file: write nothing to reconnect, or an http(s):// URL to switch"
@@ -328,7 +326,7 @@ class AgfsOperations(pyfuse3.Operations):
     @error_boundary
     async def opendir(self, inode, ctx):
         path = self.inodes.path(inode)
-        listing = self.fs.names.record(path, await self.fs.list_for_reading(path))
+        listing = await self.fs.entries_for_reading(path)
         entries: list[tuple[str, FileInfo | None]] = []
         if inode == ROOT_INODE:
             entries += [(c.name, None) for c in CONTROLS.values() if c.listed]
@@ -338,7 +336,7 @@ class AgfsOperations(pyfuse3.Operations):
                     log.warning("the server's /%s is hidden by a control file", info.name)
                     self._warned_shadow = True
                 continue
-            if not info.name or "/" in info.name or asides.is_hidden(info.name, time.time()):
+            if not info.name or "/" in info.name or self.fs.hidden(path, info.name, time.time()):
                 continue
             entries.append((shown, info))
         await self._listed(inode, entries)
@@ -650,7 +648,6 @@ class AgfsOperations(pyfuse3.Operations):
                 await self.fs.release_writer(handle.inode, handle.writer)
         finally:
             await self._unpin(handle.inode)
-
 
 
 def _forget_kernel_attrs(inode: int) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
+from .spool import DEFAULT_MAX_KEPT
 
 KERNEL_FLAGS = (
     "allow_other",
@@ -173,7 +174,7 @@ VALUED: dict[str, tuple[Callable[[str], Any], str]] = {
     "cafile": (_path, "PEM file of CA certificates to verify an https:// server with"),
     "certfile": (_path, "PEM client certificate for mutual TLS (with keyfile=)"),
     "keyfile": (_path, "PEM private key of the client certificate"),
-    "token_file": (_path, "file holding a bearer token, one line, mode 0600 (or AGFS_TOKEN)"),
+    "token_file": (_path, "bearer token file, one line (or AGFS_TOKEN); warns unless chmod 600"),
     "header": (
         _header,
         "extra HTTP header Name:Value for a proxy (may repeat; not Content-Length, Host,"
@@ -203,7 +204,7 @@ class MountOptions:
     gid: int | None = None
     umask: int | None = None
     cache_dir: Path | None = None
-    max_kept: int = 1 << 30
+    max_kept: int = DEFAULT_MAX_KEPT
     root: str = "/"
     nonempty: bool = False
     debug: bool = False

@@ -20,8 +20,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import trio
+
 from . import paths
-from .asides import ASIDE_PREFIX as ASIDE_PREFIX  # where it always was, for importers
 from .asides import new_aside_name
 from .client import AgfsClient
 from .errors import (
@@ -164,7 +165,7 @@ class ServerRename:
         intent = RenameIntent(
             old, new, paths.join(parent, new_aside_name(time.time())), self.client.base_url
         )
-        record = self._journal.record(intent) if self._journal is not None else None
+        record = await self._record(intent)
         body_ran = False
         try:
             await self.client.rename(new, intent.aside)
@@ -186,6 +187,13 @@ class ServerRename:
             )
             return  # the record stays: the next mount deletes it
         self._forget(record)
+
+    async def _record(self, intent: RenameIntent) -> Path | None:
+        """The intent record, written in a thread: its two fsyncs on a slow cache disk
+        must not stall every other request of the mount."""
+        if self._journal is None:
+            return None
+        return await trio.to_thread.run_sync(self._journal.record, intent)
 
     async def _settled_after(
         self, intent: RenameIntent, record: Path | None, exc: AgfsError

@@ -28,10 +28,12 @@ class RenameGate:
         """Mark the ``names`` a rename changes (its source and target) for the duration
         of the block. A rename of a name (or below a directory) another one is changing
         first waits for that one to end: two renames onto one name (a program's and an
-        upload moved into place) take turns."""
-        while any(self._pending(name) for name in names):
-            for name in names:
-                await self.settled(name)
+        upload moved into place) take turns; so does a rename of a directory while one
+        below it runs (a renamed directory would otherwise take the other's source away,
+        and its target would land under the old name, hidden)."""
+        while conflicts := [event for name in names for event in self._overlapping(name)]:
+            for event in conflicts:
+                await event.wait()
         done = trio.Event()
         for name in names:
             self._running[name] = done
@@ -49,7 +51,17 @@ class RenameGate:
                 await event.wait()
 
     def _pending(self, path: str) -> list[trio.Event]:
+        """Renames changing ``path`` or a directory above it: what a lookup waits for."""
         return [event for name, event in self._running.items() if paths.is_within(path, name)]
+
+    def _overlapping(self, path: str) -> list[trio.Event]:
+        """Renames changing ``path``, a directory above it or anything below it: what
+        another rename of ``path`` waits for."""
+        return [
+            event
+            for name, event in self._running.items()
+            if paths.is_within(path, name) or paths.is_within(name, path)
+        ]
 
     def __len__(self) -> int:
         return len(self._running)

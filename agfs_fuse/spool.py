@@ -25,6 +25,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".json"
+DEFAULT_MAX_KEPT = 1 << 30
+"""Bytes of kept spools above which new writes get ENOSPC (``-o max_kept``)."""
 
 
 @dataclass
@@ -346,12 +348,24 @@ def mount_spool_dir(cache_dir: Path, server_url: str, mountpoint: str) -> SpoolD
     old = cache_dir / "spool" / uuid.uuid5(uuid.NAMESPACE_URL, old_key).hex[:16]
     if old.is_dir() and old != spool_dir.root:
         make_private_dir(old)
-        for entry in old.iterdir():
-            os.replace(entry, spool_dir.root / entry.name)
-        with contextlib.suppress(OSError):
-            old.rmdir()
+        _move_entries(old, spool_dir.root)
         log.info("moved the spools kept under %s to %s", old, spool_dir.root)
     return spool_dir
+
+
+def _move_entries(source: Path, destination: Path) -> None:
+    """Move what ``source`` holds into ``destination``, entry by entry, then remove it. A
+    directory both hold (the rename journal's ``renames/``) is merged the same way: a
+    plain replace of a non-empty one fails (ENOTEMPTY). Names are random (uuid), so a file
+    of the same name is the same file."""
+    for entry in source.iterdir():
+        target = destination / entry.name
+        if entry.is_dir() and not entry.is_symlink() and target.is_dir():
+            _move_entries(entry, target)
+        else:
+            os.replace(entry, target)
+    with contextlib.suppress(OSError):
+        source.rmdir()
 
 
 def now() -> float:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .spool import KeptSpool, SpoolDir, default_cache_dir, spool_dir_path
+from .spool import KeptSpool, SpoolDir, UnsafeSpoolDir, default_cache_dir, spool_dir_path
 from .statsview import STATS_FILE
 
 PROG = "agfs-fuse"
@@ -43,7 +43,12 @@ def _on_disk(mountpoint: str, cache_dir: Path | None) -> list[dict[str, Any]]:
     root = spool_dir_path(cache_dir or default_cache_dir(), mountpoint)
     if not root.is_dir():
         return []
-    return [spool.describe() for spool in SpoolDir(root).kept(in_use=set())]
+    try:
+        return [spool.describe() for spool in SpoolDir(root).kept(in_use=set())]
+    except UnsafeSpoolDir as exc:  # e.g. run with sudo on a user's cache dir
+        raise SpoolsError(str(exc)) from None
+    except OSError as exc:
+        raise SpoolsError(f"cannot read the spools in {root}: {exc.strerror or exc}") from None
 
 
 def _find(kept: list[dict[str, Any]], wanted: str) -> dict[str, Any]:
@@ -59,7 +64,11 @@ def _discard(spool: dict[str, Any], mountpoint: str, running: bool) -> None:
     if running:
         _tell_mount(mountpoint, f"discard {spool['id']}")
     else:
-        KeptSpool(Path(spool["path"]), None, 0).discard()
+        try:
+            KeptSpool(Path(spool["path"]), None, 0).discard()
+        except OSError as exc:
+            where = exc.filename or spool["path"]
+            raise SpoolsError(f"cannot discard {where}: {exc.strerror or exc}") from None
 
 
 def _tell_mount(mountpoint: str, command: str) -> None:

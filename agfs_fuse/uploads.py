@@ -100,6 +100,7 @@ class ParkedUploads:
         for writer in self.writers:
             if paths.is_within(writer.path, old):
                 writer.retarget(paths.rebase(writer.path, old, new))
+            writer.directory_renamed(old, new)  # a retry may be uploading right now
 
     async def retry_all(self) -> bool:
         """Try every parked upload once; True when none is left waiting for the server."""

@@ -26,7 +26,7 @@ import trio
 from . import asides, paths
 from .capabilities import Capabilities
 from .client import AgfsClient
-from .errors import AgfsError, FileTooLarge, NotSupported
+from .errors import AgfsError, FileTooLarge, NotFound, NotSupported
 from .extents import Extents
 from .models import FileInfo
 from .spool import Spool, SpoolDir, SpoolMeta, now
@@ -38,11 +38,11 @@ HANDLE_CHUNK = 4 << 20  # one pwrite: well under the server's default 64 MiB bod
 MIN_HANDLE_CHUNK = 64 << 10
 CLEANUP_GRACE = 10.0
 """Seconds a cancelled upload still gets to close its handle and remove its temporary."""
-"""A whole file on its way up through a handle, before it is moved over the real name: a
-crash leaves one behind (the next mount removes it), never a short real file."""
 
-Replace = Callable[[str, str], Awaitable[None]]
-"""Move a finished temporary upload over the real name (POSIX rename semantics)."""
+Replace = Callable[[Callable[[], str], Callable[[], str]], Awaitable[None]]
+"""Move a finished temporary upload over the real name (POSIX rename semantics). Both
+names are given as callables, asked again at the move: a rename of the file, or of its
+directory, may have moved either while the upload ran or waited for its turn."""
 
 
 class Writer(Protocol):
@@ -115,6 +115,8 @@ class SpoolWriter:
             )
         )
         self.users = 0
+        # The hidden name a whole-file upload through a handle goes to, while one runs.
+        self.temporary: str | None = None
         # A brand-new file has nothing to fetch; a kept spool taken up holds it all.
         self.filled = base is None or spool is not None
         self.sparse = (
@@ -227,6 +229,13 @@ class SpoolWriter:
         self.path = path
         self.spool.retarget(path)
 
+    def directory_renamed(self, old: str, new: str) -> None:
+        """Directory ``old`` is now ``new``: a running upload's temporary in it moved too
+        (so that it is moved into place, or removed, under its real name)."""
+        if self.temporary is not None and paths.is_within(self.temporary, old):
+            self.temporary = paths.rebase(self.temporary, old, new)
+            self.spool.record_temporary(self.temporary)
+
     async def flush(self) -> None:
         async with self._lock:
             if self.broken is not None:
@@ -282,24 +291,42 @@ class SpoolWriter:
         if self._replace is None:
             raise NotSupported("no way to move a temporary upload into place", path=self.path)
         parent, _ = paths.split(self.path)
-        temporary = paths.join(parent, asides.new_upload_name(time.time()))
+        self.temporary = paths.join(parent, asides.new_upload_name(time.time()))
         client = self._client()
-        self.spool.record_temporary(temporary)
+        self.spool.record_temporary(self.temporary)
+        left_behind = False
         try:
             ranges = _reaching(self.spool.data_ranges(), size)
-            await self._handle_upload(temporary, ranges, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+            await self._handle_upload(self.temporary, ranges, flags)
             if self._mode is not None:
-                await client.chmod(temporary, self._mode)
-            await self._replace(temporary, self.path)
+                await client.chmod(self.temporary, self._mode)
+            await self._replace(self._temporary_now, self._path_now)
         except BaseException:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_GRACE):
                 try:
-                    await client.delete(temporary)
+                    await client.delete(self.temporary)
+                except NotFound:
+                    pass
                 except AgfsError as exc:
-                    log.warning("could not remove the unfinished upload %s: %s", temporary, exc)
+                    # The sidecar keeps naming it: the next mount removes it.
+                    left_behind = True
+                    log.warning(
+                        "could not remove the unfinished upload %s: %s", self.temporary, exc
+                    )
             raise
         finally:
-            self.spool.record_temporary(None)
+            if not left_behind:
+                self.spool.record_temporary(None)
+            self.temporary = None
+
+    def _path_now(self) -> str:
+        return self.path
+
+    def _temporary_now(self) -> str:
+        if self.temporary is None:
+            raise RuntimeError("no upload through a temporary is running")
+        return self.temporary
 
     async def _upload_changes(self) -> None:
         """Sparse flush: shrink if truncated, pwrite the written ranges, grow if extended."""

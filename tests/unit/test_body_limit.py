@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -121,9 +122,11 @@ def test_a_spool_over_the_limit_goes_up_through_a_handle_in_halved_chunks(
 
     async def upload(client: AgfsClient, path: str) -> None:
         spools = SpoolDir(tmp_path / "spools")
-        writer = SpoolWriter(
-            lambda: client, spools, path, None, server.url, caps, replace=client.rename
-        )
+
+        async def replace(temporary: Callable[[], str], target: Callable[[], str]) -> None:
+            await client.rename(temporary(), target())
+
+        writer = SpoolWriter(lambda: client, spools, path, None, server.url, caps, replace=replace)
         writer.start_empty()
         await writer.write(0, data)
         await writer.close()

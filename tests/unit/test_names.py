@@ -124,3 +124,15 @@ def test_an_escaped_name_never_takes_a_real_name() -> None:
     shown = table.record("/d", [entry("a\0b"), entry(taken, size=7)])
     assert shown == [(taken, entry(taken, size=7))]
     assert table.real_name("/d", taken) is None
+
+
+def test_shown_repeats_what_record_showed_without_recording_again(caplog) -> None:
+    table = names.EscapedNames()
+    taken = names.escape("a\0b")
+    listing = [entry("a\0b"), entry(taken, size=7), entry("L" * 300), entry("plain")]
+    recorded = table.record("/d", listing)
+    assert len([r for r in caplog.records if "is taken" in r.message]) == 1
+    assert table.shown("/d", listing) == recorded
+    assert len([r for r in caplog.records if "is taken" in r.message]) == 1
+    unrecorded = table.shown("/other", listing)  # no map there: escaped names unknown
+    assert unrecorded == [(taken, entry(taken, size=7)), ("plain", entry("plain"))]

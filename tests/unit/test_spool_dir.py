@@ -44,3 +44,24 @@ def test_an_old_url_keyed_directory_others_can_write_is_refused_not_moved_in(
         mount_spool_dir(tmp_path, url, mountpoint)
     assert (old / "planted.json").exists()
     assert not (spool_dir_path(tmp_path, mountpoint) / "planted.json").exists()
+
+
+def test_rename_records_in_both_directories_are_merged(tmp_path: Path) -> None:
+    """Both the old and the new directory hold intent records: a plain replace of
+    ``renames/`` failed with ENOTEMPTY, a traceback at mount."""
+    url, mountpoint = "http://a:8080/api/v1", "/mnt/x"
+    old_key = uuid.uuid5(uuid.NAMESPACE_URL, f"{url} {mountpoint}").hex[:16]
+    old = tmp_path / "spool" / old_key
+    (old / "renames").mkdir(parents=True)
+    (old / "renames" / "from-old.json").write_text('{"old": 1}')
+    (old / "abc").write_bytes(b"kept content")
+    new_renames = spool_dir_path(tmp_path, mountpoint) / "renames"
+    new_renames.mkdir(parents=True)
+    (new_renames / "from-new.json").write_text('{"new": 1}')
+
+    spool_dir = mount_spool_dir(tmp_path, url, mountpoint)
+    renames = spool_dir.root / "renames"
+    assert sorted(p.name for p in renames.iterdir()) == ["from-new.json", "from-old.json"]
+    assert (renames / "from-old.json").read_text() == '{"old": 1}'
+    assert (spool_dir.root / "abc").read_bytes() == b"kept content"
+    assert not old.exists()
