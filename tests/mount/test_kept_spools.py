@@ -3,6 +3,7 @@ re-uploaded or discarded from the command line, found again by the next mount.""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -96,11 +97,15 @@ def test_a_crash_spool_is_found_by_the_next_mount_and_reuploaded(
     cache = tmp_path / "shared-cache"
     first = make_mount(server.url, options=[f"cache_dir={cache}"])
     data = os.urandom(300_000)
-    f = open(first.path / "memfs" / "crash" / "x", "wb")  # noqa: SIM115
-    f.write(data)
-    f.flush()  # in the spool; uploaded only at close, which never comes
-    first.kill()
-    f.close = lambda: None  # the mount is gone: nothing to close through
+    fd = os.open(first.path / "memfs" / "crash" / "x", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        rest = memoryview(data)
+        while rest:  # into the spool; uploaded only at close, which never comes
+            rest = rest[os.write(fd, rest) :]
+        first.kill()
+    finally:
+        with contextlib.suppress(OSError):  # the mount is gone: closing it only frees the fd
+            os.close(fd)
     [offline] = listed(first.path, "--cache-dir", str(cache))  # no mount: from the disk
     assert (offline["remote_path"], offline["size"]) == ("/memfs/crash/x", len(data))
     second = make_mount(server.url, options=[f"cache_dir={cache}"], mountpoint=first.path)
