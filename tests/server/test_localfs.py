@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import hashlib
 import os
 import threading
@@ -183,13 +183,18 @@ def test_nul_byte_in_path_is_a_500_like_go(lclient: httpx.Client, lws: tuple[str
     assert lclient.get("/health").status_code == 200
 
 
-def _blocked_in_fifo_open(pid: int) -> bool:
-    """Whether a thread of ``pid`` waits in the kernel for a FIFO's other end."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            if (task / "wchan").read_text() == "wait_for_partner":
-                return True
-    return False
+def _open_fifo_writer(fifo: Path) -> int | None:
+    """The write end of ``fifo``, or None while nobody has its read end open.
+
+    A non-blocking write-only open fails with ENXIO until a reader has the FIFO open: a
+    portable way to see that the server's GET reached its open (any kernel, no ``wchan``).
+    """
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            return None
+        raise
 
 
 @pytest.mark.timeout(30)
@@ -198,31 +203,31 @@ def test_fifo_get_hangs_but_does_not_block_stat(
 ) -> None:
     """A GET of a FIFO waits for a writer (in Go too); readers share the lock meanwhile."""
     path, local = lws
-    os.mkfifo(local / "fifo")
+    fifo = local / "fifo"
+    os.mkfifo(fifo)
     (local / "plain").write_bytes(b"x")
-    assert local_server.proc is not None
     answers: list[httpx.Response] = []
 
     def get_fifo() -> None:
         with httpx.Client(base_url=local_server.url, timeout=20) as c:
             answers.append(c.get("/files", params={"path": f"{path}/fifo"}))
 
-    getter = threading.Thread(target=get_fifo)
+    getter = threading.Thread(target=get_fifo, daemon=True)
     getter.start()
+    writer: int | None = None
     try:
-        wait_until(lambda: _blocked_in_fifo_open(local_server.proc.pid), timeout=10)
+        # the server's GET has the read end open; while we hold the write end (and write
+        # nothing) its read waits, inside the request, as it would for a real writer
+        writer = wait_until(lambda: _open_fifo_writer(fifo), timeout=10, message="the GET")
         with httpx.Client(base_url=local_server.url, timeout=3) as c:
             assert c.get("/stat", params={"path": f"{path}/plain"}).json()["size"] == 1
             listed = c.get("/directories", params={"path": path}).json()["files"]
             assert sorted(f["name"] for f in listed) == ["fifo", "plain"]
-        assert not answers  # the FIFO GET still waits for a writer
+        assert not answers  # the FIFO GET still waits for the writer's data
     finally:
-        # Be the writer it waits for: it reads EOF and answers.
-        fd = wait_until(
-            lambda: os.open(local / "fifo", os.O_WRONLY | os.O_NONBLOCK),
-            timeout=10,
-            ignore=(OSError,),
-        )
-        os.close(fd)
-        getter.join()
+        # Closing the write end without writing: the GET reads EOF and answers.
+        if writer is None:
+            writer = wait_until(lambda: _open_fifo_writer(fifo), timeout=10)
+        os.close(writer)
+        getter.join(20)
     assert answers[0].status_code == 200 and answers[0].content == b""
