@@ -725,24 +725,23 @@ class FaultProxy:
                     return
                 if action == "drop":
                     with contextlib.suppress(OSError, _Closed, ValueError):
-                        _read_body(up_reader, req.method, status, headers, None)
+                        self._read_whole(req, up_reader, status, headers)
                     _rst(client)
                     return
                 if action == "cut":
                     assert rule is not None
                     try:
-                        body = _read_body(up_reader, req.method, status, headers, None)
+                        body = self._read_whole(req, up_reader, status, headers)
                     except (OSError, _Closed, ValueError):
                         body = b""
                     self._send_cut(client, status, headers, body, rule.keep)
                     return
-                if req.route == "/handles/open" and req.method == "POST":
+                if _opens_handle(req):
                     try:
-                        body = _read_body(up_reader, req.method, status, headers, None)
+                        body = self._read_whole(req, up_reader, status, headers)
                     except (OSError, _Closed, ValueError):
                         _rst(client)
                         return
-                    self._note_handle(status, body)
                     _send_whole(client, status, headers, body)
                     with self._lock:
                         self.forwarded[req.key] += 1
@@ -771,6 +770,18 @@ class FaultProxy:
             self._untrack(client)
             with self._lock:
                 self._threads.discard(threading.current_thread())
+
+    def _read_whole(
+        self, req: Request, reader: _Reader, status: int, headers: list[tuple[str, str]]
+    ) -> bytes:
+        """The server's whole answer body; the id of a handle it opened is kept even when
+        the answer then never reaches the client (drop, cut): that handle is open all the
+        same, and a leak check must ask about it."""
+        body = _read_body(reader, req.method, status, headers, None)
+        assert isinstance(body, bytes)
+        if _opens_handle(req):
+            self._note_handle(status, body)
+        return body
 
     def _read_request(self, reader: _Reader) -> Request | None:
         head = reader.read_head()
@@ -853,6 +864,10 @@ class FaultProxy:
                     return
             except (OSError, ValueError):
                 return
+
+
+def _opens_handle(req: Request) -> bool:
+    return req.method == "POST" and req.route == "/handles/open"
 
 
 def _send_whole(
