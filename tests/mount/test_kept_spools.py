@@ -47,7 +47,7 @@ def test_kept_spools_are_capped_listed_and_discarded(make_server, make_mount) ->
     assert write_over_limit(local / "b", second) == errno.EFBIG  # now 3 MiB kept: over 2 MiB
 
     def both_kept() -> list[dict]:
-        kept = json.loads((mount.path / ".agfs-stats").read_bytes())["kept_spools"]
+        kept = mount.stats()["kept_spools"]
         return kept if len(kept) == 2 else []
 
     kept = wait_until(both_kept, 10, message="two kept spools in .agfs-stats")
