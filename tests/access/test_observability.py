@@ -40,10 +40,6 @@ TOP_KEYS = {
 }
 
 
-def read_stats(mount) -> dict:
-    return json.loads((mount.path / ".agfs-stats").read_bytes())
-
-
 def file_operations(local) -> None:
     """A little of everything: create, write, read, list, stat, rename, mkdir, unlink."""
     (local / "a.txt").write_text("hello\n")
@@ -58,7 +54,7 @@ def file_operations(local) -> None:
 
 def test_stats_file_is_json_with_the_documented_keys(make_mount, server):
     mount = make_mount(server.url)
-    stats = read_stats(mount)
+    stats = mount.stats()
     assert set(stats) >= TOP_KEYS, TOP_KEYS - set(stats)
     assert stats["url"] == server.url
     assert set(stats["latency_ms"]) == {"p50", "p90", "p99", "max"}
@@ -78,16 +74,16 @@ def test_stats_count_requests_bytes_and_errors(make_mount, server, remote_dir):
     server.http.write(f"{remote_dir}/known.bin", payload)
     mount = make_mount(server.url)
     local = mount.path / remote_dir.lstrip("/")
-    before = read_stats(mount)
+    before = mount.stats()
 
     assert (local / "known.bin").read_bytes() == payload
-    after_read = read_stats(mount)
+    after_read = mount.stats()
     assert after_read["requests_total"] > before["requests_total"]
     assert after_read["bytes_received"] - before["bytes_received"] >= size
 
     written = os.urandom(100_000)
     (local / "out.bin").write_bytes(written)
-    after_write = read_stats(mount)
+    after_write = mount.stats()
     assert after_write["bytes_sent"] - after_read["bytes_sent"] >= len(written)
     puts = after_write["requests"].get("PUT /files", 0)
     assert puts > after_read["requests"].get("PUT /files", 0)
@@ -95,7 +91,7 @@ def test_stats_count_requests_bytes_and_errors(make_mount, server, remote_dir):
 
     errors_before = sum(after_write["errors"].values())
     assert not (local / "no-such-file").exists()
-    after_miss = read_stats(mount)
+    after_miss = mount.stats()
     assert sum(after_miss["errors"].values()) > errors_before, after_miss["errors"]
 
 
@@ -105,13 +101,13 @@ def test_stats_show_open_files_and_pending_uploads(make_mount, server, remote_di
     fd = os.open(local / "held.bin", os.O_WRONLY | os.O_CREAT, 0o644)
     try:
         os.write(fd, b"not uploaded yet")
-        held = read_stats(mount)
+        held = mount.stats()
         assert held["open_files"] >= 1
         assert held["pending_uploads"] == 1
     finally:
         os.close(fd)
     done = wait_until(
-        lambda: (s := read_stats(mount))["pending_uploads"] == 0 and s["open_files"] == 0 and s,
+        lambda: (s := mount.stats())["pending_uploads"] == 0 and s["open_files"] == 0 and s,
         timeout=10,
         message="the upload to finish and the file to close",
     )
@@ -137,7 +133,7 @@ def test_stats_file_is_hidden_read_only_and_found_by_name(make_mount, server):
         assert refused.value.errno in (errno.EACCES, errno.EPERM, errno.EBADF), refused.value
     with pytest.raises(OSError):
         os.unlink(mount.path / ".agfs-stats")
-    assert "requests_total" in read_stats(mount)
+    assert "requests_total" in mount.stats()
     assert mount.alive()
 
 
@@ -179,7 +175,7 @@ def test_default_log_is_quiet_during_file_operations(make_mount, server, remote_
     )
     at_mount = mount.log()
     file_operations(mount.path / remote_dir.lstrip("/"))
-    assert read_stats(mount)["requests_total"] > 10
+    assert mount.stats()["requests_total"] > 10
     assert mount.log() == at_mount, "new log lines during normal operations:\n" + mount.log()
 
 

@@ -7,7 +7,6 @@ reference server over plain HTTP. What the mount wrote is checked on the server 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -235,8 +234,7 @@ def test_reload_keeps_tls_and_token(make_proxy, make_mount, server, remote_dir, 
     assert server.http.read(f"{remote_dir}/after-reload.txt") == b"still https\n"
 
     sh(f"echo {second.url} > {mount.path}/reload")  # switch: same CA, same token
-    stats = json.loads((mount.path / ".agfs-stats").read_text())
-    assert stats["url"] == second.url
+    assert mount.stats()["url"] == second.url
     server.http.write(f"{remote_dir}/via-second.txt", b"second proxy\n")
     assert (local / "via-second.txt").read_bytes() == b"second proxy\n"
     seen = second.seen()

@@ -9,7 +9,6 @@ module docstring of agfs_fuse.mount_helper). The fstab tests use a scratch fstab
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from agfs_fuse.mount_helper import EX_FAIL, EX_USAGE
 from tests.support.mount import is_mounted, mount_entry, pids_with_arg, wait_until
+from tests.support.server import free_port
 
 from .conftest import Server
 
@@ -71,10 +71,7 @@ def assert_gone(mountpoint: Path) -> None:
 
 def closed_port_url() -> str:
     """An http URL on loopback where nothing listens."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/api/v1"
+    return f"http://127.0.0.1:{free_port()}/api/v1"
 
 
 # -- through mount(8) ------------------------------------------------------------------------

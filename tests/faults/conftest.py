@@ -313,11 +313,6 @@ class Rig:
         self.server.stop()
 
 
-def mount_stats(mount: Mount) -> dict[str, Any]:
-    """The mount's ``/.agfs-stats``."""
-    return json.loads((mount.path / ".agfs-stats").read_text())
-
-
 @pytest.fixture
 def rig() -> Iterator[Rig]:
     """Server + proxy + a mount through the proxy (``rig.mount``), torn down afterwards.
@@ -406,7 +401,6 @@ __all__ = [
     "spawn_tool",
     "full_log",
     "log_since",
-    "mount_stats",
     "new_dir",
     "probe",
     "run_tool",

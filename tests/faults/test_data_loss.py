@@ -41,7 +41,6 @@ from tests.faults.conftest import (
     Metrics,
     Rig,
     full_log,
-    mount_stats,
     new_dir,
     probe,
     wait_until,
@@ -184,7 +183,7 @@ def test_kill_server_during_uploads_loses_nothing(rig: Rig, metrics: Metrics) ->
         if kept:
             parked = len(kept)
             stats = wait_until(
-                lambda n=parked: (s := mount_stats(mount))["parked_uploads"] == n and s,
+                lambda n=parked: (s := mount.stats())["parked_uploads"] == n and s,
                 timeout=15,
                 message=f"{len(kept)} parked uploads in /.agfs-stats",
             )
@@ -228,7 +227,7 @@ def _park(rig: Rig, local: Path, remote: str, seed: int, size: int, metrics: Met
     assert result["close_elapsed"] <= RETRY_BUDGET + SLACK, result
     metrics.blocked("close() with 503 on upload", result["close_elapsed"])
     wait_until(
-        lambda: mount_stats(rig.mount)["parked_uploads"] == 1,
+        lambda: rig.mount.stats()["parked_uploads"] == 1,
         timeout=15,
         message="the failed upload to be parked",
     )
@@ -272,7 +271,7 @@ def test_parked_upload_superseded_by_a_newer_write_is_dropped(rig: Rig, metrics:
     wait_until(
         lambda: (
             f"dropped the parked upload of {remote}/f" in full_log(rig.mount)
-            and mount_stats(rig.mount)["parked_uploads"] == 0
+            and rig.mount.stats()["parked_uploads"] == 0
         ),
         timeout=60,
         message="the superseded parked upload to be dropped",

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ import trio
 from agfs_fuse.client import AgfsClient
 from agfs_fuse.filesystem import AgfsFilesystem
 from agfs_fuse.spool import SpoolDir
-from tests.support.server import ServerProcess, plugins_config, start_server
+from tests.support.server import ServerProcess, free_port, plugins_config, start_server
 
 T = TypeVar("T")
 
@@ -63,10 +62,7 @@ def launch(workdir: Path, *, max_body: int | None = None) -> LiveServer:
 
 def dead_url() -> str:
     """An http URL on a loopback port nobody listens on (connection refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/api/v1"
+    return f"http://127.0.0.1:{free_port()}/api/v1"
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,7 @@ def relay(server: LiveServer) -> Iterator[CountingRelay]:
         relay.close()
 
 
-def test_counts_requests_and_finds_a_handle_left_open(
-    relay: CountingRelay, ws: Workspace
-) -> None:
+def test_counts_requests_and_finds_a_handle_left_open(relay: CountingRelay, ws: Workspace) -> None:
     path = f"{ws.mem}/counted"
     with httpx.Client(base_url=relay.url, timeout=10) as c:
         before = relay.counts()
@@ -41,6 +39,31 @@ def test_counts_requests_and_finds_a_handle_left_open(
         }
         assert relay.open_handles() == [handle_id]
         assert c.delete(f"/handles/{handle_id}").status_code == 200
+    assert relay.open_handles() == []
+
+
+@pytest.mark.parametrize("fault", ["drop", "cut"])
+def test_a_handle_whose_open_answer_is_lost_is_still_found(
+    relay: CountingRelay, server: LiveServer, ws: Workspace, fault: str
+) -> None:
+    """The server opened the handle, the client never learnt its id: exactly the leak a
+    leak check is for."""
+    path = f"{ws.mem}/lost-answer"
+    if fault == "drop":
+        relay.proxy.drop("POST", "/handles/open", applied=True, count=1)
+    else:
+        relay.proxy.cut("POST", "/handles/open", count=1)
+    with httpx.Client(base_url=relay.url, timeout=10) as c:
+        assert c.put("/files", params={"path": path}, content=b"abc").status_code == 200
+        with pytest.raises(httpx.HTTPError):
+            c.post("/handles/open", params={"path": path, "flags": "0"}).json()
+    leaked = relay.open_handles()
+    try:
+        assert len(leaked) == 1, leaked
+    finally:
+        with httpx.Client(base_url=server.url, timeout=10) as direct:
+            for handle_id in leaked:
+                direct.delete(f"/handles/{handle_id}")
     assert relay.open_handles() == []
 
 

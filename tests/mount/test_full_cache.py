@@ -2,15 +2,15 @@
 torn is kept, and the mount works again once there is space.
 
 The cache lives on a 20 MiB tmpfs mounted here (and unmounted after); the server's body
-limit is 1 MiB, so uploads go through handles. Handles are checked with ``GET
-/handles/{id}`` on every id the server gave out (AGFS numbers them from 1), which works on
-the real server too.
+limit is 1 MiB, so uploads go through handles. The mount talks to the server through a
+counting relay (``tests/support/counting.py``) that keeps every handle id the server gave
+out, and asks the server about each (``GET /handles/{id}``), which works on the real
+server too.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,27 +53,13 @@ def files_under(directory: Path) -> list[str]:
     return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
 
 
-def open_handle_ids(server) -> list[int]:
-    """Every handle id the server gave out that is still open (ids count up from 1)."""
-    probe = server.http.request("POST", "/handles/open", "/memfs/full/probe", flags="0")
-    assert probe.status_code == 200, probe.text
-    last = probe.json()["handle_id"]
-    server.http.request("DELETE", f"/handles/{last}")
-    still_open = []
-    for handle in range(1, last):
-        answer = server.http.request("GET", f"/handles/{handle}")
-        if answer.status_code != 404:
-            still_open.append(handle)
-    return still_open
-
-
 @pytest.mark.timeout(90)
 def test_full_cache_leaks_no_handle_and_recovers(
     small_cache: Path, make_server, make_mount, tmp_path: Path
 ) -> None:
-    server = make_server(localfs=False, max_body=LIMIT)
+    server = make_server(localfs=False, max_body=LIMIT, counted=True)
+    assert server.relay is not None
     server.http.mkdir("/memfs/full")
-    server.http.write("/memfs/full/probe", b"")
     mount = make_mount(server.url, options=[f"cache_dir={small_cache / 'cache'}"])
     remote = mount.path / "memfs" / "full"
 
@@ -84,6 +70,7 @@ def test_full_cache_leaks_no_handle_and_recovers(
         f.flush()
         filler = fill(small_cache)
     assert server.http.read("/memfs/full/late") == data
+    assert server.relay.proxy.opened_handles(), "the upload went through a handle"
     filler.unlink()
 
     # 2. A write larger than the cache disk: ENOSPC, then nothing of it is kept.
@@ -92,7 +79,7 @@ def test_full_cache_leaks_no_handle_and_recovers(
     proc = run(["cp", str(source), str(remote / "big")], check=False)
     assert proc.returncode != 0
     assert b"No space left on device" in proc.stderr, proc.stderr
-    assert open_handle_ids(server) == [], mount.describe()
+    assert server.relay.open_handles() == [], mount.describe()
 
     # 3. Nothing torn left behind (spools, empty .json.tmp files), and the mount recovers.
     # The kernel sends release (which removes the spool) after close() returned.
@@ -104,7 +91,7 @@ def test_full_cache_leaks_no_handle_and_recovers(
     small = os.urandom(5 << 20)
     (remote / "after").write_bytes(small)
     assert server.http.read("/memfs/full/after") == small
-    assert open_handle_ids(server) == []
+    assert server.relay.open_handles() == []
 
 
 @pytest.mark.timeout(60)
@@ -120,7 +107,7 @@ def test_server_disk_full_is_enospc_at_close_and_kept_not_retried(
         assert info.value.errno == errno.ENOSPC, info.value
 
         def kept() -> list[dict]:
-            stats = json.loads((mount.path / ".agfs-stats").read_bytes())
+            stats = mount.stats()
             assert stats["parked_uploads"] == 0, "a full disk was parked for retries"
             return stats["kept_spools"]
 

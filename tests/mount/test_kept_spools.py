@@ -3,6 +3,7 @@ re-uploaded or discarded from the command line, found again by the next mount.""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -46,7 +47,7 @@ def test_kept_spools_are_capped_listed_and_discarded(make_server, make_mount) ->
     assert write_over_limit(local / "b", second) == errno.EFBIG  # now 3 MiB kept: over 2 MiB
 
     def both_kept() -> list[dict]:
-        kept = json.loads((mount.path / ".agfs-stats").read_bytes())["kept_spools"]
+        kept = mount.stats()["kept_spools"]
         return kept if len(kept) == 2 else []
 
     kept = wait_until(both_kept, 10, message="two kept spools in .agfs-stats")
@@ -96,11 +97,15 @@ def test_a_crash_spool_is_found_by_the_next_mount_and_reuploaded(
     cache = tmp_path / "shared-cache"
     first = make_mount(server.url, options=[f"cache_dir={cache}"])
     data = os.urandom(300_000)
-    f = open(first.path / "memfs" / "crash" / "x", "wb")  # noqa: SIM115
-    f.write(data)
-    f.flush()  # in the spool; uploaded only at close, which never comes
-    first.kill()
-    f.close = lambda: None  # the mount is gone: nothing to close through
+    fd = os.open(first.path / "memfs" / "crash" / "x", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        rest = memoryview(data)
+        while rest:  # into the spool; uploaded only at close, which never comes
+            rest = rest[os.write(fd, rest) :]
+        first.kill()
+    finally:
+        with contextlib.suppress(OSError):  # the mount is gone: closing it only frees the fd
+            os.close(fd)
     [offline] = listed(first.path, "--cache-dir", str(cache))  # no mount: from the disk
     assert (offline["remote_path"], offline["size"]) == ("/memfs/crash/x", len(data))
     second = make_mount(server.url, options=[f"cache_dir={cache}"], mountpoint=first.path)

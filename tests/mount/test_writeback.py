@@ -20,7 +20,7 @@ BLOCKS = 256
 
 
 def _write_requests(mount) -> int:
-    return json.loads((mount.path / ".agfs-stats").read_text())["write_requests"]
+    return mount.stats()["write_requests"]
 
 
 def _write_in_blocks(path, data: bytes) -> None:
@@ -42,7 +42,7 @@ def test_small_writes_arrive_whole_and_writeback_gathers_them(
     server, make_mount, writeback: bool
 ) -> None:
     mount = make_mount(server.url, options=["writeback_cache"] if writeback else [])
-    stats = json.loads((mount.path / ".agfs-stats").read_text())
+    stats = mount.stats()
     assert stats["page_cache"]["writeback"] is writeback
     data = os.urandom(BLOCK * BLOCKS)
     before = _write_requests(mount)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import hashlib
 import os
 import threading
@@ -183,13 +183,39 @@ def test_nul_byte_in_path_is_a_500_like_go(lclient: httpx.Client, lws: tuple[str
     assert lclient.get("/health").status_code == 200
 
 
-def _blocked_in_fifo_open(pid: int) -> bool:
-    """Whether a thread of ``pid`` waits in the kernel for a FIFO's other end."""
+#: ``AT_FDCWD`` (-100) as the low 32 bits of a syscall argument (the dirfd is a C int,
+#: which /proc/PID/task/TID/syscall may print sign-extended or not).
+_AT_FDCWD = -100 & 0xFFFFFFFF
+
+
+def _blocked_in_open_at(pid: int) -> bool:
+    """Whether a thread of ``pid`` is blocked in an ``openat(AT_FDCWD, ...)`` system call.
+
+    /proc/PID/task/TID/syscall gives the call's number and its arguments on any kernel and
+    architecture (unlike ``wchan``, whose symbol names differ between kernels); a server
+    thread otherwise waits in poll, accept or a futex, never with AT_FDCWD first. A FIFO's
+    writer cannot be used to see the open: the GET would get it and answer at once (it
+    reads the FIFO's stat size, 0).
+    """
     for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            if (task / "wchan").read_text() == "wait_for_partner":
-                return True
+        try:
+            fields = (task / "syscall").read_text().split()
+        except OSError:
+            continue
+        in_call = len(fields) > 1 and fields[1].startswith("0x")
+        if in_call and int(fields[1], 16) & 0xFFFFFFFF == _AT_FDCWD:
+            return True
     return False
+
+
+def _open_fifo_writer(fifo: Path) -> int | None:
+    """The write end of ``fifo``, or None while nobody has its read end open (ENXIO)."""
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            return None
+        raise
 
 
 @pytest.mark.timeout(30)
@@ -198,33 +224,32 @@ def test_fifo_get_hangs_but_does_not_block_stat(
 ) -> None:
     """A GET of a FIFO waits for a writer (in Go too); readers share the lock meanwhile."""
     path, local = lws
-    os.mkfifo(local / "fifo")
+    fifo = local / "fifo"
+    os.mkfifo(fifo)
     (local / "plain").write_bytes(b"x")
-    assert local_server.proc is not None
     answers: list[httpx.Response] = []
 
     def get_fifo() -> None:
         with httpx.Client(base_url=local_server.url, timeout=20) as c:
             answers.append(c.get("/files", params={"path": f"{path}/fifo"}))
 
-    getter = threading.Thread(target=get_fifo)
+    getter = threading.Thread(target=get_fifo, daemon=True)
     getter.start()
+    assert local_server.proc is not None
+    pid = local_server.proc.pid
     try:
-        wait_until(lambda: _blocked_in_fifo_open(local_server.proc.pid), timeout=10)
+        wait_until(lambda: _blocked_in_open_at(pid), timeout=10, message="the GET's open")
         with httpx.Client(base_url=local_server.url, timeout=3) as c:
             assert c.get("/stat", params={"path": f"{path}/plain"}).json()["size"] == 1
             listed = c.get("/directories", params={"path": path}).json()["files"]
             assert sorted(f["name"] for f in listed) == ["fifo", "plain"]
         assert not answers  # the FIFO GET still waits for a writer
     finally:
-        # Be the writer it waits for: it reads EOF and answers.
-        fd = wait_until(
-            lambda: os.open(local / "fifo", os.O_WRONLY | os.O_NONBLOCK),
-            timeout=10,
-            ignore=(OSError,),
-        )
-        os.close(fd)
-        getter.join()
+        # Be the writer it waits for (the open stops failing with ENXIO once its read end
+        # is open): it reads EOF and answers.
+        writer = wait_until(lambda: _open_fifo_writer(fifo), timeout=10, message="the GET")
+        os.close(writer)
+        getter.join(20)
     assert answers[0].status_code == 200 and answers[0].content == b""
 
 

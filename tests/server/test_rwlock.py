@@ -44,15 +44,23 @@ def test_writer_excludes_readers_and_waiting_writer_blocks_new_readers() -> None
         with lock.read():
             order.append("late reader")
 
-    w = threading.Thread(target=writer)
-    w.start()
-    writer_waiting.wait(5)
-    wait_until(lambda: lock._writers_waiting, timeout=5)  # queued behind the first reader
-    r = threading.Thread(target=late_reader)
-    r.start()
-    r.join(0.2)  # "stays blocked" cannot be polled for: give it a moment to get in wrongly
-    assert r.is_alive() and order == []
-    first_reader.__exit__(None, None, None)
-    w.join(5)
-    r.join(5)
-    assert order == ["writer", "late reader"]  # Go: a waiting writer goes before new readers
+    # daemon threads, and the first reader let go in ``finally``: a failing assert must not
+    # leave threads blocked on the lock that pytest would wait for at exit
+    w = threading.Thread(target=writer, daemon=True)
+    r = threading.Thread(target=late_reader, daemon=True)
+    released = False
+    try:
+        w.start()
+        writer_waiting.wait(5)
+        wait_until(lambda: lock._writers_waiting, timeout=5)  # queued behind the first reader
+        r.start()
+        r.join(0.2)  # "stays blocked" cannot be polled for: give it a moment to get in wrongly
+        assert r.is_alive() and order == []
+        first_reader.__exit__(None, None, None)
+        released = True
+        w.join(5)
+        r.join(5)
+        assert order == ["writer", "late reader"]  # Go: a waiting writer goes before new readers
+    finally:
+        if not released:
+            first_reader.__exit__(None, None, None)

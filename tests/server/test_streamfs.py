@@ -30,6 +30,10 @@ from tests.support.server import ServerProcess, start_server
 
 O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
 CHUNK = 64 * 1024
+#: A write wakes a waiting reader at once; a reader that missed it would only see the data
+#: at its read timeout (Go: 30 s). Far from both, so a loaded machine does not flake.
+WAKE_BOUND = 10.0
+FOLLOW_TIMEOUT = 20.0
 NOT_STREAM_MODE = "use stream mode for reading stream files"
 _ids = itertools.count()
 
@@ -332,11 +336,13 @@ def test_stream_replays_then_follows(srv: ServerProcess, c: httpx.Client, s: str
         assert r.headers["x-content-type-options"] == "nosniff"
         assert readers(c, s) == 1
         for word in (b"three,", b"four"):
-            # well under the 0.5 s idle tick: the write itself wakes the reader
+            # the write itself wakes the reader: not its read timeout (Go: 30 s). The
+            # reference's 0.5 s idle tick is too close to a loaded machine's delays to be
+            # told apart by the clock, so the bound is set against the timeout.
             start = time.monotonic()
             put(c, s, word)
-            got = r.read_body(len(r.body) + len(word))
-            assert time.monotonic() - start < 0.4
+            got = r.read_body(len(r.body) + len(word), timeout=FOLLOW_TIMEOUT)
+            assert time.monotonic() - start < WAKE_BOUND
         assert got == b"one,two,three,four" and not r.ended
     write_until_no_readers(c, s)
 
@@ -507,8 +513,8 @@ def test_a_handle_read_with_nothing_buffered_waits_for_the_next_write(
         assert blocked.nothing_yet()
         start = time.monotonic()
         put(c, s, b"live")
-        blocked.pump(lambda: blocked.ended)
-        assert time.monotonic() - start < 0.4
+        blocked.pump(lambda: blocked.ended, timeout=FOLLOW_TIMEOUT)
+        assert time.monotonic() - start < WAKE_BOUND  # not at the end of Go's 30 s wait
         assert blocked.status == 200 and bytes(blocked.body) == b"live"
         assert blocked.headers["x-bytes-read"] == "4"
     assert c.delete(f"/handles/{hid}").json() == {"message": "handle closed"}

@@ -24,7 +24,6 @@ repeats a run's operation sequence.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import statistics
@@ -80,7 +79,7 @@ class Soak:
                     rss = int(line.split()[1])
         handles = self.stack.open_handles()
         assert handles == [], f"server handles left open between operations: {handles}"
-        stats = json.loads((self.stack.mount.path / ".agfs-stats").read_bytes())
+        stats = self.stack.mount.stats()
         idle = {k: stats.get(k) for k in ("open_files", "open_spools", "pending_uploads")}
         assert idle == {"open_files": 0, "open_spools": 0, "pending_uploads": 0}, idle
         spools = [p for p in (self.stack.base / "cache").rglob("*") if p.is_file()]

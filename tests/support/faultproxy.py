@@ -9,6 +9,7 @@ by the test while the mount runs::
         mount = Mount(proxy.url, ...)
         proxy.fail(503, "GET", "/stat", count=3)   # the next 3 stats get 503
         proxy.stall("GET", "/files", path="big")   # reads of */big* never answered
+        held = proxy.pause("POST", "/rename")      # held until held.release(), then sent
         proxy.refuse()                             # connections refused (listener closed)
         proxy.accept()                             # ...and accepted again, same port
         proxy.counts["GET /stat"]                  # requests seen, by "METHOD /route"
@@ -19,6 +20,8 @@ requests it hits, ``None`` = until removed):
 
 - ``stall``: read the whole request, never answer (until the client gives up or the proxy
   stops);
+- ``pause``: read the whole request and hold it until the test calls ``rule.release()``,
+  then forward it as usual (to order two clients' requests deterministically);
 - ``fail``: answer ``status`` (503, 502, 504...) without asking the server;
 - ``cut``: forward, then send the response head and only part of the body, and close;
 - ``garbage``: answer one of :data:`GARBAGE` (HTML 500 page, truncated JSON with 200, JSON
@@ -164,6 +167,12 @@ class Rule:
     hits: int = 0
     """How many requests this rule has hit so far."""
     last_hit: float | None = field(default=None, repr=False)
+    gate: threading.Event = field(default_factory=threading.Event, repr=False)
+    """Set by :meth:`release`: ``pause`` rules hold their requests until then."""
+
+    def release(self) -> None:
+        """Let the requests a ``pause`` rule holds (and any it hits later) go on."""
+        self.gate.set()
 
     def matches(self, req: Request) -> bool:
         if self.count is not None and self.hits >= self.count:
@@ -509,6 +518,18 @@ class FaultProxy:
         """Matching requests are read and never answered."""
         return self.add(Rule("stall", method, route, path, when, count))
 
+    def pause(
+        self,
+        method: str | None = None,
+        route: str | None = None,
+        *,
+        path: str | None = None,
+        count: int | None = None,
+        when: Callable[[Request], bool] | None = None,
+    ) -> Rule:
+        """Matching requests are read and held until ``rule.release()``, then forwarded."""
+        return self.add(Rule("pause", method, route, path, when, count))
+
     def fail(
         self,
         status: int = 503,
@@ -659,6 +680,11 @@ class FaultProxy:
                 if action == "stall":
                     self._hold(client)
                     return
+                if action == "pause":
+                    assert rule is not None
+                    if not self._wait_for_release(rule):
+                        return
+                    action = "pass"
                 if action == "fail":
                     assert rule is not None
                     text = f"{rule.status} {_REASONS.get(rule.status, 'Error')}\n".encode()
@@ -699,24 +725,23 @@ class FaultProxy:
                     return
                 if action == "drop":
                     with contextlib.suppress(OSError, _Closed, ValueError):
-                        _read_body(up_reader, req.method, status, headers, None)
+                        self._read_whole(req, up_reader, status, headers)
                     _rst(client)
                     return
                 if action == "cut":
                     assert rule is not None
                     try:
-                        body = _read_body(up_reader, req.method, status, headers, None)
+                        body = self._read_whole(req, up_reader, status, headers)
                     except (OSError, _Closed, ValueError):
                         body = b""
                     self._send_cut(client, status, headers, body, rule.keep)
                     return
-                if req.route == "/handles/open" and req.method == "POST":
+                if _opens_handle(req):
                     try:
-                        body = _read_body(up_reader, req.method, status, headers, None)
+                        body = self._read_whole(req, up_reader, status, headers)
                     except (OSError, _Closed, ValueError):
                         _rst(client)
                         return
-                    self._note_handle(status, body)
                     _send_whole(client, status, headers, body)
                     with self._lock:
                         self.forwarded[req.key] += 1
@@ -745,6 +770,18 @@ class FaultProxy:
             self._untrack(client)
             with self._lock:
                 self._threads.discard(threading.current_thread())
+
+    def _read_whole(
+        self, req: Request, reader: _Reader, status: int, headers: list[tuple[str, str]]
+    ) -> bytes:
+        """The server's whole answer body; the id of a handle it opened is kept even when
+        the answer then never reaches the client (drop, cut): that handle is open all the
+        same, and a leak check must ask about it."""
+        body = _read_body(reader, req.method, status, headers, None)
+        assert isinstance(body, bytes)
+        if _opens_handle(req):
+            self._note_handle(status, body)
+        return body
 
     def _read_request(self, reader: _Reader) -> Request | None:
         head = reader.read_head()
@@ -811,6 +848,13 @@ class FaultProxy:
             client.shutdown(socket.SHUT_WR)  # a clean FIN mid-body: "incomplete message"
             _drain(client, 1.0)
 
+    def _wait_for_release(self, rule: Rule) -> bool:
+        """Wait until ``rule`` is released (True) or the proxy stops (False)."""
+        while not rule.gate.wait(0.05):
+            if self._stop.is_set():
+                return False
+        return True
+
     def _hold(self, client: socket.socket) -> None:
         """Never answer: wait until the client gives up or the proxy stops."""
         while not self._stop.is_set():
@@ -820,6 +864,10 @@ class FaultProxy:
                     return
             except (OSError, ValueError):
                 return
+
+
+def _opens_handle(req: Request) -> bool:
+    return req.method == "POST" and req.route == "/handles/open"
 
 
 def _send_whole(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import signal
@@ -381,6 +382,11 @@ class Mount:
                 self.returncode = self.proc.wait()
         force_unmount(self.path)
         return self.returncode
+
+    def stats(self) -> dict[str, Any]:
+        """The mount's counters: its ``/.agfs-stats`` file, parsed (read through the mount,
+        as a user would; raises OSError when the mount is dead)."""
+        return json.loads((self.path / ".agfs-stats").read_bytes())
 
     # -- diagnostics ---------------------------------------------------------------------
 
