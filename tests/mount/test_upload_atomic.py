@@ -101,12 +101,6 @@ def test_two_writers_leave_one_writers_whole_content(limited, proxy, make_mount)
     assert limited.http.names("/memfs/up") == {"f"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mount bug (agfs_fuse/rename.py, filesystem.py _move_upload_into_place): two"
-    " mounts that both set the same target aside: the second finds it gone (ENOENT) and"
-    " its close fails, where the last close should win",
-)
 @pytest.mark.timeout(90)
 def test_two_uploads_setting_the_target_aside_at_once_both_succeed(
     limited, proxy, make_mount

@@ -274,21 +274,17 @@ def test_digest_holds_the_read_lock_while_opening(
         with httpx.Client(base_url=local_server.url, timeout=20) as c:
             puts.append(c.put("/files", params={"path": f"{path}/plain"}, content=b"x"))
 
-    digester = threading.Thread(target=digest_fifo)
-    putter = threading.Thread(target=put_plain)
+    digester = threading.Thread(target=digest_fifo, daemon=True)
+    putter = threading.Thread(target=put_plain, daemon=True)
     digester.start()
     try:
-        wait_until(lambda: _blocked_in_fifo_open(local_server.proc.pid), timeout=10)
+        wait_until(lambda: _blocked_in_open_at(local_server.proc.pid), timeout=10)
         putter.start()
         # Waiting is the claim itself: without the lock the PUT answers in milliseconds.
         putter.join(timeout=1.0)
         assert putter.is_alive() and not puts, "the PUT did not wait for the digest's lock"
     finally:
-        fd = wait_until(
-            lambda: os.open(local / "fifo", os.O_WRONLY | os.O_NONBLOCK),
-            timeout=10,
-            ignore=(OSError,),
-        )
+        fd = wait_until(lambda: _open_fifo_writer(local / "fifo"), timeout=10)
         os.close(fd)
         digester.join()
         if putter.ident is not None:
