@@ -503,8 +503,10 @@ class AgfsTransport(httpx.AsyncBaseTransport):
             except httpx.WriteError as exc:
                 send_failure = exc
             else:
-                if not sent:
-                    send_failure = httpx.WriteError("the server stopped taking the request")
+                if not sent:  # the same event as a failed write, seen a moment sooner
+                    send_failure = httpx.WriteError(
+                        "sending the request failed: the server stopped reading it"
+                    )
             try:
                 head = await self._final_head(conn, method, deadline)
             except httpx.TransportError:
