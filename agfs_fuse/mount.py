@@ -129,13 +129,15 @@ async def _recover_leftovers(fs: AgfsFilesystem) -> None:
     for data, meta in fs.spool_dir.leftovers():
         where = f"{meta.remote_path} on {meta.server_url}" if meta else "an unknown file"
         log.warning("an earlier upload of %s did not finish; its content is in %s", where, data)
-        if meta is not None and meta.handle_id is not None and meta.server_url == fs.url:
+        if meta is None or meta.server_url != fs.url:
+            continue  # another server's handles and files are not ours to touch from here
+        if meta.handle_id is not None:
             try:
                 await fs.client.close_handle(meta.handle_id)
                 log.info("closed handle %s left open by the earlier run", meta.handle_id)
             except errors.AgfsError as exc:
                 log.info("handle %s left by the earlier run is gone: %s", meta.handle_id, exc)
-        if meta is not None and meta.temporary is not None and meta.server_url == fs.url:
+        if meta.temporary is not None:
             try:
                 await fs.client.delete(meta.temporary)
                 log.info("removed %s, an upload the earlier run did not finish", meta.temporary)
