@@ -106,10 +106,11 @@ class _DirectRoute:
     def of(
         cls, base_url: str, transport: httpx.AsyncBaseTransport | None, defaults: httpx.Headers
     ) -> _DirectRoute | None:
-        """None unless the transport is ours and the URL is plain (no user:password@); a
-        URL httpx must judge (a port out of range, a host IDNA refuses) goes through it."""
+        """None unless the transport is ours; a URL httpx must judge (a port out of range,
+        a host IDNA refuses) goes through it. (A user:password@ never gets here: the
+        base URL was refused by ``wire.normalize_base_url``.)"""
         parts = urlsplit(base_url)
-        if not isinstance(transport, AgfsTransport) or parts.username or not parts.hostname:
+        if not isinstance(transport, AgfsTransport) or not parts.hostname:
             return None
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         default_port = 443 if parts.scheme == "https" else 80
