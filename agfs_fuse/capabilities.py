@@ -11,9 +11,10 @@ from __future__ import annotations
 from . import paths
 from .models import MountPoint
 
-# Plugins implementing the handle API (protocol section 4); others answer 501.
+# Plugins implementing the handle API (docs/PROTOCOL.md, Handles); others answer 501.
 HANDLE_PLUGINS = frozenset({"memfs", "queuefs", "streamfs", "sqlfs2"})
-# Plugins whose every file has an untrusted size or destructive reads (protocol section 8).
+# Plugins whose every file has an untrusted size or destructive reads
+# (docs/PROTOCOL.md, Volatile and stream files).
 VOLATILE_PLUGINS = frozenset(
     {"queuefs", "streamfs", "streamrotatefs", "heartbeatfs", "serverinfofs", "sqlfs2"}
 )

@@ -2,7 +2,7 @@
 
 AGFS status codes are unreliable: memfs and localfs return untyped errors, which all
 arrive as HTTP 500 with a message. The meaning is in the text, so the errno comes from
-the message first and the status code second (protocol section 6). Every layer above the
+the message first and the status code second (docs/PROTOCOL.md, Errors). Every layer above the
 client deals only in these classes; the FUSE layer turns ``errno`` into ``FUSEError``.
 """
 

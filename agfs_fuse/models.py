@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 # meta.Type values whose size cannot be trusted or whose reads change state
-# (protocol section 8): such files are read with one GET per open, never cached.
+# (docs/PROTOCOL.md, Volatile and stream files): such files are read with one GET per open,
+# never cached.
 UNTRUSTED_TYPES = frozenset(
     {
         "control",

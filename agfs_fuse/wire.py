@@ -1,9 +1,9 @@
 """The AGFS wire format: URLs, JSON fields, times, mode bits and flag values.
 
 Pure functions with no I/O, used by the client, which alone speaks HTTP. They encode
-the quirks of the real server (protocol sections 2 and 5): Go's mode bits, RFC 3339 times
-with nanoseconds and local offsets, capitalised or lowercase ``meta`` keys, and AGFS's
-own open-flag values.
+the quirks of the real server (docs/PROTOCOL.md, File info and mode bits; Handles): Go's
+mode bits, RFC 3339 times with nanoseconds and local offsets, capitalised or lowercase
+``meta`` keys, and AGFS's own open-flag values.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ log = logging.getLogger(__name__)
 
 API_SUFFIX = "/api/v1"
 
-# Go's os.FileMode keeps its type and special bits high up (protocol section 2).
+# Go's os.FileMode keeps its type and special bits high up (docs/PROTOCOL.md, File info and
+# mode bits).
 _GO_SYMLINK = 1 << 27
 _GO_SPECIAL_BITS = ((1 << 23, 0o4000), (1 << 22, 0o2000), (1 << 20, 0o1000))
 
-# AGFS handle flags are AGFS's own values, not Linux's (protocol section 5).
+# AGFS handle flags are AGFS's own values, not Linux's (docs/PROTOCOL.md, Handles).
 _AGFS_ACCESS = {os.O_RDONLY: 0, os.O_WRONLY: 1, os.O_RDWR: 2}
 _AGFS_FLAG_BITS = ((os.O_APPEND, 8), (os.O_CREAT, 16), (os.O_EXCL, 32), (os.O_TRUNC, 64))
 

@@ -1057,7 +1057,7 @@ def build_report(results: dict, ctx: Ctx, systems: dict[str, System]) -> tuple[s
     lines += table(head2, rows2)
     targets = check_targets(results, ctx)
     lines.append("")
-    lines.append("Issue #4 targets (informational, nothing fails on them):")
+    lines.append("Speed and resource targets (informational, nothing fails on them):")
     lines += table(["target", "measured", "status"],
                    [[t["target"], t["measured"], t["status"]] for t in targets])
     return "\n".join(lines), targets

@@ -1,4 +1,4 @@
-"""Hostile input to the mount command (issue 13): credentials in the URL, an unsafe
+"""Hostile input to the mount command is refused: credentials in the URL, an unsafe
 ``cache_dir``, a header-injecting token file, option values that break the mount or the
 wire. Each is refused by ``agfs-fuse mount`` (background mode, as a user runs it) with one
 ``agfs-fuse: error:`` line, no traceback, nothing mounted and no process left."""
@@ -79,7 +79,7 @@ def test_option_values_that_break_the_mount_or_the_wire_are_one_line_errors(
 def test_a_planted_spool_directory_cannot_make_the_mount_close_a_foreign_handle(
     server, make_mount, remote_dir: str
 ) -> None:
-    """The attack of issue 13, item 2: another user replaces the mount's (predictable)
+    """A planted spool directory: another user replaces the mount's (predictable)
     spool directory with a 0777 one of theirs, holding a sidecar that names a server handle
     someone else has open. The next mount must refuse the directory, not close the handle."""
     server.http.write(f"{remote_dir}/victim", b"open elsewhere")

@@ -1,5 +1,5 @@
-"""A password in the server URL is refused by ``mount.fuse.agfs`` too (issue 13, item 1):
-called directly as mount(8) calls it, and from an fstab line through mount(8). The
+"""A password in the server URL is refused by ``mount.fuse.agfs`` too, as by ``agfs-fuse
+mount``: called directly as mount(8) calls it, and from an fstab line through mount(8). The
 password must not reach /proc/mounts, a process's command line or the error."""
 
 from __future__ import annotations

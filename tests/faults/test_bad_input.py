@@ -1,4 +1,4 @@
-"""Bad input (issue 5, item 4): garbage from the server, odd names, mount-time errors.
+"""Bad input never breaks the mount: garbage from the server, odd names, mount-time errors.
 
 - garbage answers (an HTML 500 page, truncated JSON with 200, JSON with wrong types, a
   plain-text ``404 page not found``, a 301) to stat, listing, read and upload: the program

@@ -1,6 +1,6 @@
-"""No data loss (issue 5, item 3): every close() either succeeded and the server has exactly
-the bytes, or failed with an error the program saw while the spool stays on disk and is
-uploaded once the server is back.
+"""No data loss: every close() either succeeded and the server has exactly the bytes, or
+failed with an error the program saw while the spool stays on disk and is uploaded once
+the server is back.
 
 - the server (localfs, which keeps its data) is killed for real in the middle of uploads by
   several writers, restarted on the same port, several rounds;

@@ -1,5 +1,5 @@
-"""No hangs (issue 5, item 1): every failing call returns, with the right errno, in bounded
-time, through a real kernel mount (``-o timeout=3``) behind the fault proxy.
+"""No hangs: every failing call returns, with the right errno, in bounded time, through a
+real kernel mount (``-o timeout=3``) behind the fault proxy.
 
 - refused connections: EIO after the short retry budget (about 2 s), never the deadline;
   the mount root still answers (``df``, ``stat``, ``mountpoint``);

@@ -1,5 +1,5 @@
-"""Automatic recovery (issue 5, item 2): when the server comes back, the same mount serves
-again, without a remount and without ``/reload``.
+"""Automatic recovery: when the server comes back, the same mount serves again, without a
+remount and without ``/reload``.
 
 - the server process is killed and restarted on the same port (a real restart: localfs
   keeps its data), a few times: in between every call fails fast with EIO, afterwards the

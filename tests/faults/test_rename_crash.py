@@ -1,4 +1,4 @@
-"""A rename-over on memfs interrupted by a crash or a lost answer (issue 11, item 2).
+"""A rename-over on memfs interrupted by a crash or a lost answer never loses the target.
 
 memfs refuses to rename over an existing file, so the mount moves the target aside to a
 hidden name first. A mount killed (SIGKILL) in the middle must not hide the target for

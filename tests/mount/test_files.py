@@ -46,6 +46,12 @@ def test_stat_attributes(ws: Workspace) -> None:
     assert dst.st_nlink == 1  # not listed yet: "unknown" (2 would say "no subdirectories")
 
 
+def test_st_blocks_is_the_size_in_512_byte_units_rounded_up(ws: Workspace) -> None:
+    """``du`` and ``ls -s`` read ``st_blocks``: AGFS has no allocation, so it is the size."""
+    for size, blocks in ((0, 0), (1, 1), (512, 1), (513, 2), (4096, 8)):
+        ws.http.write(ws.r(f"f{size}"), b"x" * size)
+        assert os.stat(ws.p(f"f{size}")).st_blocks == blocks, size
+
 def test_cat_reads_server_content(ws: Workspace) -> None:
     data = os.urandom(300_000)
     ws.http.write(ws.r("blob"), data)

@@ -127,6 +127,19 @@ def test_rename_noreplace(ws: Workspace) -> None:
     assert ws.http.read(ws.r("c")) == b"A"
 
 
+RENAME_EXCHANGE = 2
+
+
+def test_rename_exchange_is_einval_and_changes_nothing(ws: Workspace) -> None:
+    """AGFS cannot swap two names in one step, so an exchange is refused, not faked."""
+    ws.p("a").write_bytes(b"A")
+    ws.p("b").write_bytes(b"B")
+    with pytest.raises(OSError) as info:
+        _renameat2(ws.p("a"), ws.p("b"), RENAME_EXCHANGE)
+    assert info.value.errno == errno.EINVAL
+    assert ws.http.read(ws.r("a")) == b"A" and ws.http.read(ws.r("b")) == b"B"
+
+
 def test_vi_style_save(ws: Workspace) -> None:
     """Write a temporary file, fsync it, rename it over the original."""
     ws.http.write(ws.r("doc.txt"), b"original\n")

@@ -228,3 +228,18 @@ def test_tail_f_of_a_stream_sees_appended_data(native) -> None:
         tail.kill()
         tail.wait()
     assert out.read_bytes().startswith(b"one\n")
+
+
+def test_truncate_of_a_stream_changes_nothing_and_rm_removes_it(native) -> None:
+    """A stream goes by its plugin's rules: truncate is a no-op on streamfs (the data and
+    the total size stay), and ``rm`` deletes the stream on the server."""
+    http, mount = native
+    stream = mount.path / "streamfs" / "trimmed"
+    run(f"echo kept > '{stream}'")
+    run(["truncate", "-s", "0", str(stream)])
+    info = http.stat("/streamfs/trimmed")
+    assert info is not None and info["size"] == len("kept\n"), info
+    assert run(["timeout", "20", "cat", str(stream)]).stdout == b"kept\n"
+    run(["rm", str(stream)])
+    assert not http.exists("/streamfs/trimmed")
+    assert not stream.exists()

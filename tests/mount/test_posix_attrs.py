@@ -14,6 +14,7 @@ stat reaches the mount, so what is tested is how long the mount keeps what it kn
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
 import sys
@@ -132,3 +133,22 @@ def test_special_files_and_hard_links_are_refused_clearly(mem: Workspace) -> Non
     done = run([sys.executable, "-c", bind], cwd=mem.local, check=False)
     assert done.returncode != 0 and b"Function not implemented" in done.stderr, done.stderr
     assert mem.http.names(mem.remote) == {"f"}
+
+
+def test_xattrs_are_not_supported_and_locks_hold_only_on_this_mount(mem: Workspace) -> None:
+    """AGFS has neither xattrs nor locks: xattrs are refused with ENOTSUP, and ``flock``
+    is the kernel's own lock, which holds between programs on this mount."""
+    mem.http.write(mem.r("f"), b"x")
+    with pytest.raises(OSError) as caught:
+        os.setxattr(mem.p("f"), "user.note", b"v")
+    assert caught.value.errno == errno.ENOTSUP
+    with pytest.raises(OSError) as caught:
+        os.getxattr(mem.p("f"), "user.note")
+    assert caught.value.errno == errno.ENOTSUP
+    with open(mem.p("f"), "rb") as holder, open(mem.p("f"), "rb") as other:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert mem.http.read(mem.r("f")) == b"x"

@@ -1,7 +1,7 @@
 """queuefs through the mount: one write to ``enqueue`` is one message; ``dequeue`` pops one.
 
 ``dequeue`` and ``size`` report size 0 (or a wrong size) and ``dequeue`` is destructive, so the
-mount must read them with one GET per open (protocol section 8).
+mount must read them with one GET per open (docs/PROTOCOL.md, Volatile and stream files).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The ``/reload`` control file at the mount root (the seed's ProxyFS, protocol section 9).
+"""The ``/reload`` control file at the mount root, modelled on ProxyFS's own
+(docs/PROTOCOL.md, Proxy/reload).
 
 Mode 0200, size 0. Writing empty/whitespace reloads the same URL; an http(s) URL switches
 servers; a server that is down gives EIO and the old server stays; anything else is EINVAL.

@@ -1,4 +1,4 @@
-"""Rename-over on memfs is atomic for readers on the same mount (issue 11, item 3).
+"""Rename-over on memfs is atomic for readers on the same mount.
 
 memfs refuses to rename over an existing file, so the mount moves the target aside first:
 for a moment the server has no target. A reader on the same mount must wait for the rename

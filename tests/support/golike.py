@@ -27,7 +27,7 @@ import h11
 
 API = "/api/v1"
 RECEIVE_BUFFER = 32 * 1024
-O_TRUNC = 64  # AGFS's value (protocol section 5)
+O_TRUNC = 64  # AGFS's value (docs/PROTOCOL.md, Handles)
 
 
 @dataclass

@@ -58,7 +58,7 @@ def error_of(
     return info.value
 
 
-# -- the message table of protocol section 6 ------------------------------------------------
+# -- the message table of docs/PROTOCOL.md, Errors ------------------------------------------
 
 
 SECTION_6 = [

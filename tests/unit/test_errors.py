@@ -86,7 +86,7 @@ def test_errno_is_per_instance_readable_but_class_defined() -> None:
 
 
 MESSAGES = [
-    # protocol section 6, memfs and localfs wording
+    # docs/PROTOCOL.md, Errors: memfs and localfs wording
     ("no such file or directory: /a.txt", errors.NotFound),
     ("no such file: /a.txt", errors.NotFound),
     ("no such directory: /d", errors.NotFound),

@@ -103,3 +103,25 @@ def test_an_unreachable_server_is_tried_at_most_5_times_in_10_minutes(tmp_path: 
     assert last_try <= RETRY_WINDOW
     [meta] = _kept(spool_dir)
     assert "after 5 tries" in meta["reason"]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("status", "message", "expected"),
+    [
+        (403, "permission denied: /f", errno.EACCES),
+        (500, "open /data/f: read-only file system", errno.EROFS),
+        (413, "request body exceeds maximum size of 10 bytes", errno.EFBIG),
+        (400, "invalid path", errno.EINVAL),
+    ],
+)
+def test_refusals_a_retry_cannot_change_are_kept_at_once_with_their_errno(
+    tmp_path: Path, status: int, message: str, expected: int
+) -> None:
+    client = FailingClient(lambda: error_from_answer(status, message, PATH))
+    spool_dir = SpoolDir(tmp_path / "spools")
+    code, _ = _run_parked(client, spool_dir, run_for=3600)
+    assert code == expected
+    assert client.uploads == 1  # the close() itself, nothing behind the user's back
+    [meta] = _kept(spool_dir)
+    assert message in meta["reason"]

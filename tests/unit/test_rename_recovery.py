@@ -1,4 +1,4 @@
-"""Settling an unfinished rename-over (issue 11, item 2), without a kernel or a server:
+"""Settling an unfinished rename-over, without a kernel or a server:
 the decision table, which aside names a listing hides (injected clock), the intent
 journal on disk, and the recovery a mount runs at start against a fake server."""
 
