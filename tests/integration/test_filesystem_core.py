@@ -19,6 +19,7 @@ import trio
 
 from agfs_fuse import errors
 from agfs_fuse.asides import ASIDE_PREFIX, UPLOAD_PREFIX
+from agfs_fuse.file_key import FileKey
 from agfs_fuse.filesystem import AgfsFilesystem, ReloadFailed
 from agfs_fuse.spool import SIDECAR_SUFFIX, SpoolDir
 from agfs_fuse.writes import MessageWriter, SpoolWriter
@@ -32,7 +33,7 @@ from tests.integration.conftest import (
 
 pytestmark = pytest.mark.timeout(30)
 
-KEY = 4242  # the inode-like key under which the filesystem keeps a file's spool
+KEY = FileKey(4242)  # the key under which the filesystem keeps a file's spool
 
 
 class FaultyTransport(httpx.AsyncBaseTransport):
