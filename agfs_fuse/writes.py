@@ -9,7 +9,9 @@ AGFS's ``PUT /files`` replaces a whole file, so the strategy is chosen per file:
   never filled; the bytes written since the last flush go as one PUT, so one ``echo`` is
   one message.
 
-A third strategy (the handle API) slots in behind the same ``Writer`` protocol.
+The handle API (``open_handle``/``handle_write``) is not a third strategy but a way
+``SpoolWriter`` uploads: a sparse spool sends only its written ranges through a handle, and
+a whole file over the server's body limit goes up through a handle to a hidden temporary.
 """
 
 from __future__ import annotations
