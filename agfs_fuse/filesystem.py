@@ -8,6 +8,7 @@ nor the kernel, so it can be tested by calling it directly.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import functools
@@ -29,7 +30,6 @@ from .errors import (
     DirectoryNotEmpty,
     InvalidArgument,
     NotFound,
-    ServerUnreachable,
 )
 from .file_key import FileKey
 from .models import FileInfo
@@ -127,7 +127,7 @@ class AgfsFilesystem:
         """Learn which plugin serves which path; a server without /mounts is not fatal."""
         try:
             self.caps.set_mounts(await self.client.mounts())
-        except (ServerUnreachable, AgfsError) as exc:
+        except AgfsError as exc:
             log.warning("cannot list the server's mounts (%s); assuming plain files", exc)
             self.caps.set_mounts([])
 
@@ -181,26 +181,19 @@ class AgfsFilesystem:
             raise NotFound("no such file or directory", path=path)
         return self.attrs.get(path)  # None for links, whose listed size is not theirs
 
-    async def exists(self, path: str) -> bool:
-        try:
-            await self.stat(path, fresh=True)
-        except NotFound:
-            return False
-        return True
-
-    async def list_for_reading(self, path: str) -> list[FileInfo]:
+    async def list_for_reading(self, path: str) -> builtins.list[FileInfo]:
         """A directory's entries for ``readdir``: from a listing less than ``attr_timeout``
         old when the attributes of all its names are still cached (a second ``ls`` right
         after the first needs no request), else listed now."""
         cached = self._cached_listing(path)
         return cached if cached is not None else await self.list(path)
 
-    async def entries_for_reading(self, path: str) -> list[tuple[str, FileInfo]]:
+    async def entries_for_reading(self, path: str) -> builtins.list[tuple[str, FileInfo]]:
         """``list_for_reading`` with the name the mount shows for each entry (escaped where
         the kernel cannot take the real one), as recorded by the listing that fetched it."""
         return self.names.shown(path, await self.list_for_reading(path))
 
-    def _cached_listing(self, path: str) -> list[FileInfo] | None:
+    def _cached_listing(self, path: str) -> builtins.list[FileInfo] | None:
         names = self.listings.recent(path)
         if names is None:
             return None
@@ -212,7 +205,7 @@ class AgfsFilesystem:
             entries.append(info)
         return entries
 
-    async def list(self, path: str) -> list[FileInfo]:
+    async def list(self, path: str) -> builtins.list[FileInfo]:
         since = self.attrs.mark(), self.listings.mark()
         entries = await self._trustworthy(path, await self.client.list(path))
         self.names.record(path, entries)
@@ -222,7 +215,9 @@ class AgfsFilesystem:
         self.listings.put(path, (info.name for info in entries), since[1])
         return entries
 
-    async def _trustworthy(self, path: str, listed: list[FileInfo]) -> list[FileInfo]:
+    async def _trustworthy(
+        self, path: str, listed: builtins.list[FileInfo]
+    ) -> builtins.list[FileInfo]:
         """The listing with one entry per name, each doubtful one (an on-disk link, a name
         listed twice or holding U+FFFD) replaced by what ``GET /stat`` says of its name, so
         that a read never serves a size other than the one shown. A doubtful name the
@@ -234,7 +229,7 @@ class AgfsFilesystem:
         if not doubtful:
             return entries
         found: dict[str, FileInfo] = {}
-        failures: list[AgfsError] = []
+        failures: builtins.list[AgfsError] = []
         limiter = trio.CapacityLimiter(STAT_CONCURRENCY)
 
         async def stat_one(name: str) -> None:
@@ -539,7 +534,7 @@ class AgfsFilesystem:
         self.attrs.invalidate(writer.path)
         await self.pending.release(key, writer)
 
-    def kept_spools(self) -> list[KeptSpool]:
+    def kept_spools(self) -> builtins.list[KeptSpool]:
         """Spools on disk that nothing of this mount is using: failed uploads, crashes."""
         return self.pending.kept()
 
@@ -550,7 +545,7 @@ class AgfsFilesystem:
     def pending_uploads(self) -> int:
         return self.pending.pending_count()
 
-    async def flush_all(self) -> list[str]:
+    async def flush_all(self) -> builtins.list[str]:
         """Upload every dirty and parked spool (unmount, server switch); returns the paths
         still not on the server. Never raises."""
         return await self.pending.flush_all()
@@ -632,10 +627,7 @@ class AgfsFilesystem:
                 f"reload expects nothing or an http(s) URL, got {shown_url(request)}"
             )
         async with self._reload_lock:
-            try:
-                fresh = self._client_factory(request or self.url)
-            except InvalidArgument:
-                raise
+            fresh = self._client_factory(request or self.url)
             switching = fresh.base_url != self.url
             try:
                 health = await fresh.health()
@@ -655,10 +647,6 @@ class AgfsFilesystem:
             await self.refresh_mounts()
             log.info("reloaded: now serving %s", self.url)
             return self.url
-
-    def drop_caches(self) -> None:
-        self.attrs.clear()
-        self.listings.clear()
 
     def snapshot(self) -> dict[str, object]:
         """What ``/.agfs-stats`` reports about the connection, caches and uploads."""
