@@ -3,7 +3,9 @@
 This is where AGFS's gaps are bridged: rename that replaces (memfs refuses), symlink
 rename (links cannot be renamed), the choice of write strategy per file, fetch-once reads
 of files whose size or reads cannot be trusted, and ``/reload``. It knows neither inodes
-nor the kernel, so it can be tested by calling it directly.
+nor the kernel, so it can be tested by calling it directly. What is written but not yet on
+the server (open spools, parked uploads, kept spools) is ``pending_writes``'s to keep; the
+core names each file's pending writes by a ``FileKey`` it mints (see ``file_key``).
 """
 
 from __future__ import annotations

@@ -57,6 +57,10 @@ def kept_reason(exc: AgfsError) -> str:
 
 
 class ParkedUploads:
+    """Spools whose last upload failed in a way a later try may not meet, retried in the
+    background by ``run``; what happens to their names comes through ``unlinked``,
+    ``renamed`` and ``uploaded``, as told by the registry of pending writes."""
+
     def __init__(self, stat_or_none: StatOrNone) -> None:
         self._stat_or_none = stat_or_none
         self.writers: list[SpoolWriter] = []
