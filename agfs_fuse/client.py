@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import Protocol
 
 import httpx
 
@@ -23,6 +23,12 @@ from .wire import agfs_open_flags, parse_file_info
 UPLOAD_CHUNK = 1 << 20
 """A spool up to this size is read at once and sent with the request head; larger ones
 go from the file (by sendfile, or in pieces of this size through another transport)."""
+
+
+class HasFileno(Protocol):
+    """What an upload streams from: its file descriptor (a spool is no Python file)."""
+
+    def fileno(self) -> int: ...
 
 
 class AgfsClient(AgfsSession):
@@ -124,7 +130,7 @@ class AgfsClient(AgfsSession):
         message, so it is retried only when the caller says a repeat changes nothing."""
         await self._send("PUT", "/files", path, content=data, idempotent=idempotent)
 
-    async def write_from(self, path: str, source: BinaryIO, size: int) -> None:
+    async def write_from(self, path: str, source: HasFileno, size: int) -> None:
         """Replace the whole file with ``size`` bytes streamed from ``source`` (from 0).
 
         The body goes with a Content-Length, so the server can refuse an oversized one

@@ -3,21 +3,22 @@
 This is where AGFS's gaps are bridged: rename that replaces (memfs refuses), symlink
 rename (links cannot be renamed), the choice of write strategy per file, fetch-once reads
 of files whose size or reads cannot be trusted, and ``/reload``. It knows neither inodes
-nor the kernel, so it can be tested by calling it directly.
+nor the kernel, so it can be tested by calling it directly. What is written but not yet on
+the server (open spools, parked uploads, kept spools) is ``pending_writes``'s to keep; the
+core names each file's pending writes by a ``FileKey`` it mints (see ``file_key``).
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import functools
 import logging
 import os
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import trio
 
@@ -30,17 +31,16 @@ from .errors import (
     AlreadyExists,
     DirectoryNotEmpty,
     InvalidArgument,
-    NoSpace,
     NotFound,
-    ServerUnreachable,
 )
+from .file_key import FileKey
 from .models import FileInfo
+from .pending_writes import PendingWrites
 from .readahead import Budget, ReadAhead
 from .rename import KeptAside, ServerRename
 from .rename_gate import RenameGate
 from .rename_journal import RenameJournal
 from .spool import DEFAULT_MAX_KEPT, KeptSpool, Spool, SpoolDir
-from .uploads import ParkedUploads, kept_reason
 from .wire import shown_url
 from .writes import MessageWriter, SpoolWriter, Writer
 
@@ -50,7 +50,6 @@ MESSAGE_TYPES = frozenset({"control", "query", "ctl", "session-ctl"})
 
 ClientFactory = Callable[[str], AgfsClient]
 REPLACE_ATTEMPTS = 3
-CAP_LOG_INTERVAL = 60.0
 
 STAT_CONCURRENCY = 8  # stats in flight for the doubtful entries of one listing
 REPORTED_MAX = 4096  # paths whose listing problem was logged, before logging them again
@@ -78,34 +77,34 @@ class AgfsFilesystem:
     ) -> None:
         self.client = client
         self.spool_dir = spool_dir
-        self.max_kept = max_kept
-        self.mountpoint: str | None = None  # for the messages that name a command
-        self._cap_logged_at: float | None = None
         self._client_factory = client_factory
         self.attrs = AttrCache(attr_ttl, clock or time.monotonic)
         self.listings = DirListings(
             dir_ttl, attr_ttl, clock or time.monotonic, burst_window=negative_ttl
         )
         self.caps = Capabilities()
-        self._spools: dict[int, SpoolWriter] = {}
+        self.pending = PendingWrites(
+            spool_dir,
+            self._make_spool_writer,
+            self._stat_or_none,
+            max_kept=max_kept,
+            clock=clock or time.monotonic,
+        )
         self._retired: list[AgfsClient] = []
         self._reload_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
-        self.parked = ParkedUploads(self._stat_or_none)
         self.readahead_budget = Budget()
         self.names = names.EscapedNames()
         self._reported: set[str] = set()
         self.renames = RenameGate()
         self.rename_journal = RenameJournal(spool_dir.root / "renames")
         self._kept_asides: set[str] = set()  # replaced files kept while open (see rename)
-        # Every spool writer still alive (open, closing, parked): their running uploads.
-        self._writers: weakref.WeakSet[SpoolWriter] = weakref.WeakSet()
 
     def attach(self, nursery: trio.Nursery) -> None:
         """The mount's nursery, for work that outlives one request (following streams,
         retrying parked uploads)."""
         self._nursery = nursery
-        nursery.start_soon(self.parked.run)
+        nursery.start_soon(self.pending.run)
 
     def nursery(self) -> trio.Nursery:
         if self._nursery is None:
@@ -115,13 +114,22 @@ class AgfsFilesystem:
     def current_client(self) -> AgfsClient:
         return self.client
 
+    @property
+    def mountpoint(self) -> str | None:
+        """Where the mount is, for the messages that name a command."""
+        return self.pending.mountpoint
+
+    @mountpoint.setter
+    def mountpoint(self, mountpoint: str | None) -> None:
+        self.pending.mountpoint = mountpoint
+
     # -- plugins --------------------------------------------------------------------
 
     async def refresh_mounts(self) -> None:
         """Learn which plugin serves which path; a server without /mounts is not fatal."""
         try:
             self.caps.set_mounts(await self.client.mounts())
-        except (ServerUnreachable, AgfsError) as exc:
+        except AgfsError as exc:
             log.warning("cannot list the server's mounts (%s); assuming plain files", exc)
             self.caps.set_mounts([])
 
@@ -175,26 +183,19 @@ class AgfsFilesystem:
             raise NotFound("no such file or directory", path=path)
         return self.attrs.get(path)  # None for links, whose listed size is not theirs
 
-    async def exists(self, path: str) -> bool:
-        try:
-            await self.stat(path, fresh=True)
-        except NotFound:
-            return False
-        return True
-
-    async def list_for_reading(self, path: str) -> list[FileInfo]:
+    async def list_for_reading(self, path: str) -> builtins.list[FileInfo]:
         """A directory's entries for ``readdir``: from a listing less than ``attr_timeout``
         old when the attributes of all its names are still cached (a second ``ls`` right
         after the first needs no request), else listed now."""
         cached = self._cached_listing(path)
         return cached if cached is not None else await self.list(path)
 
-    async def entries_for_reading(self, path: str) -> list[tuple[str, FileInfo]]:
+    async def entries_for_reading(self, path: str) -> builtins.list[tuple[str, FileInfo]]:
         """``list_for_reading`` with the name the mount shows for each entry (escaped where
         the kernel cannot take the real one), as recorded by the listing that fetched it."""
         return self.names.shown(path, await self.list_for_reading(path))
 
-    def _cached_listing(self, path: str) -> list[FileInfo] | None:
+    def _cached_listing(self, path: str) -> builtins.list[FileInfo] | None:
         names = self.listings.recent(path)
         if names is None:
             return None
@@ -206,7 +207,7 @@ class AgfsFilesystem:
             entries.append(info)
         return entries
 
-    async def list(self, path: str) -> list[FileInfo]:
+    async def list(self, path: str) -> builtins.list[FileInfo]:
         since = self.attrs.mark(), self.listings.mark()
         entries = await self._trustworthy(path, await self.client.list(path))
         self.names.record(path, entries)
@@ -216,7 +217,9 @@ class AgfsFilesystem:
         self.listings.put(path, (info.name for info in entries), since[1])
         return entries
 
-    async def _trustworthy(self, path: str, listed: list[FileInfo]) -> list[FileInfo]:
+    async def _trustworthy(
+        self, path: str, listed: builtins.list[FileInfo]
+    ) -> builtins.list[FileInfo]:
         """The listing with one entry per name, each doubtful one (an on-disk link, a name
         listed twice or holding U+FFFD) replaced by what ``GET /stat`` says of its name, so
         that a read never serves a size other than the one shown. A doubtful name the
@@ -228,7 +231,7 @@ class AgfsFilesystem:
         if not doubtful:
             return entries
         found: dict[str, FileInfo] = {}
-        failures: list[AgfsError] = []
+        failures: builtins.list[AgfsError] = []
         limiter = trio.CapacityLimiter(STAT_CONCURRENCY)
 
         async def stat_one(name: str) -> None:
@@ -310,7 +313,7 @@ class AgfsFilesystem:
             self.listings.created(path)
 
     async def _create(self, path: str, mode: int) -> None:
-        self._check_room_for(path)  # before the server has an empty file to show for it
+        self.pending.check_room_for(path)  # before the server has an empty file to show for it
         await self.client.create(path)
         if mode & 0o7777 != 0o644:
             try:
@@ -336,15 +339,8 @@ class AgfsFilesystem:
 
     def _replaced(self, path: str, moved_in: str | None = None) -> None:
         """``path`` is gone from the server (unlinked, or replaced by a rename of
-        ``moved_in``): like POSIX's orphaned inode, what is still open for writing under
-        that name (below it, for a directory) keeps its writes to itself, and neither its
-        close nor a parked retry may upload them over whatever holds the name now."""
-        for writer in self._spools.values():
-            if paths.is_within(writer.path, path) and not (
-                moved_in is not None and paths.is_within(writer.path, moved_in)
-            ):
-                writer.unlinked = True
-        self.parked.unlinked(path)
+        ``moved_in``): its pending writes must never be uploaded over it."""
+        self.pending.replaced(path, moved_in)
 
     async def rmdir(self, path: str) -> None:
         with self._changing(path):
@@ -417,11 +413,7 @@ class AgfsFilesystem:
                 rename = self.server_rename(keep_replaced)
                 await rename.run(old, new, noreplace)
                 self._replaced(new, old)
-                for writer in self._spools.values():
-                    if paths.is_within(writer.path, old):
-                        writer.retarget(paths.rebase(writer.path, old, new))
-                    writer.directory_renamed(old, new)
-                self.parked.renamed(old, new)
+                self.pending.renamed(old, new)
                 self.listings.removed(old)
                 self.listings.invalidate_tree(old)
                 self.listings.invalidate_tree(new)
@@ -445,7 +437,7 @@ class AgfsFilesystem:
         return asides.is_hidden(name, now) or paths.join(parent, name) in self._live_generated()
 
     def _live_generated(self) -> set[str]:
-        running = {w.temporary for w in self._writers if w.temporary is not None}
+        running = self.pending.running_temporaries()
         return self._kept_asides | running
 
     def server_rename(self, keep_replaced: Callable[[], bool] | None = None) -> ServerRename:
@@ -489,13 +481,13 @@ class AgfsFilesystem:
         """One GET for the whole content: for files whose size or reads are untrusted."""
         return await self.client.read(path, idempotent=False)
 
-    async def truncate(self, key: int, path: str, size: int) -> None:
+    async def truncate(self, key: FileKey, path: str, size: int) -> None:
         """Set a file's size. A full PUT is the only thing every plugin honours."""
         with self._changing(path):
             await self._truncate(key, path, size)
 
-    async def _truncate(self, key: int, path: str, size: int) -> None:
-        writer = self._spools.get(key)
+    async def _truncate(self, key: FileKey, path: str, size: int) -> None:
+        writer = self.pending.spool_of(key)
         if writer is not None:
             await writer.truncate(size)
             return
@@ -506,7 +498,7 @@ class AgfsFilesystem:
             await self.client.write(path, b"")
             self._uploaded(path)
             return
-        temporary = self._new_spool(path, info)
+        temporary = self.pending.new_spool(path, info)
         await temporary.truncate(size)
         await temporary.close()
 
@@ -514,93 +506,62 @@ class AgfsFilesystem:
     def url(self) -> str:
         return self.client.base_url
 
-    def open_writer(self, key: int, path: str, info: FileInfo, flags: int) -> Writer:
+    # -- pending writes (kept in ``pending``; these are its doors) -------------------
+
+    def new_file_key(self) -> FileKey:
+        """A key for a file's pending writes, never given before (see ``file_key``)."""
+        return self.pending.new_key()
+
+    def open_writer(self, key: FileKey, path: str, info: FileInfo, flags: int) -> Writer:
         """The write strategy for a handle opened for writing on ``path``."""
         if self.wants_messages(path, info):
             return MessageWriter(self.current_client, path)
-        writer = self._spools.get(key)
-        if writer is None:
-            writer = self._new_spool(path, info)
-            self._spools[key] = writer
-        writer.users += 1
+        writer = self.pending.open_spool(key, path, info)
         if flags & os.O_TRUNC:
             writer.start_empty()
         return writer
 
-    def open_new_file(self, key: int, path: str) -> Writer:
+    def open_new_file(self, key: FileKey, path: str) -> Writer:
         """A file we just created: empty, nothing to fetch, nothing to upload yet."""
         if self.caps.appends(path):
             return MessageWriter(self.current_client, path)  # a second PUT would append again
-        writer = self._new_spool(path, None)
-        writer.users = 1
-        self._spools[key] = writer
-        return writer
+        return self.pending.open_new_spool(key, path)
 
-    def kept_spools(self) -> list[KeptSpool]:
+    def spool_of(self, key: FileKey) -> SpoolWriter | None:
+        return self.pending.spool_of(key)
+
+    async def release_writer(self, key: FileKey, writer: Writer) -> None:
+        """A handle is closed: the last one of a spool uploads it (see
+        ``PendingWrites.release``). Never raises."""
+        self.attrs.invalidate(writer.path)
+        await self.pending.release(key, writer)
+
+    def kept_spools(self) -> builtins.list[KeptSpool]:
         """Spools on disk that nothing of this mount is using: failed uploads, crashes."""
-        return self.spool_dir.kept(self._spools_in_use())
-
-    def _spools_in_use(self) -> set[Path]:
-        return {w.spool.data_path for w in [*self._spools.values(), *self.parked.writers]}
-
-    def _check_room_for(self, path: str) -> None:
-        """Refuse new writes (ENOSPC) while kept spools use more than ``max_kept``: they
-        are never deleted to make room, and must not fill the disk unnoticed. Writing a
-        file that has a kept spool stays allowed: that is how one re-uploads it."""
-        if self.spool_dir.kept_bytes(self._spools_in_use()) <= self.max_kept:
-            return
-        kept = self.kept_spools()
-        used = sum(spool.size for spool in kept)
-        if any(spool.meta is not None and spool.meta.remote_path == path for spool in kept):
-            return
-        now = time.monotonic()
-        if self._cap_logged_at is None or now - self._cap_logged_at >= CAP_LOG_INTERVAL:
-            self._cap_logged_at = now
-            log.error(
-                "%d spools kept after failed uploads use %d bytes, over max_kept=%d: new "
-                "writes get ENOSPC until some are re-uploaded or discarded with "
-                "'agfs-fuse spools %s'",
-                len(kept),
-                used,
-                self.max_kept,
-                self.mountpoint or "MOUNTPOINT",
-            )
-        raise NoSpace(f"kept spools use {used} bytes, over max_kept", path=path)
+        return self.pending.kept()
 
     async def kept_spool_command(self, text: str) -> None:
-        """``/.agfs-spools``: ``upload ID`` re-uploads a kept spool (removed once the server
-        has it, kept with the new reason if not), ``discard ID`` deletes it."""
-        verb, _, wanted = text.strip().partition(" ")
-        if verb not in ("upload", "discard") or not wanted.strip():
-            raise InvalidArgument(f"expected 'upload ID' or 'discard ID', got {text.strip()!r}")
-        matches = [k for k in self.kept_spools() if k.id == wanted.strip()]
-        if not matches:
-            raise NotFound(f"no kept spool {wanted.strip()!r}")
-        kept = matches[0]
-        if verb == "discard":
-            kept.discard()
-            log.warning("discarded the kept spool %s", kept.path)
-            return
-        meta = kept.meta
-        if meta is None or meta.extents is not None:
-            raise InvalidArgument(f"{kept.id} is not a whole file (no sidecar, or partial)")
-        if meta.server_url != self.url:
-            raise InvalidArgument(f"{kept.id} was written for {meta.server_url}, not {self.url}")
-        current = await self._stat_or_none(meta.remote_path)  # its mode is kept
-        writer = self._new_spool(meta.remote_path, current, Spool.reopen(kept.path, meta))
-        try:
-            await writer.close()
-        except AgfsError as exc:
-            writer.keep(kept_reason(exc))
-            raise
-        log.warning("uploaded %s from the kept spool %s", meta.remote_path, kept.path)
+        """``/.agfs-spools``: ``upload ID`` or ``discard ID``, for this mount's server."""
+        await self.pending.kept_spool_command(text, self.url)
 
-    def _new_spool(
-        self, path: str, base: FileInfo | None, kept: Spool | None = None
+    def pending_uploads(self) -> int:
+        return self.pending.pending_count()
+
+    async def flush_all(self) -> builtins.list[str]:
+        """Upload every dirty and parked spool (unmount, server switch); returns the paths
+        still not on the server. Never raises."""
+        return await self.pending.flush_all()
+
+    def keep_pending(self) -> None:
+        """Unmounting: leave what could not be uploaded on disk for the next mount."""
+        self.pending.keep_all()
+
+    def _make_spool_writer(
+        self, path: str, base: FileInfo | None, kept: Spool | None
     ) -> SpoolWriter:
-        if kept is None:
-            self._check_room_for(path)
-        writer = SpoolWriter(
+        """A spool writer that uploads through whichever client is current and moves
+        whole-file uploads into place through this core's renames."""
+        return SpoolWriter(
             self.current_client,
             self.spool_dir,
             path,
@@ -611,8 +572,6 @@ class AgfsFilesystem:
             replace=self._move_upload_into_place,
             spool=kept,
         )
-        self._writers.add(writer)
-        return writer
 
     async def _move_upload_into_place(
         self, temporary_now: Callable[[], str], path_now: Callable[[], str]
@@ -656,55 +615,9 @@ class AgfsFilesystem:
     def _uploaded(self, path: str) -> None:
         """The server has a new version of ``path``: what was cached of it is stale."""
         self.attrs.invalidate(path)
-        self.parked.uploaded(path)
+        self.pending.uploaded(path)
         if self.on_uploaded is not None:
             self.on_uploaded(path)
-
-    def spool_of(self, key: int) -> SpoolWriter | None:
-        return self._spools.get(key)
-
-    async def release_writer(self, key: int, writer: Writer) -> None:
-        """A handle is closed. The last handle of a spool uploads and removes it; a spool
-        that could not be uploaded is parked for a retry or kept on disk. Never raises:
-        the kernel ignores errors from release, and the program saw them at close()."""
-        self.attrs.invalidate(writer.path)
-        if isinstance(writer, SpoolWriter):
-            writer.users -= 1
-            if writer.users > 0:
-                return
-            self._spools.pop(key, None)
-        try:
-            await writer.close()
-        except AgfsError as exc:
-            if isinstance(writer, SpoolWriter):
-                self.parked.park(writer, exc)
-            else:
-                log.error("%s: what was written last was not delivered: %s", writer.path, exc)
-
-    def pending_uploads(self) -> int:
-        return len(self.parked) + sum(1 for w in self._spools.values() if w.dirty)
-
-    async def flush_all(self) -> list[str]:
-        """Upload every dirty and parked spool (unmount, server switch); returns the paths
-        still not on the server. Never raises: at unmount it runs on the way to keeping
-        what is pending and closing the mount, which must happen whatever fails here."""
-        failed = []
-        for writer in list(self._spools.values()):
-            try:
-                await writer.flush()
-            except AgfsError as exc:
-                log.error("upload of %s failed: %s", writer.path, exc)
-                failed.append(writer.path)
-            except OSError as exc:
-                # Torn by a local write error (the program was told): never uploaded, and
-                # no reason to hold up an unmount or a server switch.
-                log.error("%s is not uploaded: its spool is torn (%s)", writer.path, exc)
-        await self.parked.retry_all()
-        return failed + [writer.path for writer in self.parked.writers]
-
-    def keep_pending(self) -> None:
-        """Unmounting: leave what could not be uploaded on disk for the next mount."""
-        self.parked.keep_all()
 
     # -- reload ---------------------------------------------------------------------
 
@@ -716,10 +629,7 @@ class AgfsFilesystem:
                 f"reload expects nothing or an http(s) URL, got {shown_url(request)}"
             )
         async with self._reload_lock:
-            try:
-                fresh = self._client_factory(request or self.url)
-            except InvalidArgument:
-                raise
+            fresh = self._client_factory(request or self.url)
             switching = fresh.base_url != self.url
             try:
                 health = await fresh.health()
@@ -740,10 +650,6 @@ class AgfsFilesystem:
             log.info("reloaded: now serving %s", self.url)
             return self.url
 
-    def drop_caches(self) -> None:
-        self.attrs.clear()
-        self.listings.clear()
-
     def snapshot(self) -> dict[str, object]:
         """What ``/.agfs-stats`` reports about the connection, caches and uploads."""
         attrs = self.attrs
@@ -756,11 +662,11 @@ class AgfsFilesystem:
                 "misses": attrs.misses,
                 "hit_rate": round(attrs.hits / lookups, 3) if lookups else 0.0,
             },
-            "open_spools": len(self._spools),
+            "open_spools": self.pending.open_count(),
             "pending_uploads": self.pending_uploads(),
-            "parked_uploads": len(self.parked),
+            "parked_uploads": self.pending.parked_count(),
             "spool_dir": str(self.spool_dir.root),
-            "max_kept": self.max_kept,
+            "max_kept": self.pending.max_kept,
             "kept_spools": [spool.describe() for spool in self.kept_spools()],
         }
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from . import paths
 from .errors import NotFound
+from .file_key import FileKey
 from .models import FileInfo
 
 ROOT_INODE = 1
@@ -71,6 +72,7 @@ class Entry:
     # seconds) that listing was made: the count (and so nlink) holds for attr_timeout.
     subdirs: tuple[int, float] | None = None
     cached: tuple[int, int] | None = None  # (size, mtime_ns) when the page cache was filled
+    file_key: FileKey | None = None  # the core's name for its pending writes, once it has one
 
 
 class InodeTable:

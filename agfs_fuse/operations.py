@@ -24,6 +24,7 @@ import trio
 
 from . import paths
 from .errors import AgfsError, InvalidArgument, NotFound, RequestTimeout, ServerUnreachable
+from .file_key import FileKey
 from .filesystem import AgfsFilesystem
 from .fuse_attrs import (
     BLOCK_SIZE,
@@ -134,6 +135,14 @@ class AgfsOperations(pyfuse3.Operations):
         self._next_fh += 1
         return fh
 
+    def _file_key(self, inode: int) -> FileKey:
+        """The one way to the key under which the core keeps ``inode``'s pending writes:
+        minted by the core at the first need, kept beside the inode from then on."""
+        entry = self.inodes.entry(inode)
+        if entry.file_key is None:
+            entry.file_key = self.fs.new_file_key()
+        return entry.file_key
+
     def _child_path(self, parent_inode: int, name: bytes) -> str:
         return self.fs.child_path(self.inodes.path(parent_inode), paths.decode_name(name))
 
@@ -158,7 +167,7 @@ class AgfsOperations(pyfuse3.Operations):
                 local.mtime_ns = info.mtime_ns
         elif entry.local is not None and not entry.local.holds_for(info):
             entry.local = None  # the server changed the file: the server wins
-        spool = self.fs.spool_of(inode)
+        spool = self.fs.spool_of(self._file_key(inode))
         return file_attributes(
             self.policy,
             inode,
@@ -280,8 +289,9 @@ class AgfsOperations(pyfuse3.Operations):
             return self._control_attrs(CONTROL_INODES[inode])
         path = self.inodes.path(inode)
         if fields.update_size:
-            await self.fs.truncate(inode, path, attr.st_size)
-            if self.fs.spool_of(inode) is not None:  # an open file: uploaded at close
+            key = self._file_key(inode)
+            await self.fs.truncate(key, path, attr.st_size)
+            if self.fs.spool_of(key) is not None:  # an open file: uploaded at close
                 self.inodes.touched(inode, time.time_ns())
         if fields.update_mode:
             await self.fs.chmod(path, stat.S_IMODE(attr.st_mode))
@@ -476,7 +486,7 @@ class AgfsOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EISDIR)
         handle = OpenFile(inode, volatile=self.fs.is_volatile(path, info))
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
-            handle.writer = self.fs.open_writer(inode, path, info, flags)
+            handle.writer = self.fs.open_writer(self._file_key(inode), path, info, flags)
         if flags & os.O_ACCMODE != os.O_WRONLY:
             if self.fs.is_stream(path, info):
                 handle.stream = StreamFollower(self.fs.current_client, path)
@@ -568,7 +578,7 @@ class AgfsOperations(pyfuse3.Operations):
         info = synthetic_info(paths.split(path)[1], perm=stat.S_IMODE(mode))
         inode = self.inodes.ref(path)
         self._created(inode, ctx)
-        handle = OpenFile(inode, writer=self.fs.open_new_file(inode, path))
+        handle = OpenFile(inode, writer=self.fs.open_new_file(self._file_key(inode), path))
         fh = self._register(handle)
         attrs = self._attrs(inode, info, synthetic=True)
         return pyfuse3.FileInfo(fh=fh, keep_cache=False), attrs
@@ -588,7 +598,7 @@ class AgfsOperations(pyfuse3.Operations):
                     raise NotFound("file was removed")
                 handle.content = await self.fs.fetch_all(path)
             return handle.content[off : off + size]
-        writer = handle.writer or self.fs.spool_of(handle.inode)
+        writer = handle.writer or self.fs.spool_of(self._file_key(handle.inode))
         if writer is not None:
             if handle.readahead is not None:  # what it fetched may predate local changes
                 handle.readahead.drop()
@@ -645,7 +655,7 @@ class AgfsOperations(pyfuse3.Operations):
             handle.readahead.drop()
         try:
             if handle.writer is not None:
-                await self.fs.release_writer(handle.inode, handle.writer)
+                await self.fs.release_writer(self._file_key(handle.inode), handle.writer)
         finally:
             await self._unpin(handle.inode)
 

@@ -57,6 +57,10 @@ def kept_reason(exc: AgfsError) -> str:
 
 
 class ParkedUploads:
+    """Spools whose last upload failed in a way a later try may not meet, retried in the
+    background by ``run``; what happens to their names comes through ``unlinked``,
+    ``renamed`` and ``uploaded``, as told by the registry of pending writes."""
+
     def __init__(self, stat_or_none: StatOrNone) -> None:
         self._stat_or_none = stat_or_none
         self.writers: list[SpoolWriter] = []
@@ -73,7 +77,6 @@ class ParkedUploads:
 
     def park(self, writer: SpoolWriter, exc: AgfsError) -> None:
         """Take a spool whose last upload failed with ``exc``."""
-        where = writer.spool.data_path
         if should_retry(exc):
             self.writers.append(writer)
             self._tries[writer] = 1
@@ -82,7 +85,7 @@ class ParkedUploads:
             log.warning(
                 "will upload %s again when the server answers; its content is in %s",
                 writer.path,
-                where,
+                writer.spool_path(),
             )
         else:
             _give_up(writer, exc)
@@ -94,7 +97,7 @@ class ParkedUploads:
     def unlinked(self, path: str) -> None:
         for writer in self.writers:
             if writer.path == path:
-                writer.unlinked = True
+                writer.mark_unlinked()
 
     def renamed(self, old: str, new: str) -> None:
         for writer in self.writers:
@@ -109,10 +112,10 @@ class ParkedUploads:
 
     async def _retry_each(self) -> bool:
         for writer in list(self.writers):
-            stale = self._uploaded_at.get(writer.path, -1.0) > (writer.failed_at or 0.0)
+            stale = writer.failed_before(self._uploaded_at.get(writer.path, -1.0))
             if writer.unlinked or stale:
                 self._forget(writer)
-                writer.spool.discard()
+                writer.discard()
                 log.info("dropped the parked upload of %s: the file changed since", writer.path)
                 continue
             try:
@@ -140,14 +143,11 @@ class ParkedUploads:
         self._parked_at.pop(writer, None)
 
     async def _warn_if_changed(self, writer: SpoolWriter) -> None:
-        meta = writer.spool.meta
-        if meta.base_size is None:
+        base = writer.base_version()
+        if base is None:
             return
         current = await self._stat_or_none(writer.path)
-        if current is not None and (current.size, current.mtime_ns) != (
-            meta.base_size,
-            meta.base_mtime_ns,
-        ):
+        if current is not None and (current.size, current.mtime_ns) != base:
             log.warning(
                 "%s changed on the server since it was opened here; uploading the local "
                 "version over it (last writer wins)",
@@ -174,7 +174,7 @@ class ParkedUploads:
             log.error(
                 "%s was never uploaded; its content is kept in %s",
                 writer.path,
-                writer.spool.data_path,
+                writer.spool_path(),
             )
         self.writers.clear()
         self._tries.clear()
@@ -189,5 +189,5 @@ def _give_up(writer: SpoolWriter, exc: AgfsError, tries: int | None = None) -> N
         writer.path,
         after,
         exc,
-        writer.spool.data_path,
+        writer.spool_path(),
     )

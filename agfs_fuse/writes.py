@@ -9,7 +9,9 @@ AGFS's ``PUT /files`` replaces a whole file, so the strategy is chosen per file:
   never filled; the bytes written since the last flush go as one PUT, so one ``echo`` is
   one message.
 
-A third strategy (the handle API) slots in behind the same ``Writer`` protocol.
+The handle API (``open_handle``/``handle_write``) is not a third strategy but a way
+``SpoolWriter`` uploads: a sparse spool sends only its written ranges through a handle, and
+a whole file over the server's body limit goes up through a handle to a hidden temporary.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Protocol
 
 import trio
@@ -114,7 +117,7 @@ class SpoolWriter:
                 created=now(),
             )
         )
-        self.users = 0
+        self._handles = 0  # open handles sharing this writer
         # The hidden name a whole-file upload through a handle goes to, while one runs.
         self.temporary: str | None = None
         # A brand-new file has nothing to fetch; a kept spool taken up holds it all.
@@ -134,13 +137,13 @@ class SpoolWriter:
         self._size = self._server_size
         self.extents = Extents()
         self.dirty = False
-        self.unlinked = False
+        self._unlinked = False
         self._lock = trio.Lock()
         self._version = 0  # bumped by every change, to know whether a retry can differ
         if spool is not None:
             self._changed()  # its content is what has to go up
         self._failed: tuple[int, AgfsError] | None = None  # (version, error) of the last try
-        self.failed_at: float | None = None
+        self._failed_at: float | None = None  # trio time of the last failed upload
         # A local write failed (the cache disk is full or broken): the program was told, and
         # the spool holds a torn content that must neither be uploaded nor kept.
         self.broken: OSError | None = None
@@ -157,6 +160,46 @@ class SpoolWriter:
     def _changed(self) -> None:
         self.dirty = True
         self._version += 1
+
+    # -- what the registry of pending writes tells and asks (see ``pending_writes``) --
+
+    def handle_opened(self) -> None:
+        """One more open handle shares this writer."""
+        self._handles += 1
+
+    def handle_released(self) -> bool:
+        """One handle is closed; True when it was the last, so the content is final."""
+        self._handles -= 1
+        return self._handles <= 0
+
+    def mark_unlinked(self) -> None:
+        """The file's name is gone from the server (unlinked, or replaced by a rename):
+        like an orphaned inode, what it holds is never uploaded over what holds the name
+        now."""
+        self._unlinked = True
+
+    @property
+    def unlinked(self) -> bool:
+        return self._unlinked
+
+    def failed_before(self, moment: float) -> bool:
+        """Whether its last failed upload is older than ``moment`` (trio time): a newer
+        version uploaded at ``moment`` makes this content stale."""
+        return moment > (self._failed_at or 0.0)
+
+    def base_version(self) -> tuple[int, int | None] | None:
+        """(size, mtime_ns) of the server's copy this content started from; None for a
+        file created here, which had none."""
+        meta = self.spool.meta
+        return None if meta.base_size is None else (meta.base_size, meta.base_mtime_ns)
+
+    def spool_path(self) -> Path:
+        """Where the content lives on local disk (what a log message or the user needs)."""
+        return self.spool.data_path
+
+    def discard(self) -> None:
+        """Give the content up without uploading it (stale, or its file is gone)."""
+        self.spool.discard()
 
     def start_empty(self) -> None:
         """O_TRUNC or a new file: the content is empty, whatever the server holds."""
@@ -240,7 +283,7 @@ class SpoolWriter:
         async with self._lock:
             if self.broken is not None:
                 raise self.broken  # the content is torn: never uploaded
-            if not self.dirty or self.unlinked:
+            if not self.dirty or self._unlinked:
                 return
             version = self._version
             try:
@@ -251,7 +294,7 @@ class SpoolWriter:
                 raise
             except AgfsError as exc:
                 self._failed = (version, exc)
-                self.failed_at = trio.current_time()
+                self._failed_at = trio.current_time()
                 path = self.spool.data_path
                 log.error(
                     "upload of %s failed (%s); its content is kept in %s", self.path, exc, path
@@ -402,7 +445,7 @@ class SpoolWriter:
                 self.broken,
             )
             return
-        if self.dirty and not self.unlinked:
+        if self.dirty and not self._unlinked:
             if self._failed is not None and self._failed[0] == self._version:
                 raise self._failed[1]
             try:

@@ -19,6 +19,8 @@ import trio
 
 from agfs_fuse import errors
 from agfs_fuse.asides import ASIDE_PREFIX, UPLOAD_PREFIX
+from agfs_fuse.errors import NotFound
+from agfs_fuse.file_key import FileKey
 from agfs_fuse.filesystem import AgfsFilesystem, ReloadFailed
 from agfs_fuse.spool import SIDECAR_SUFFIX, SpoolDir
 from agfs_fuse.writes import MessageWriter, SpoolWriter
@@ -32,7 +34,16 @@ from tests.integration.conftest import (
 
 pytestmark = pytest.mark.timeout(30)
 
-KEY = 4242  # the inode-like key under which the filesystem keeps a file's spool
+KEY = FileKey(4242)  # the key under which the filesystem keeps a file's spool
+
+
+async def _on_server(fs: AgfsFilesystem, path: str) -> bool:
+    """Whether the server has ``path`` now (a fresh stat, no cached answer)."""
+    try:
+        await fs.stat(path, fresh=True)
+    except NotFound:
+        return False
+    return True
 
 
 class FaultyTransport(httpx.AsyncBaseTransport):
@@ -821,8 +832,8 @@ def test_filesystem_stat_and_list_use_live_server(arun, make_fs, ws: Workspace, 
         entries = {e.name: e for e in await fs.list(ws.mem)}
         return (
             entries,
-            await fs.exists(f"{ws.mem}/a"),
-            await fs.exists(f"{ws.mem}/zzz"),
+            await _on_server(fs, f"{ws.mem}/a"),
+            await _on_server(fs, f"{ws.mem}/zzz"),
             fs.caps.plugin_for(f"{ws.mem}/a"),
             fs.caps.plugin_for("/queuefs/x/dequeue"),
             fs.caps.plugin_for(f"{ws.local}/x"),
@@ -929,7 +940,7 @@ def test_a_listing_answered_before_a_rename_is_not_served_after_it(
             await fs.rename(f"{ws.mem}/NAME.tmp", f"{ws.mem}/NAME")
             transport.release.set()
         after = sorted(e.name for e in await fs.list_for_reading(ws.mem))
-        return seen["first"], after, await fs.exists(f"{ws.mem}/NAME.tmp")
+        return seen["first"], after, await _on_server(fs, f"{ws.mem}/NAME.tmp")
 
     first, after, tmp_exists = arun(body)
     assert first == ["NAME.tmp"]  # what the server said when it was asked

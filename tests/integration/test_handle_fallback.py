@@ -6,6 +6,7 @@ import os
 
 import httpx
 
+from agfs_fuse.file_key import FileKey
 from agfs_fuse.writes import SpoolWriter
 from tests.integration.test_filesystem_core import FaultyTransport
 
@@ -32,11 +33,11 @@ def test_refused_handles_fetch_the_rest_and_upload_whole(arun, make_fs, ws, raw)
         fs = make_fs(transport=transport)
         await fs.refresh_mounts()
         info = await fs.stat(path, fresh=True)
-        writer = fs.open_writer(1, path, info, os.O_RDWR)
+        writer = fs.open_writer(FileKey(1), path, info, os.O_RDWR)
         assert isinstance(writer, SpoolWriter) and writer.sparse  # memfs promises handles
         await writer.write(1000, b"XYZ")
         assert await writer.read(998, 7) == bytes(data[998:1000]) + b"XYZ" + bytes(data[1003:1005])
-        await fs.release_writer(1, writer)
+        await fs.release_writer(FileKey(1), writer)
         return fs.caps.handles(path)
 
     assert arun(body) is False  # learned: no handles under this mount until the next reload

@@ -20,6 +20,7 @@ import trio.testing
 
 from agfs_fuse import names, paths
 from agfs_fuse.asides import HIDDEN_FOR, UPLOAD_PREFIX
+from agfs_fuse.file_key import FileKey
 from agfs_fuse.filesystem import AgfsFilesystem
 from agfs_fuse.rename_journal import RenameJournal
 from agfs_fuse.spool import SpoolDir
@@ -27,7 +28,7 @@ from tests.integration.conftest import RawHttp, Workspace
 
 pytestmark = pytest.mark.timeout(30)
 
-KEY, OTHER_KEY = 5151, 5252
+KEY, OTHER_KEY = FileKey(5151), FileKey(5252)
 
 
 def unwritable_journal(tmp_path: Path) -> RenameJournal:

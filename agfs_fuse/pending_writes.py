@@ -1,0 +1,248 @@
+"""The registry of pending writes: every spool the mount holds, whoever holds it.
+
+A file's new content lives in a spool from its first write until the server has it, and
+in that time it passes through three hands: the open file's handles (found by the file's
+key, shared by every handle), the parked uploads waiting for the server (``uploads``), and,
+once given up, the spool directory as a kept spool for the user (``agfs-fuse spools``).
+This registry is the one place that knows all three, so that it alone answers what is in
+use, what is still to upload, and whether the kept ones leave room for new writes; and it
+passes on what happens to a file's name (renamed, unlinked, uploaded anew) to every writer
+that holds its content. It knows neither HTTP nor the kernel: the filesystem core gives it
+a factory for new spool writers and a way to stat a path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+
+from . import paths
+from .cache import Clock
+from .errors import AgfsError, InvalidArgument, NoSpace, NotFound
+from .file_key import FileKey, FileKeys
+from .models import FileInfo
+from .spool import KeptSpool, Spool, SpoolDir
+from .uploads import ParkedUploads, StatOrNone, kept_reason
+from .writes import SpoolWriter, Writer
+
+log = logging.getLogger(__name__)
+
+CAP_LOG_INTERVAL = 60.0
+"""Seconds between two logs of the same refusal: every open would repeat it."""
+
+NewSpoolWriter = Callable[[str, FileInfo | None, Spool | None], SpoolWriter]
+"""Make a spool writer for ``path`` over ``base`` (what the server holds now), or over a
+kept spool taken up again."""
+
+
+class PendingWrites:
+    """Open spools by file key, parked uploads, kept spools, and the room they leave."""
+
+    def __init__(
+        self,
+        spool_dir: SpoolDir,
+        new_writer: NewSpoolWriter,
+        stat_or_none: StatOrNone,
+        *,
+        max_kept: int,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        """``clock``: monotonic seconds, for how often a refusal is logged."""
+        self.spool_dir = spool_dir
+        self.max_kept = max_kept
+        self.mountpoint: str | None = None  # for the messages that name a command
+        self._new_writer = new_writer
+        self._stat_or_none = stat_or_none
+        self._clock = clock
+        self._cap_logged_at: float | None = None
+        self._keys = FileKeys()
+        self._open: dict[FileKey, SpoolWriter] = {}
+        # Every spool writer still alive (open, closing, parked): their running uploads.
+        self._alive: weakref.WeakSet[SpoolWriter] = weakref.WeakSet()
+        self.parked = ParkedUploads(stat_or_none)
+
+    def new_key(self) -> FileKey:
+        """A key for a file that has none yet (see ``file_key``)."""
+        return self._keys.mint()
+
+    # -- open files -----------------------------------------------------------------
+
+    def open_spool(self, key: FileKey, path: str, base: FileInfo) -> SpoolWriter:
+        """The spool of the file ``key`` for one more handle: the one its other handles
+        share, or a new one over ``base``."""
+        writer = self._open.get(key)
+        if writer is None:
+            writer = self.new_spool(path, base)
+            self._open[key] = writer
+        writer.handle_opened()
+        return writer
+
+    def open_new_spool(self, key: FileKey, path: str) -> SpoolWriter:
+        """The spool of a file just created here, for its first handle."""
+        writer = self.new_spool(path, None)
+        writer.handle_opened()
+        self._open[key] = writer
+        return writer
+
+    def spool_of(self, key: FileKey) -> SpoolWriter | None:
+        return self._open.get(key)
+
+    async def release(self, key: FileKey, writer: Writer) -> None:
+        """A handle is closed. The last handle of a spool uploads and removes it; a spool
+        that could not be uploaded is parked for a retry or kept on disk. Never raises:
+        the kernel ignores errors from release, and the program saw them at close()."""
+        if isinstance(writer, SpoolWriter):
+            if not writer.handle_released():
+                return
+            self._open.pop(key, None)
+        try:
+            await writer.close()
+        except AgfsError as exc:
+            if isinstance(writer, SpoolWriter):
+                self.parked.park(writer, exc)
+            else:
+                log.error("%s: what was written last was not delivered: %s", writer.path, exc)
+
+    # -- what happens to names ------------------------------------------------------
+
+    def replaced(self, path: str, moved_in: str | None = None) -> None:
+        """``path`` is gone from the server (unlinked, or replaced by a rename of
+        ``moved_in``): like POSIX's orphaned inode, what is still open for writing under
+        that name (below it, for a directory) keeps its writes to itself, and neither its
+        close nor a parked retry may upload them over whatever holds the name now."""
+        for writer in self._open.values():
+            if paths.is_within(writer.path, path) and not (
+                moved_in is not None and paths.is_within(writer.path, moved_in)
+            ):
+                writer.mark_unlinked()
+        self.parked.unlinked(path)
+
+    def renamed(self, old: str, new: str) -> None:
+        """``old`` (and everything below it) is now ``new``: open and parked writers
+        follow, and so does an upload's temporary in a renamed directory."""
+        for writer in self._open.values():
+            if paths.is_within(writer.path, old):
+                writer.retarget(paths.rebase(writer.path, old, new))
+            writer.directory_renamed(old, new)
+        self.parked.renamed(old, new)
+
+    def uploaded(self, path: str) -> None:
+        """A newer version of ``path`` reached the server: parked older ones are stale."""
+        self.parked.uploaded(path)
+
+    def running_temporaries(self) -> set[str]:
+        """The hidden names uploads through a temporary are writing right now."""
+        return {w.temporary for w in self._alive if w.temporary is not None}
+
+    # -- spools and the room they take ----------------------------------------------
+
+    def new_spool(self, path: str, base: FileInfo | None, kept: Spool | None = None) -> SpoolWriter:
+        """A spool writer for ``path``; a new spool only while kept ones leave room (a
+        kept spool taken up again needs none)."""
+        if kept is None:
+            self.check_room_for(path)
+        writer = self._new_writer(path, base, kept)
+        self._alive.add(writer)
+        return writer
+
+    def kept(self) -> list[KeptSpool]:
+        """Spools on disk that nothing of this mount is using: failed uploads, crashes."""
+        return self.spool_dir.kept(self._in_use())
+
+    def _in_use(self) -> set[Path]:
+        return {w.spool_path() for w in [*self._open.values(), *self.parked.writers]}
+
+    def check_room_for(self, path: str) -> None:
+        """Refuse new writes (ENOSPC) while kept spools use more than ``max_kept``: they
+        are never deleted to make room, and must not fill the disk unnoticed. Writing a
+        file that has a kept spool stays allowed: that is how one re-uploads it."""
+        if self.spool_dir.kept_bytes(self._in_use()) <= self.max_kept:
+            return
+        kept = self.kept()
+        used = sum(spool.size for spool in kept)
+        if any(spool.meta is not None and spool.meta.remote_path == path for spool in kept):
+            return
+        now = self._clock()
+        if self._cap_logged_at is None or now - self._cap_logged_at >= CAP_LOG_INTERVAL:
+            self._cap_logged_at = now
+            log.error(
+                "%d spools kept after failed uploads use %d bytes, over max_kept=%d: new "
+                "writes get ENOSPC until some are re-uploaded or discarded with "
+                "'agfs-fuse spools %s'",
+                len(kept),
+                used,
+                self.max_kept,
+                self.mountpoint or "MOUNTPOINT",
+            )
+        raise NoSpace(f"kept spools use {used} bytes, over max_kept", path=path)
+
+    async def kept_spool_command(self, text: str, server_url: str) -> None:
+        """``/.agfs-spools``: ``upload ID`` re-uploads a kept spool (removed once the server
+        has it, kept with the new reason if not), ``discard ID`` deletes it. Only a whole
+        file written for ``server_url`` (the server this mount serves now) goes up."""
+        verb, _, wanted = text.strip().partition(" ")
+        if verb not in ("upload", "discard") or not wanted.strip():
+            raise InvalidArgument(f"expected 'upload ID' or 'discard ID', got {text.strip()!r}")
+        matches = [k for k in self.kept() if k.id == wanted.strip()]
+        if not matches:
+            raise NotFound(f"no kept spool {wanted.strip()!r}")
+        kept = matches[0]
+        if verb == "discard":
+            kept.discard()
+            log.warning("discarded the kept spool %s", kept.path)
+            return
+        meta = kept.meta
+        if meta is None or meta.extents is not None:
+            raise InvalidArgument(f"{kept.id} is not a whole file (no sidecar, or partial)")
+        if meta.server_url != server_url:
+            raise InvalidArgument(f"{kept.id} was written for {meta.server_url}, not {server_url}")
+        current = await self._stat_or_none(meta.remote_path)  # its mode is kept
+        writer = self.new_spool(meta.remote_path, current, Spool.reopen(kept.path, meta))
+        try:
+            await writer.close()
+        except AgfsError as exc:
+            writer.keep(kept_reason(exc))
+            raise
+        log.warning("uploaded %s from the kept spool %s", meta.remote_path, kept.path)
+
+    # -- totals, and the end of a mount or a server ---------------------------------
+
+    def open_count(self) -> int:
+        """Files open here with a spool."""
+        return len(self._open)
+
+    def parked_count(self) -> int:
+        return len(self.parked)
+
+    def pending_count(self) -> int:
+        """Contents not on the server yet: parked, or open and changed."""
+        return len(self.parked) + sum(1 for w in self._open.values() if w.dirty)
+
+    async def run(self) -> None:
+        """In the background, for the mount's life: retry the parked uploads."""
+        await self.parked.run()
+
+    async def flush_all(self) -> list[str]:
+        """Upload every dirty and parked spool (unmount, server switch); returns the paths
+        still not on the server. Never raises: at unmount it runs on the way to keeping
+        what is pending and closing the mount, which must happen whatever fails here."""
+        failed = []
+        for writer in list(self._open.values()):
+            try:
+                await writer.flush()
+            except AgfsError as exc:
+                log.error("upload of %s failed: %s", writer.path, exc)
+                failed.append(writer.path)
+            except OSError as exc:
+                # Torn by a local write error (the program was told): never uploaded, and
+                # no reason to hold up an unmount or a server switch.
+                log.error("%s is not uploaded: its spool is torn (%s)", writer.path, exc)
+        await self.parked.retry_all()
+        return failed + [writer.path for writer in self.parked.writers]
+
+    def keep_all(self) -> None:
+        """Unmounting: leave what could not be uploaded on disk for the next mount."""
+        self.parked.keep_all()
