@@ -19,7 +19,7 @@ from agfs_fuse.server.plugins.memfs import MemFS
 from agfs_fuse.server.plugins.queuefs import QueueFS, check_queue_config
 from agfs_fuse.server.plugins.streamfs import StreamFS
 from agfs_fuse.server.plugins.streamfs_config import check_stream_config
-from agfs_fuse.server.routes import Api
+from agfs_fuse.server.routes.dispatch import Api
 from agfs_fuse.server.status import MountStatusTracker
 
 log = logging.getLogger("agfs_fuse.server")
