@@ -160,8 +160,8 @@ class AgfsServer:
     @property
     def url(self) -> str:
         """``http://HOST:PORT/api/v1`` with the port actually bound."""
-        host, port = self.httpd.server_address[:2]
-        if ":" in str(host):
+        host, port = self.httpd.server_name, self.httpd.server_port
+        if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{port}/api/v1"
 
