@@ -1,9 +1,10 @@
 """An AGFS-compatible reference server (``agfs-fuse serve``).
 
-The real AGFS server is Go and cannot be built here, so the FUSE client is tested
-against this one. It reproduces the real server's wire behaviour, quirks included
-(see ``docs``/the protocol page): a client that only works against a tidy fake is no
-client. Standard library only, plus PyYAML for the real server's ``config.yaml``.
+The real AGFS server is Go; the FUSE client's tests run against this one by default
+(and against the real binary with ``--agfs-server-bin``). It reproduces the real
+server's wire behaviour, quirks included (docs/PROTOCOL.md): a client that only works
+against a tidy fake is no client. Standard library, plus PyYAML for the real server's
+``config.yaml``, h11 to parse requests and google-re2 for grep's Go regexes.
 """
 
 #: What ``/version``, ``/health`` and ``/capabilities`` report. The version is the real

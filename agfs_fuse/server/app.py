@@ -19,7 +19,7 @@ from agfs_fuse.server.plugins.memfs import MemFS
 from agfs_fuse.server.plugins.queuefs import QueueFS, check_queue_config
 from agfs_fuse.server.plugins.streamfs import StreamFS
 from agfs_fuse.server.plugins.streamfs_config import check_stream_config
-from agfs_fuse.server.routes import Api
+from agfs_fuse.server.routes.dispatch import Api
 from agfs_fuse.server.status import MountStatusTracker
 
 log = logging.getLogger("agfs_fuse.server")
@@ -160,8 +160,8 @@ class AgfsServer:
     @property
     def url(self) -> str:
         """``http://HOST:PORT/api/v1`` with the port actually bound."""
-        host, port = self.httpd.server_address[:2]
-        if ":" in str(host):
+        host, port = self.httpd.server_name, self.httpd.server_port
+        if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{port}/api/v1"
 

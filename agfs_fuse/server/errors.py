@@ -1,9 +1,10 @@
 """Filesystem errors as the real server's handlers see them.
 
 The Go server maps a few *typed* errors to status codes (not found 404, permission 403,
-invalid argument 400, already exists 409, not supported 501) and everything else to 500
-with the error text. Plugins raise these; the route layer only reads ``status`` and
-``message``. Message texts follow the Go source exactly, because clients parse them.
+already exists 409, not supported 501; invalid argument 400 too, but no plugin here
+raises it) and everything else to 500 with the error text. Plugins raise these; the
+route layer only reads ``status`` and ``message``. Message texts follow the Go source
+exactly, because clients parse them.
 """
 
 from __future__ import annotations
@@ -29,12 +30,6 @@ class PermissionDenied(FsError):
     """``filesystem.ErrPermissionDenied``: 403."""
 
     status = 403
-
-
-class InvalidArgument(FsError):
-    """``filesystem.ErrInvalidArgument``: 400."""
-
-    status = 400
 
 
 class AlreadyExists(FsError):

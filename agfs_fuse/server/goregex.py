@@ -9,6 +9,8 @@ so one ``POST /grep`` can neither freeze the server nor succeed where Go says 40
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import re2
 
 from agfs_fuse.server.gojson import go_string
@@ -32,7 +34,7 @@ _GO_CODES = {
 }
 
 #: A compiled pattern (google-re2's class).
-Regex = re2._Regexp
+Regex: TypeAlias = re2._Regexp
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # RE2 would print every rejected pattern to stderr

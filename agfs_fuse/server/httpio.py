@@ -221,8 +221,9 @@ def write_response(sock: socket.socket, req: Request, resp: Response) -> bool:
     finally:
         if resp.file_range is not None:
             resp.file_range.close()
-        if isinstance(resp.stream, Iterator) and hasattr(resp.stream, "close"):
-            resp.stream.close()  # type: ignore[union-attr]
+        close_stream = getattr(resp.stream, "close", None)  # generators and Pieces have one
+        if close_stream is not None:
+            close_stream()
 
 
 def send_bad_request(sock: socket.socket, exc: BadRequest) -> None:

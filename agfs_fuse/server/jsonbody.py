@@ -130,8 +130,8 @@ def decode(raw: bytes | bytearray, struct: str, fields: dict[str, str]) -> dict[
     try:
         value = _first_value(text)
     except JSONBodyError:
-        raise
-    except (json.JSONDecodeError, ValueError) as exc:
+        raise  # already in Go's words; the ValueError branch below would reword it
+    except ValueError as exc:  # json.JSONDecodeError, or a refused NaN/Infinity constant
         pos = getattr(exc, "pos", 0)
         if pos >= len(text.rstrip(_WS)):
             raise JSONBodyError("unexpected EOF") from None

@@ -8,12 +8,10 @@ the failure with its message.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agfs_fuse.server import pathutil
-from agfs_fuse.server.gojson import rfc3339nano
-from agfs_fuse.server.plugins.base import now_ns
 
 PENDING = "pending"
 MOUNTED = "mounted"
@@ -30,7 +28,6 @@ class MountStatus:
     status: str = PENDING
     error: str = ""
     config: dict[str, Any] | None = None
-    updated_ns: int = field(default_factory=now_ns)
 
     def as_json(self) -> dict[str, Any]:
         """``MountInfo`` with Go's ``omitempty`` fields left out when empty."""
@@ -65,7 +62,7 @@ class MountStatusTracker:
         path = pathutil.normalize(path)
         with self._lock:
             cur = self._statuses.setdefault(path, MountStatus(path, "", ""))
-            cur.status, cur.error, cur.updated_ns = status, error, now_ns()
+            cur.status, cur.error = status, error
 
     def set_mounted(self, path: str) -> None:
         """The mount is live."""
@@ -103,8 +100,3 @@ class MountStatusTracker:
             "degraded": degraded,
             "mounts": summary,
         }
-
-
-def updated_at(status: MountStatus) -> str:
-    """``updatedAt`` as Go formats it (kept for completeness of the tracker)."""
-    return rfc3339nano(status.updated_ns)

@@ -12,7 +12,7 @@ from agfs_fuse.server import gojson, pathutil
 from agfs_fuse.server.httprequest import parse_query
 from agfs_fuse.server.jsonbody import JSONBodyError, decode
 from agfs_fuse.server.plugins.localfs import go_file_mode, go_syscall_mode
-from agfs_fuse.server.routes import parse_int, parse_octal
+from agfs_fuse.server.routes.params import parse_int, parse_octal
 
 
 @pytest.mark.parametrize(

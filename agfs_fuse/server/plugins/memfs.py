@@ -356,8 +356,3 @@ class MemHandle(FileHandle):
 
     def stat(self) -> FileInfo:
         return self.fs.stat(self.path)
-
-
-def new_memfs() -> MemFS:
-    """Factory used by the plugin registry."""
-    return MemFS()
