@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pyfuse3
 
+from . import paths
 from .inodes import LocalAttrs
 from .models import FileInfo
 
@@ -95,6 +96,18 @@ def control_attributes(
     attrs.entry_timeout = policy.entry_timeout
     attrs.attr_timeout = policy.attr_timeout
     return attrs
+
+
+def filesystem_statistics() -> pyfuse3.StatvfsData:
+    """``statfs``: AGFS has no quota and no inode count, so the numbers are large and
+    fixed (16 TiB of blocks, 16 Mi files)."""
+    data = pyfuse3.StatvfsData()
+    data.f_bsize = BLOCK_SIZE
+    data.f_frsize = 4096
+    data.f_blocks = data.f_bfree = data.f_bavail = 1 << 32
+    data.f_files = data.f_ffree = data.f_favail = 1 << 24
+    data.f_namemax = paths.NAME_MAX
+    return data
 
 
 def negative_entry(policy: AttrPolicy) -> pyfuse3.EntryAttributes:
