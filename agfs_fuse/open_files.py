@@ -1,4 +1,4 @@
-"""Open files without the kernel: what an open decides, and how each kind of file is read.
+"""The open-file table: what an open decides, without the kernel.
 
 The FUSE adapter (``operations``) only decodes the kernel's request and converts the
 answer; the policy lives here, where a unit test can drive it with a stub core:
@@ -7,10 +7,9 @@ answer; the policy lives here, where a unit test can drive it with a stub core:
   trusted and for messages under the writeback cache; the kernel's page cache kept only
   for a file unchanged since its pages were read; append mode done here unless the
   writeback cache does it itself;
-- one class per kind of open file, each with read/write/flush/release: a control file of
-  the mount, a never-ending stream, a volatile file (fetched once per open), a regular
-  file (its local writes first, then readahead, then plain ranged reads);
-- the control files' texts and commands (``reload``, ``.agfs-stats``, ``.agfs-spools``).
+- which kind of open file (``open_file_kinds``) serves the handle's reads and writes;
+- the control files' texts and commands (``reload``, ``.agfs-stats``, ``.agfs-spools``);
+- the counters ``/.agfs-stats`` reports.
 
 Errors are the project's typed errors; the FUSE boundary turns them into errnos.
 """
@@ -20,55 +19,28 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import trio
+from typing import Any
 
 from .control_files import CONTROL_INODES, RELOAD, RELOAD_HELP, SPOOLS, STATS, ControlFile
-from .errors import (
-    AccessRefused,
-    InvalidArgument,
-    IsADirectory,
-    NotFound,
-    NotOpenForWriting,
-    StaleFile,
-)
+from .errors import AccessRefused, IsADirectory, StaleFile
 from .inodes import InodeTable
-from .kept_asides import KeptAsides, RenamingCore
+from .kept_asides import KeptAsides
 from .models import FileInfo
-from .readahead import ReadAhead
-from .spool import KeptSpool
-from .streams import StreamFollower
-from .writes import MessageWriter, Writer
-
-PathNow = Callable[[], str | None]
-"""A file's current remote path (follows renames; None once unlinked or replaced)."""
-Command = Callable[[str], Awaitable[object]]
-
-
-class FileCore(RenamingCore, Protocol):
-    """What open files need of the filesystem core (``AgfsFilesystem``). ``key``
-    arguments name a file's pending writes (see ``OpenFiles._file_key``)."""
-
-    def is_volatile(self, path: str, info: FileInfo) -> bool: ...
-    def is_stream(self, path: str, info: FileInfo) -> bool: ...
-    async def stat(self, path: str, *, fresh: bool = False) -> FileInfo: ...
-    async def settled_path(self, path_now: PathNow) -> str | None: ...
-    def open_writer(self, key: int, path: str, info: FileInfo, flags: int) -> Writer: ...
-    def open_new_file(self, key: int, path: str) -> Writer: ...
-    def spool_of(self, key: int) -> Writer | None: ...
-    async def truncate(self, key: int, path: str, size: int) -> None: ...
-    async def release_writer(self, key: int, writer: Writer) -> None: ...
-    def read_ahead(self, path_now: PathNow, info: FileInfo) -> ReadAhead: ...
-    def follow_stream(self, path: str) -> StreamFollower: ...
-    async def fetch_all(self, path: str) -> bytes: ...
-    async def read(self, path: str, offset: int, size: int) -> bytes: ...
-    def nursery(self) -> trio.Nursery: ...
-    def kept_spools(self) -> list[KeptSpool]: ...
-    async def kept_spool_command(self, text: str) -> None: ...
-    def snapshot(self) -> dict[str, object]: ...
+from .open_file_kinds import (
+    Command,
+    FileCore,
+    FileRef,
+    OpenControlFile,
+    OpenCounters,
+    OpenFile,
+    OpenRegularFile,
+    OpenRemoteFile,
+    OpenStream,
+    OpenVolatileFile,
+)
+from .writes import MessageWriter
 
 
 @dataclass(frozen=True)
@@ -78,165 +50,6 @@ class Opened:
     fh: int
     direct_io: bool = False
     keep_cache: bool = False
-
-
-@dataclass
-class OpenCounters:
-    """What ``/.agfs-stats`` reports of opens and writes."""
-
-    opens_kept: int = 0  # opens that kept the kernel's pages of the file
-    opens_dropped: int = 0  # opens that dropped them (changed, or never filled)
-    write_requests: int = 0  # writes the kernel sent for files (not control files)
-
-
-class OpenFile:
-    """One open handle. A handle of a remote file pins its inode while open."""
-
-    inode: int
-    pinned = True
-
-    async def read(self, offset: int, size: int) -> bytes:
-        raise NotImplementedError
-
-    async def write(self, offset: int, data: bytes) -> int:
-        raise NotOpenForWriting("not open for writing")
-
-    async def flush(self) -> None:
-        """Send what was written (flush, fsync); errors reach the program."""
-
-    async def release(self) -> None:
-        """The last close of this handle; errors are logged, never raised."""
-
-
-class ControlHandle(OpenFile):
-    """A control file: its text is made at open, a write is one command (or EBADF)."""
-
-    pinned = False
-
-    def __init__(self, control: ControlFile, content: bytes, command: Command | None) -> None:
-        self.inode = control.inode
-        self.control = control
-        self._content = content
-        self._command = command
-
-    async def read(self, offset: int, size: int) -> bytes:
-        return self._content[offset : offset + size]
-
-    async def write(self, offset: int, data: bytes) -> int:
-        if self._command is None:
-            raise NotOpenForWriting(f"{self.control.name} is read-only")
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidArgument(f"{self.control.name} expects text") from None
-        await self._command(text)
-        return len(data)
-
-
-class RemoteFile(OpenFile):
-    """A handle of a file on the server: writes go to its writer (if opened for
-    writing); reads wait for a rename of it to finish, then go by kind."""
-
-    def __init__(
-        self,
-        core: FileCore,
-        inode: int,
-        key: int,
-        path_now: PathNow,
-        writer: Writer | None,
-        *,
-        append: bool,
-        counters: OpenCounters,
-    ) -> None:
-        self.inode = inode
-        self.writer = writer
-        self.append = append
-        self._core = core
-        self._key = key
-        self._path_now = path_now
-        self._counters = counters
-
-    async def read(self, offset: int, size: int) -> bytes:
-        path = await self._core.settled_path(self._path_now)
-        return await self._read(path, offset, size)
-
-    async def _read(self, path: str | None, offset: int, size: int) -> bytes:
-        raise NotImplementedError
-
-    async def write(self, offset: int, data: bytes) -> int:
-        if self.writer is None:
-            raise NotOpenForWriting("not open for writing")
-        self._counters.write_requests += 1
-        return await self.writer.write(offset, data, append=self.append)
-
-    async def flush(self) -> None:
-        if self.writer is not None:
-            await self.writer.flush()
-
-    async def release(self) -> None:
-        self._stop_reading()
-        if self.writer is not None:
-            await self._core.release_writer(self._key, self.writer)
-
-    def _stop_reading(self) -> None:
-        """Stop the background work reading does (following, prefetching)."""
-
-
-class StreamFile(RemoteFile):
-    """A never-ending stream: followed from the first read, as far as it has come."""
-
-    def __init__(self, *args: Any, stream: StreamFollower, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._stream = stream
-
-    async def _read(self, path: str | None, offset: int, size: int) -> bytes:
-        self._stream.start(self._core.nursery())
-        return await self._stream.read(offset, size)
-
-    def _stop_reading(self) -> None:
-        self._stream.close()
-
-
-class VolatileFile(RemoteFile):
-    """A file whose size or reads cannot be trusted: one GET of the whole content at the
-    first read, every read of this handle served from it."""
-
-    _content: bytes | None = None
-
-    async def _read(self, path: str | None, offset: int, size: int) -> bytes:
-        if self._content is None:
-            if path is None:
-                raise NotFound("file was removed")
-            self._content = await self._core.fetch_all(path)
-        return self._content[offset : offset + size]
-
-
-class RegularFile(RemoteFile):
-    """A plain file: what is written locally and not yet uploaded wins, then the bytes
-    prefetched for a sequential reader, then a ranged read."""
-
-    def __init__(self, *args: Any, readahead: ReadAhead | None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._readahead = readahead
-
-    async def _read(self, path: str | None, offset: int, size: int) -> bytes:
-        writer = self.writer or self._core.spool_of(self._key)
-        if writer is not None:
-            # What readahead fetched may predate the local changes: it is not used again.
-            self._stop_reading()
-            local = await writer.read(offset, size)
-            if local is not None:
-                return local
-        if path is None:
-            raise NotFound("file was removed")
-        if self._readahead is not None:
-            return await self._readahead.read(offset, size)
-        return await self._core.read(path, offset, size)
-
-    def _stop_reading(self) -> None:
-        if self._readahead is not None:
-            self._readahead.drop()
-            self._readahead = None
 
 
 class OpenFiles:
@@ -268,6 +81,12 @@ class OpenFiles:
         """The key that names the file's pending writes in the core: its inode number."""
         return inode
 
+    def _file_ref(self, inode: int) -> FileRef:
+        def path_now() -> str | None:
+            return self._inodes.entry(inode).path
+
+        return FileRef(self._core, inode, self._file_key(inode), path_now, self.counters)
+
     # -- opening --------------------------------------------------------------------
 
     async def open(self, inode: int, flags: int) -> Opened:
@@ -298,31 +117,25 @@ class OpenFiles:
         if info.is_dir:
             raise IsADirectory("is a directory", path=path)
         core = self._core
-        key = self._file_key(inode)
+        file = self._file_ref(inode)
         volatile = core.is_volatile(path, info)
         writer = None
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
-            writer = core.open_writer(key, path, info, flags)
+            writer = core.open_writer(file.key, path, info, flags)
         # Messages (a queue's enqueue, control files) never wait in the writeback cache.
         writeback = self.writeback_cache
         direct = volatile or (writeback and isinstance(writer, MessageWriter))
         # The writeback cache appends itself: the writes it sends carry their offsets.
         append = bool(flags & os.O_APPEND) and (direct or not writeback)
-
-        def path_now() -> str | None:
-            return self._inodes.entry(inode).path
-
-        common = (core, inode, key, path_now, writer)
-        settings: dict[str, Any] = {"append": append, "counters": self.counters}
         readable = flags & os.O_ACCMODE != os.O_WRONLY
-        handle: RemoteFile
+        handle: OpenRemoteFile
         if readable and core.is_stream(path, info):
-            handle = StreamFile(*common, stream=core.follow_stream(path), **settings)
+            handle = OpenStream(file, writer, append=append, stream=core.follow_stream(path))
         elif volatile:
-            handle = VolatileFile(*common, **settings)
+            handle = OpenVolatileFile(file, writer, append=append)
         else:
-            readahead = core.read_ahead(path_now, info) if readable else None
-            handle = RegularFile(*common, readahead=readahead, **settings)
+            readahead = core.read_ahead(file.path_now, info) if readable else None
+            handle = OpenRegularFile(file, writer, append=append, readahead=readahead)
         fh = self._register(handle)
         return Opened(fh, direct_io=direct, keep_cache=self._keeps_cache(inode, info, volatile))
 
@@ -341,22 +154,9 @@ class OpenFiles:
 
     def open_created(self, inode: int, path: str) -> Opened:
         """Open a file this mount just created: empty, nothing to fetch or prefetch."""
-        key = self._file_key(inode)
-        writer = self._core.open_new_file(key, path)
-
-        def path_now() -> str | None:
-            return self._inodes.entry(inode).path
-
-        handle = RegularFile(
-            self._core,
-            inode,
-            key,
-            path_now,
-            writer,
-            readahead=None,
-            append=False,
-            counters=self.counters,
-        )
+        file = self._file_ref(inode)
+        writer = self._core.open_new_file(file.key, path)
+        handle = OpenRegularFile(file, writer, append=False, readahead=None)
         return Opened(self._register(handle))
 
     def _open_control(self, control: ControlFile, flags: int) -> Opened:
@@ -371,7 +171,7 @@ class OpenFiles:
         else:
             assert control is RELOAD
             content, command = RELOAD_HELP, self._reload
-        return Opened(self._add(ControlHandle(control, content, command)), direct_io=True)
+        return Opened(self._add(OpenControlFile(control, content, command)), direct_io=True)
 
     def _register(self, handle: OpenFile) -> int:
         self.kept.pin(handle.inode)

@@ -447,9 +447,9 @@ def test_stats_is_read_only_and_reports_the_open_files() -> None:
         assert stats["url"] == "http://stub"
         assert stats["open_files"] == 1  # control files are not counted
         assert stats["page_cache"] == {"opens_kept": 0, "opens_dropped": 1, "writeback": False}
-        with pytest.raises(errors.NotOpenForWriting) as refused:
+        with pytest.raises(errors.NotOpenForWriting) as bad_handle:
             await layer.files.write(opened.fh, 0, b"x")
-        assert refused.value.errno == errno.EBADF
+        assert bad_handle.value.errno == errno.EBADF
 
     run(test)
 
