@@ -79,7 +79,7 @@ class FileRef:
 
 
 class OpenFile:
-    """A file open on the mount, behind one kernel file handle (fh). A remote file's
+    """A file open on the mount, behind one kernel file handle (fh). An open remote file
     pins its inode while open: a rename that replaces it keeps it aside."""
 
     inode: int
