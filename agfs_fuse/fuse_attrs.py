@@ -11,12 +11,16 @@ import os
 import stat
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pyfuse3
 
 from . import paths
 from .inodes import LocalAttrs
 from .models import FileInfo
+
+if TYPE_CHECKING:
+    from .open_files import Opened
 
 BLOCK_SIZE = 128 * 1024
 
@@ -96,6 +100,11 @@ def control_attributes(
     attrs.entry_timeout = policy.entry_timeout
     attrs.attr_timeout = policy.attr_timeout
     return attrs
+
+
+def file_info(opened: Opened) -> pyfuse3.FileInfo:
+    """The kernel's answer to an open or create, from the open-file layer's decision."""
+    return pyfuse3.FileInfo(fh=opened.fh, direct_io=opened.direct_io, keep_cache=opened.keep_cache)
 
 
 def filesystem_statistics() -> pyfuse3.StatvfsData:

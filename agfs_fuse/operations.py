@@ -1,18 +1,17 @@
 """The pyfuse3 ``Operations`` class: decodes kernel calls, calls the core, converts answers.
 
 Each handler decodes names, resolves inodes to remote paths, calls one method of the
-filesystem core (``AgfsFilesystem``) or of the open-file table (``OpenFiles``, where open
-files are decided and read), and converts the answer into pyfuse3's types
-(``EntryAttributes`` from ``fuse_entries``). One error boundary wraps every handler:
-typed errors become ``FUSEError(errno)``, anything else is logged with its traceback and
-becomes EIO. pyfuse3 only understands ``FUSEError``; any other exception would kill the
-session and leave a dead mount.
+filesystem core (``AgfsFilesystem``) or of the open-file table (``OpenFiles``), and
+converts the answer into pyfuse3's types (``fuse_entries``). One error boundary wraps
+every handler (``fuse_boundary``): pyfuse3 only understands ``FUSEError``, and any other
+exception would kill the session and leave a dead mount.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import stat
 from dataclasses import dataclass
@@ -38,11 +37,11 @@ from .errors import (
     ServerUnreachable,
 )
 from .filesystem import AgfsFilesystem
-from .fuse_attrs import AttrPolicy, filesystem_statistics, negative_entry, synthetic_info
+from .fuse_attrs import AttrPolicy, file_info, filesystem_statistics, negative_entry, synthetic_info
 from .fuse_boundary import error_boundary
 from .fuse_entries import Entries, Listing
 from .inodes import ROOT_INODE, InodeTable
-from .open_files import Opened, OpenFiles
+from .open_files import OpenFiles
 
 
 @dataclass
@@ -77,7 +76,7 @@ class AgfsOperations(pyfuse3.Operations):
         self.files = OpenFiles(fs, inodes, reload=self.reload, writeback_cache=writeback_cache)
         self.entries = Entries(inodes, policy, fs, self.files.local_size)
         self._dirs: dict[int, OpenDir] = {}
-        self._next_dir_fh = 1
+        self._dir_fhs = itertools.count(1)
         self.kernel_ready = trio.Event()
 
     def init(self) -> None:
@@ -135,17 +134,17 @@ class AgfsOperations(pyfuse3.Operations):
         try:
             # The path once no rename changes it: a replaced file's attributes stay its own.
             path = await self.fs.settled_path(lambda: entry.path)
-            if path is None:  # unlinked (or replaced) but still open
-                if entry.info is None:
-                    raise NotFound("file was removed", path=str(inode))
-                return self.entries.of(inode, entry.info)
-            return self.entries.of(inode, await self.fs.stat(path))
+            # None: unlinked (or replaced) but still open, shown as it was last.
+            info = entry.info if path is None else await self.fs.stat(path)
         except (ServerUnreachable, RequestTimeout):
             if inode != ROOT_INODE or entry.info is None:
                 raise
             # The mountpoint itself stays a directory while the server is away, so that
             # `df`, `cd` and mount checks work; everything inside reports the error.
-            return self.entries.of(inode, entry.info)
+            info = entry.info
+        if info is None:
+            raise NotFound("file was removed", path=str(inode))
+        return self.entries.of(inode, info)
 
     @error_boundary
     async def setattr(self, inode, attr, fields, fh, ctx):
@@ -184,8 +183,7 @@ class AgfsOperations(pyfuse3.Operations):
         entries = self.entries.shown(inode, path, await self.fs.entries_for_reading(path))
         if self.entries.listed(inode, entries):
             await trio.to_thread.run_sync(_forget_kernel_attrs, inode)
-        fh = self._next_dir_fh
-        self._next_dir_fh += 1
+        fh = next(self._dir_fhs)
         self._dirs[fh] = OpenDir(path, entries)
         return fh
 
@@ -273,7 +271,7 @@ class AgfsOperations(pyfuse3.Operations):
 
     @error_boundary
     async def open(self, inode, flags, ctx):
-        return _file_info(await self.files.open(inode, flags))
+        return file_info(await self.files.open(inode, flags))
 
     @error_boundary
     async def create(self, parent_inode, name, mode, flags, ctx):
@@ -288,13 +286,13 @@ class AgfsOperations(pyfuse3.Operations):
             info = await self.fs.stat(path, fresh=True)  # lost a race: open what is there
             inode = self.inodes.ref(path)
             opened = self.files.open_existing(inode, path, info, flags)
-            return _file_info(opened), self.entries.of(inode, info)
+            return file_info(opened), self.entries.of(inode, info)
         self.entries.changed(parent_inode)
         info = synthetic_info(paths.split(path)[1], perm=stat.S_IMODE(mode))
         inode = self.inodes.ref(path)
         self.entries.created(inode, ctx)
         opened = self.files.open_created(inode, path)
-        return _file_info(opened), self.entries.of(inode, info, synthetic=True)
+        return file_info(opened), self.entries.of(inode, info, synthetic=True)
 
     @error_boundary
     async def read(self, fh, off, size):
@@ -315,10 +313,6 @@ class AgfsOperations(pyfuse3.Operations):
     @error_boundary
     async def release(self, fh):
         await self.files.release(fh)
-
-
-def _file_info(opened: Opened) -> pyfuse3.FileInfo:
-    return pyfuse3.FileInfo(fh=opened.fh, direct_io=opened.direct_io, keep_cache=opened.keep_cache)
 
 
 def _forget_kernel_attrs(inode: int) -> None:
