@@ -16,6 +16,8 @@ class AgfsError(Exception):
     """Base of every error the client raises; ``errno`` is what the kernel will see."""
 
     errno: int = E.EIO
+    quiet: bool = False
+    """An everyday refusal of the mount itself (not the server's): logged at debug only."""
 
     def __init__(self, message: str, *, path: str | None = None, status: int | None = None):
         super().__init__(message)
@@ -107,6 +109,37 @@ class RequestTimeout(AgfsError):
     """The server accepted the request but stopped answering within the deadline."""
 
     errno = E.ETIMEDOUT
+
+
+class NotOpenForWriting(AgfsError):
+    """A write through a handle that cannot take one (opened read-only, or a read-only
+    control file)."""
+
+    errno = E.EBADF
+    quiet = True
+
+
+class StaleFile(AgfsError):
+    """The file an inode stood for was replaced by a rename: the kernel looks the name up
+    again and opens what is there now."""
+
+    errno = E.ESTALE
+    quiet = True
+
+
+class NotPermitted(AgfsError):
+    """An operation the mount never allows on that kind of file (a control file's mode,
+    a hard link)."""
+
+    errno = E.EPERM
+    quiet = True
+
+
+class AccessRefused(PermissionDenied):
+    """The mount itself refuses this access (a read-only control file opened for
+    writing); unlike the server's PermissionDenied, an everyday answer."""
+
+    quiet = True
 
 
 # Message fragments in the order they are tried: more specific phrases first, because

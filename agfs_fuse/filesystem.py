@@ -41,6 +41,7 @@ from .rename import KeptAside, ServerRename
 from .rename_gate import RenameGate
 from .rename_journal import RenameJournal
 from .spool import DEFAULT_MAX_KEPT, KeptSpool, Spool, SpoolDir
+from .streams import StreamFollower
 from .wire import shown_url
 from .writes import MessageWriter, SpoolWriter, Writer
 
@@ -476,6 +477,11 @@ class AgfsFilesystem:
             return await self.client.read(path, offset, size)
 
         return ReadAhead(fetch, info.size, self.nursery(), self.readahead_budget)
+
+    def follow_stream(self, path: str) -> StreamFollower:
+        """Reading for a handle of a never-ending stream: it follows through whichever
+        client is current (a reload swaps it), started at the handle's first read."""
+        return StreamFollower(self.current_client, path)
 
     async def fetch_all(self, path: str) -> bytes:
         """One GET for the whole content: for files whose size or reads are untrusted."""

@@ -11,11 +11,16 @@ import os
 import stat
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pyfuse3
 
+from . import paths
 from .inodes import LocalAttrs
 from .models import FileInfo
+
+if TYPE_CHECKING:
+    from .open_files import Opened
 
 BLOCK_SIZE = 128 * 1024
 
@@ -95,6 +100,23 @@ def control_attributes(
     attrs.entry_timeout = policy.entry_timeout
     attrs.attr_timeout = policy.attr_timeout
     return attrs
+
+
+def file_info(opened: Opened) -> pyfuse3.FileInfo:
+    """The kernel's answer to an open or create, from the open-file layer's decision."""
+    return pyfuse3.FileInfo(fh=opened.fh, direct_io=opened.direct_io, keep_cache=opened.keep_cache)
+
+
+def filesystem_statistics() -> pyfuse3.StatvfsData:
+    """``statfs``: AGFS has no quota and no inode count, so the numbers are large and
+    fixed (16 TiB of blocks, 16 Mi files)."""
+    data = pyfuse3.StatvfsData()
+    data.f_bsize = BLOCK_SIZE
+    data.f_frsize = 4096
+    data.f_blocks = data.f_bfree = data.f_bavail = 1 << 32
+    data.f_files = data.f_ffree = data.f_favail = 1 << 24
+    data.f_namemax = paths.NAME_MAX
+    return data
 
 
 def negative_entry(policy: AttrPolicy) -> pyfuse3.EntryAttributes:

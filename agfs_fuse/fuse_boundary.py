@@ -46,7 +46,7 @@ def error_boundary(handler: F) -> F:
                 log.debug("%s%s errno %s", handler.__name__, _brief(args[1:]), exc.errno)
             raise
         except AgfsError as exc:
-            level = logging.DEBUG if exc.errno in _QUIET_ERRNOS else logging.WARNING
+            level = logging.DEBUG if exc.quiet or exc.errno in _QUIET_ERRNOS else logging.WARNING
             log.log(level, "%s: %s", handler.__name__, exc)
             raise pyfuse3.FUSEError(exc.errno) from None
         except OSError as exc:  # the local spool: ENOSPC, EIO of the cache disk

@@ -30,6 +30,10 @@ EXPECTED_ERRNO = {
     errors.ConnectionLost: errno.EIO,
     errors.TlsFailure: errno.EIO,
     errors.RequestTimeout: errno.ETIMEDOUT,
+    errors.NotOpenForWriting: errno.EBADF,
+    errors.StaleFile: errno.ESTALE,
+    errors.NotPermitted: errno.EPERM,
+    errors.AccessRefused: errno.EACCES,
 }
 
 
@@ -48,6 +52,17 @@ def test_every_error_class_is_covered() -> None:
         if isinstance(obj, type) and issubclass(obj, errors.AgfsError)
     }
     assert defined == set(EXPECTED_ERRNO)
+
+
+def test_only_the_mounts_own_refusals_are_quiet() -> None:
+    quiet = {cls for cls in EXPECTED_ERRNO if cls.quiet}
+    assert quiet == {
+        errors.NotOpenForWriting,
+        errors.StaleFile,
+        errors.NotPermitted,
+        errors.AccessRefused,
+    }
+    assert not errors.PermissionDenied.quiet  # the server's refusal is worth a warning
 
 
 def test_connection_problems_are_never_enoent() -> None:

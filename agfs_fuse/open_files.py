@@ -1,0 +1,247 @@
+"""The open-file table: what an open decides, without the kernel.
+
+The FUSE adapter (``operations``) only decodes the kernel's request and converts the
+answer; the policy lives here, where a unit test can drive it with a stub core:
+
+- the open decision (``Opened``): direct I/O for files whose size or reads cannot be
+  trusted and for messages under the writeback cache; the kernel's page cache kept only
+  for a file unchanged since its pages were read; append mode done here unless the
+  writeback cache does it itself;
+- which kind of open file (``open_file_kinds``) serves the handle's reads and writes;
+- the control files' texts and commands (``reload``, ``.agfs-stats``, ``.agfs-spools``);
+- the counters ``/.agfs-stats`` reports.
+
+Errors are the project's typed errors; the FUSE boundary turns them into errnos.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .control_files import CONTROL_INODES, RELOAD, RELOAD_HELP, SPOOLS, STATS, ControlFile
+from .errors import AccessRefused, IsADirectory, StaleFile
+from .file_key import FileKey
+from .inodes import InodeTable
+from .kept_asides import KeptAsides
+from .models import FileInfo
+from .open_file_kinds import (
+    Command,
+    FileCore,
+    FileRef,
+    OpenControlFile,
+    OpenCounters,
+    OpenFile,
+    OpenRegularFile,
+    OpenRemoteFile,
+    OpenStream,
+    OpenVolatileFile,
+)
+from .writes import MessageWriter
+
+
+@dataclass(frozen=True)
+class Opened:
+    """The answer to an open: the handle number, and how the kernel treats its pages."""
+
+    fh: int
+    direct_io: bool = False
+    keep_cache: bool = False
+
+
+class OpenFiles:
+    """The open-file table: makes the open and create decisions and answers by handle."""
+
+    def __init__(
+        self,
+        core: FileCore,
+        inodes: InodeTable,
+        *,
+        reload: Command,
+        writeback_cache: bool = False,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        """``reload`` runs a text written to ``/reload``; ``writeback_cache``: the kernel
+        keeps written pages and does O_APPEND itself; ``clock_ns``: the wall clock."""
+        self._core = core
+        self._inodes = inodes
+        self._reload = reload
+        self.writeback_cache = writeback_cache
+        self._clock_ns = clock_ns
+        self.kept = KeptAsides(core, inodes)
+        self.counters = OpenCounters()
+        self._files: dict[int, OpenFile] = {}
+        self._next_fh = 1
+
+    def file_key(self, inode: int) -> FileKey:
+        """The key that names the file's pending writes in the core: minted by the core
+        the first time it is asked for, kept on the inode's entry, and held by the
+        pending writes themselves, so it outlives renames, unlinks and the kernel's
+        forget of the inode."""
+        entry = self._inodes.entry(inode)
+        if entry.file_key is None:
+            entry.file_key = self._core.new_file_key()
+        return entry.file_key
+
+    def _file_ref(self, inode: int) -> FileRef:
+        def path_now() -> str | None:
+            return self._inodes.entry(inode).path
+
+        return FileRef(self._core, inode, self.file_key(inode), path_now, self.counters)
+
+    # -- opening --------------------------------------------------------------------
+
+    async def open(self, inode: int, flags: int) -> Opened:
+        """Open an existing file (or control file) by inode."""
+        control = CONTROL_INODES.get(inode)
+        if control is not None:
+            return self._open_control(control, flags)
+        path = self._inodes.entry(inode).path
+        if path is None:
+            # A rename replaced this inode's file (the kernel found it in its dentry cache,
+            # a moment old). ESTALE makes the kernel look the name up again and open what
+            # is there now, as the program asked.
+            raise StaleFile("replaced by a rename", path=str(inode))
+        self.kept.pin(inode)  # a rename that replaces it meanwhile keeps it for us
+        try:
+            info = await self._core.stat(path, fresh=True)  # after a rename of it, if one runs
+            now = self._inodes.entry(inode).path
+            if now is None:
+                raise StaleFile("replaced by a rename", path=str(inode))
+            if now != path:  # renamed, or replaced and kept aside, while the stat waited
+                path, info = now, await self._core.stat(now, fresh=True)
+            return self.open_existing(inode, path, info, flags)
+        finally:
+            await self.kept.unpin(inode)
+
+    def open_existing(self, inode: int, path: str, info: FileInfo, flags: int) -> Opened:
+        """Open ``path`` (``info``: what the server says of it now) by ``flags``."""
+        if info.is_dir:
+            raise IsADirectory("is a directory", path=path)
+        core = self._core
+        file = self._file_ref(inode)
+        volatile = core.is_volatile(path, info)
+        writer = None
+        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
+            writer = core.open_writer(file.key, path, info, flags)
+        # Messages (a queue's enqueue, control files) never wait in the writeback cache.
+        writeback = self.writeback_cache
+        direct = volatile or (writeback and isinstance(writer, MessageWriter))
+        # The writeback cache appends itself: the writes it sends carry their offsets.
+        append = bool(flags & os.O_APPEND) and (direct or not writeback)
+        readable = flags & os.O_ACCMODE != os.O_WRONLY
+        handle: OpenRemoteFile
+        if readable and core.is_stream(path, info):
+            handle = OpenStream(file, writer, append=append, stream=core.follow_stream(path))
+        elif volatile:
+            handle = OpenVolatileFile(file, writer, append=append)
+        else:
+            readahead = core.read_ahead(file.path_now, info) if readable else None
+            handle = OpenRegularFile(file, writer, append=append, readahead=readahead)
+        fh = self._register(handle)
+        return Opened(fh, direct_io=direct, keep_cache=self._keeps_cache(inode, info, volatile))
+
+    def _keeps_cache(self, inode: int, info: FileInfo, volatile: bool) -> bool:
+        """Keep the kernel's pages only when the file is unchanged since they were read:
+        same size and mtime as then, and an mtime that means something (0 does not)."""
+        entry = self._inodes.entry(inode)
+        basis = (info.size, info.mtime_ns)
+        keep = not volatile and entry.cached == basis and info.mtime_ns != 0
+        entry.cached = None if volatile else basis
+        if keep:
+            self.counters.opens_kept += 1
+        elif not volatile:
+            self.counters.opens_dropped += 1
+        return keep
+
+    def open_created(self, inode: int, path: str) -> Opened:
+        """Open a file this mount just created: empty, nothing to fetch or prefetch."""
+        file = self._file_ref(inode)
+        writer = self._core.open_new_file(file.key, path)
+        handle = OpenRegularFile(file, writer, append=False, readahead=None)
+        return Opened(self._register(handle))
+
+    def _open_control(self, control: ControlFile, flags: int) -> Opened:
+        command: Command | None
+        if control is STATS:
+            if flags & os.O_ACCMODE != os.O_RDONLY:
+                raise AccessRefused(f"{control.name} is read-only")
+            content, command = _json(self.snapshot()), None
+        elif control is SPOOLS:
+            kept = [spool.describe() for spool in self._core.kept_spools()]
+            content, command = _json(kept), self._core.kept_spool_command
+        else:
+            assert control is RELOAD
+            content, command = RELOAD_HELP, self._reload
+        return Opened(self._add(OpenControlFile(control, content, command)), direct_io=True)
+
+    def _register(self, handle: OpenFile) -> int:
+        self.kept.pin(handle.inode)
+        return self._add(handle)
+
+    def _add(self, handle: OpenFile) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        self._files[fh] = handle
+        return fh
+
+    # -- by handle ------------------------------------------------------------------
+
+    async def read(self, fh: int, offset: int, size: int) -> bytes:
+        return await self._files[fh].read(offset, size)
+
+    async def write(self, fh: int, offset: int, data: bytes) -> int:
+        return await self._files[fh].write(offset, data)
+
+    async def flush(self, fh: int) -> None:
+        handle = self._files.get(fh)
+        if handle is not None:
+            await handle.flush()
+
+    async def release(self, fh: int) -> None:
+        handle = self._files.pop(fh, None)
+        if handle is None or not handle.pinned:
+            return
+        try:
+            await handle.release()
+        finally:
+            await self.kept.unpin(handle.inode)
+
+    # -- by inode -------------------------------------------------------------------
+
+    async def truncate(self, inode: int, path: str, size: int) -> None:
+        """Set a file's size; an open file's new size is uploaded at its close, and until
+        then its mtime and ctime are now."""
+        key = self.file_key(inode)
+        await self._core.truncate(key, path, size)
+        if self._core.spool_of(key) is not None:
+            self._inodes.touched(inode, self._clock_ns())
+
+    def local_size(self, inode: int) -> int | None:
+        """The file's size as its open spool sees it, when it knows better than the
+        server."""
+        spool = self._core.spool_of(self.file_key(inode))
+        return spool.local_size() if spool is not None else None
+
+    def snapshot(self) -> dict[str, Any]:
+        """The mount's numbers for ``/.agfs-stats``."""
+        return {
+            **self._core.snapshot(),
+            "root": self._inodes.root_path,
+            "open_files": sum(1 for handle in self._files.values() if handle.pinned),
+            "known_inodes": len(self._inodes),
+            "page_cache": {
+                "opens_kept": self.counters.opens_kept,
+                "opens_dropped": self.counters.opens_dropped,
+                "writeback": self.writeback_cache,
+            },
+            "write_requests": self.counters.write_requests,
+        }
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, indent=2).encode() + b"\n"
