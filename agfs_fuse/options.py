@@ -276,7 +276,7 @@ def parse_options(groups: Iterable[str], *, sloppy: bool = False) -> MountOption
     return options
 
 
-_METAVARS = {
+_METAVARS: dict[Callable[[str], Any], str] = {
     _seconds: "SECONDS",
     _positive_seconds: "SECONDS",
     _id: "N",

@@ -17,8 +17,11 @@ def _tasks(task: trio.lowlevel.Task) -> Iterator[trio.lowlevel.Task]:
 
 def describe_tasks() -> str:
     """One block per task: its name and where each of its frames waits."""
-    lines = []
-    for task in _tasks(trio.lowlevel.current_root_task()):
+    lines: list[str] = []
+    root = trio.lowlevel.current_root_task()
+    if root is None:  # called outside trio.run: no tasks to describe
+        return ""
+    for task in _tasks(root):
         lines.append(f"task {task.name}:")
         for frame, lineno in task.iter_await_frames():
             code = frame.f_code
