@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 transport for httpx, over trio sockets.
+"""A lean HTTP/1.1 client transport over trio sockets: how the mount talks to AGFS.
 
 Why not httpx's own: on a 2-core machine its transport (httpcore and h11) spends about
 1 ms of CPU on every request and moves about 200 MB/s, while the reference server answers
@@ -7,11 +7,12 @@ and per 1 MiB of readahead, so that cost is the mount's speed. This transport sp
 the HTTP/1.1 an AGFS server talks (keep-alive; ``Content-Length``, ``chunked`` or
 read-to-close bodies) and receives bodies straight into buffers of their announced size.
 
-It serves httpx as a transport (streamed answers: whole-file reads, followed streams),
-and offers ``exchange``: one request with its whole answer, past httpx's Request and
-Response objects, which cost as much CPU as the rest of a small request. Either way the
-exception types the client maps to errors are httpx's. Proxies are not spoken here;
-``AgfsClient`` keeps httpx's own transport when the environment names a proxy.
+It has two ways to ask, both past httpx's Request and Response objects (which cost as much
+CPU as the rest of a small request): ``exchange`` gives a whole answer (``Reply``),
+``stream`` an answer whose body is read as it arrives (``Streamed``: whole-file reads and
+followed streams, which may be large or never end). The exception types it raises are
+httpx's, so the session maps one set of exceptions to errors whichever path a request took.
+Proxies are not spoken here: ``request_paths.HttpxPath`` serves a mount behind one.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import contextlib
 import json
 import os
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -30,7 +31,7 @@ MAX_HEAD = 64 * 1024
 """The largest response head accepted; an AGFS head is a few hundred bytes."""
 
 PIECE = 1 << 20
-"""Bodies are handed to httpx in pieces of at most this size (or one chunk, if smaller)."""
+"""Streamed bodies are handed on in pieces of at most this size (or one chunk, if smaller)."""
 
 _RECEIVE = 256 * 1024
 ANSWER_POLL = 0.02
@@ -83,6 +84,11 @@ class Timeouts:
     """Per-operation inactivity deadlines in seconds (None: no deadline), as httpx has
     them: waiting for a free connection, connecting, each send and each receive."""
 
+    @classmethod
+    def all(cls, seconds: float | None) -> Timeouts:
+        """The same deadline for every step."""
+        return cls(seconds, seconds, seconds, seconds)
+
     __slots__ = ("connect", "read", "write", "pool")
 
     def __init__(
@@ -94,13 +100,9 @@ class Timeouts:
     ) -> None:
         self.connect, self.read, self.write, self.pool = connect, read, write, pool
 
-    @classmethod
-    def of(cls, request: httpx.Request) -> Timeouts:
-        """From httpx's ``timeout`` request extension."""
-        timeout = request.extensions.get("timeout", {})
-        return cls(
-            timeout.get("connect"), timeout.get("read"), timeout.get("write"), timeout.get("pool")
-        )
+    def as_httpx(self) -> httpx.Timeout:
+        """The same deadlines for an httpx client (the proxy path)."""
+        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
 
 
 class Reply:
@@ -124,7 +126,41 @@ class Reply:
         return json.loads(self.content)
 
 
-def _scope(seconds: float | None) -> trio.CancelScope:
+class Streamed:
+    """An answer whose body is read as it arrives: what ``stream`` gives. ``aiter_bytes``
+    yields the body once; ``aclose`` gives the connection back (reused only if the body
+    was read to its end). The httpx path wraps its own streamed responses in this too."""
+
+    __slots__ = ("status_code", "headers", "_pieces", "_close")
+
+    def __init__(
+        self,
+        status_code: int,
+        headers: dict[str, str],
+        pieces: AsyncIterator[bytes],
+        close: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.status_code = status_code
+        self.headers = headers  # names in lower case
+        self._pieces = pieces
+        self._close = close
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        return self._pieces
+
+    async def read_whole(self) -> Reply:
+        """The rest of the body as a ``Reply`` (for an error's message), then closed."""
+        try:
+            content = b"".join([piece async for piece in self._pieces])
+        finally:
+            await self.aclose()
+        return Reply(self.status_code, self.headers, content, 0)
+
+    async def aclose(self) -> None:
+        await self._close()
+
+
+def _scope(seconds: float | None) -> contextlib.AbstractContextManager[object]:
     return trio.fail_after(seconds) if seconds is not None else trio.CancelScope()
 
 
@@ -215,11 +251,12 @@ class _Connection:
     async def _receive_some(self, seconds: float | None, limit: int = _RECEIVE) -> bytes:
         try:
             with _scope(seconds):
-                return await self.stream.receive_some(limit)
+                data = await self.stream.receive_some(limit)
         except trio.TooSlowError:
             raise httpx.ReadTimeout("timed out waiting for the server") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise httpx.ReadError(f"receiving the answer failed: {exc}") from exc
+        return data if isinstance(data, bytes) else bytes(data)
 
     async def fill(self, seconds: float | None) -> None:
         """Receive more bytes into the buffer; the server closing raises ``ReadError``."""
@@ -346,9 +383,15 @@ class _Head:
         read_to_close = not self.chunked and self.length is None
         self.keep_alive = self.http_version == "HTTP/1.1" and not close and not read_to_close
 
+    def fields(self) -> dict[str, str]:
+        """The headers by lower-case name (the last of a repeated one)."""
+        return {
+            name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self.headers
+        }
 
-class _Body(httpx.AsyncByteStream):
-    """A response body, read as httpx asks; gives the connection back when done."""
+
+class _BodyReader:
+    """A response body, read in pieces; gives the connection back when done."""
 
     def __init__(
         self, pool: AgfsTransport, conn: _Connection, head: _Head, deadline: Timeouts
@@ -357,12 +400,12 @@ class _Body(httpx.AsyncByteStream):
         self._conn: _Connection | None = conn
         self._head = head
         self._read = deadline.read
-        self._complete = False
+        self.complete = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def pieces(self) -> AsyncIterator[bytes]:
         conn = self._conn
         if conn is None:
-            if self._complete:  # an empty body, already given back
+            if self.complete:  # an empty body, already given back
                 return
             raise httpx.StreamClosed()
         head = self._head
@@ -378,7 +421,7 @@ class _Body(httpx.AsyncByteStream):
         else:
             while piece := await conn.until_closed(self._read):
                 yield piece
-        self._complete = True
+        self.complete = True
         await self.aclose()
 
     async def _chunks(self, conn: _Connection) -> AsyncIterator[bytes]:
@@ -403,11 +446,21 @@ class _Body(httpx.AsyncByteStream):
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            await self._pool.release(conn, reuse=self._complete and self._head.keep_alive)
+            await self._pool.release(conn, reuse=self.complete and self._head.keep_alive)
 
 
-class AgfsTransport(httpx.AsyncBaseTransport):
-    """A pool of keep-alive HTTP/1.1 connections to one server (or a few), for httpx."""
+RequestBody = bytes | FileBody | None
+"""What ``AgfsTransport`` sends: nothing, bytes (with the head, in one packet when small),
+or a file (by sendfile on plain TCP). Never a stream of unknown length: AGFS needs none."""
+
+
+class AgfsTransport:
+    """A pool of keep-alive HTTP/1.1 connections to one server (or a few).
+
+    A request names its connection ``key`` (scheme, host, port), its ``target`` (the
+    encoded path and query) and all its ``headers``, which must include ``Host`` and, with
+    a body, ``Content-Length``: building them is the caller's (``request_paths``).
+    """
 
     def __init__(self, *, verify: bool | ssl.SSLContext = True, max_connections: int = 32) -> None:
         self._verify = verify
@@ -416,59 +469,44 @@ class AgfsTransport(httpx.AsyncBaseTransport):
         self._slots = trio.Semaphore(max_connections)
         self._closed = False
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        deadline = Timeouts.of(request)
-        chunked = b"chunked" in request.headers.get("transfer-encoding", "").encode().lower()
-        conn, head = await self._open(
-            _key(url.scheme, url.host, url.port),
-            request.method,
-            url.raw_path,
-            request.headers.raw,
-            request.stream,
-            chunked,
-            deadline,
-        )
-        body = _Body(self, conn, head, deadline)
-        response = httpx.Response(
-            head.status,
-            headers=head.headers,
-            stream=body,
-            extensions={"http_version": head.http_version.encode()},
-        )
-        if head.length == 0:
-            body._complete = True  # nothing to read: the connection is free now
-            await body.aclose()
-        return response
-
     async def exchange(
         self,
         key: _Key,
         method: str,
         target: bytes,
         headers: list[tuple[bytes, bytes]],
-        body: bytes | FileBody | None,
+        body: RequestBody,
         deadline: Timeouts,
     ) -> Reply:
-        """One request, its whole answer read, without httpx's Request and Response: they
-        cost about as much CPU as the rest of a small request. ``headers`` must include
-        ``Host`` and, with a body, ``Content-Length``. Raises httpx's exceptions, as
-        ``handle_async_request`` does."""
-        conn, head = await self._open(key, method, target, headers, body, False, deadline)
-        reader = _Body(self, conn, head, deadline)
+        """One request and its whole answer."""
+        conn, head = await self._open(key, method, target, headers, body, deadline)
+        reader = _BodyReader(self, conn, head, deadline)
         try:
             if head.length is not None and head.length <= PIECE:
                 content = await conn.exactly(head.length, deadline.read) if head.length else b""
-                reader._complete = True
+                reader.complete = True
             else:  # chunked, read to close, or large: in pieces, the scratch stays small
-                content = b"".join([piece async for piece in reader])
+                content = b"".join([piece async for piece in reader.pieces()])
         finally:
             await reader.aclose()
-        fields = {
-            name.decode("latin-1").lower(): value.decode("latin-1") for name, value in head.headers
-        }
         sent = len(body) if isinstance(body, bytes) else body.size if body is not None else 0
-        return Reply(head.status, fields, content, sent)
+        return Reply(head.status, head.fields(), content, sent)
+
+    async def stream(
+        self,
+        key: _Key,
+        method: str,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        deadline: Timeouts,
+    ) -> Streamed:
+        """One request whose answer's body the caller reads as it comes, then closes."""
+        conn, head = await self._open(key, method, target, headers, None, deadline)
+        reader = _BodyReader(self, conn, head, deadline)
+        if head.length == 0:
+            reader.complete = True  # nothing to read: the connection is free now
+            await reader.aclose()
+        return Streamed(head.status, head.fields(), reader.pieces(), reader.aclose)
 
     async def _open(
         self,
@@ -476,12 +514,11 @@ class AgfsTransport(httpx.AsyncBaseTransport):
         method: str,
         target: bytes,
         headers: list[tuple[bytes, bytes]],
-        body: Any,
-        chunked: bool,
+        body: RequestBody,
         deadline: Timeouts,
     ) -> tuple[_Connection, _Head]:
         """Take a connection slot, send the request, and read the answer's head; the slot
-        is the caller's to give back (through ``_Body``) unless this raises."""
+        is the caller's to give back (through ``_BodyReader``) unless this raises."""
         if self._closed:
             raise httpx.ConnectError("the client is closed")
         try:
@@ -497,9 +534,7 @@ class AgfsTransport(httpx.AsyncBaseTransport):
             conn = await self._connection(key, deadline)
             send_failure: httpx.WriteError | None = None
             try:
-                sent = await self._send_request(
-                    conn, method, target, headers, body, chunked, deadline
-                )
+                sent = await self._send_request(conn, method, target, headers, body, deadline)
             except httpx.WriteError as exc:
                 send_failure = exc
             else:
@@ -558,18 +593,7 @@ class AgfsTransport(httpx.AsyncBaseTransport):
         scheme, host, port = key
         try:
             with _scope(deadline.connect):
-                tcp = await trio.open_tcp_stream(host, port)
-                if scheme != "https":
-                    return _Connection(key, tcp, tcp.socket)
-                if self._context is None:
-                    self._context = ssl_context_for(self._verify)
-                tls = trio.SSLStream(tcp, self._context, server_hostname=host)
-                try:
-                    await tls.do_handshake()
-                except BaseException:
-                    await trio.aclose_forcefully(tcp)
-                    raise
-                return _Connection(key, tls, None)
+                conn = await self._open_stream(key)
         except trio.TooSlowError:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
         except trio.BrokenResourceError as exc:
@@ -577,44 +601,48 @@ class AgfsTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(f"TLS with {host}:{port} failed: {cause}") from cause
         except OSError as exc:
             raise httpx.ConnectError(_connect_failure(exc, host, port)) from exc
+        return conn
 
+    async def _open_stream(self, key: _Key) -> _Connection:
+        scheme, host, port = key
+        tcp = await trio.open_tcp_stream(host, port)
+        if scheme != "https":
+            return _Connection(key, tcp, tcp.socket)
+        if self._context is None:
+            self._context = ssl_context_for(self._verify)
+        tls = trio.SSLStream(tcp, self._context, server_hostname=host)
+        try:
+            await tls.do_handshake()
+        except BaseException:
+            await trio.aclose_forcefully(tcp)
+            raise
+        return _Connection(key, tls, None)
+
+    @staticmethod
     async def _send_request(
-        self,
         conn: _Connection,
         method: str,
         target: bytes,
         headers: list[tuple[bytes, bytes]],
-        body: Any,
-        chunked: bool,
+        body: RequestBody,
         deadline: Timeouts,
     ) -> bool:
         """Send the request; False when the server answered before taking all of it."""
         lines = [method.encode() + b" " + target + b" HTTP/1.1"]
         lines.extend(name + b": " + value for name, value in headers)
         head = b"\r\n".join(lines) + b"\r\n\r\n"
-        if isinstance(body, bytes) and len(body) > WATCHED_BODY and conn.sock is not None:
+        if isinstance(body, FileBody):
+            if conn.sock is not None:
+                await conn.send(head, deadline.write)
+                return await conn.send_file(body, deadline.write)
+            await conn.send(head, deadline.write)  # TLS: through Python, piece by piece
+            async for part in body:
+                await conn.send(part, deadline.write)
+            return True
+        if body is not None and len(body) > WATCHED_BODY and conn.sock is not None:
             await conn.send(head, deadline.write)
             return await conn.send_watching(body, deadline.write)
-        if body is None or isinstance(body, bytes):
-            await conn.send(head + body if body else head, deadline.write)
-            return True
-        if isinstance(body, httpx.ByteStream) and not chunked:
-            data = b"".join([part async for part in body])
-            await conn.send(head + data, deadline.write)  # one packet for small requests
-            return True
-        if isinstance(body, FileBody) and conn.sock is not None and not chunked:
-            await conn.send(head, deadline.write)
-            return await conn.send_file(body, deadline.write)
-        await conn.send(head, deadline.write)
-        async for part in body:
-            if not part:
-                continue
-            if chunked:
-                await conn.send(b"%x\r\n" % len(part) + part + b"\r\n", deadline.write)
-            else:
-                await conn.send(part, deadline.write)
-        if chunked:
-            await conn.send(b"0\r\n\r\n", deadline.write)
+        await conn.send(head + body if body else head, deadline.write)
         return True
 
     async def aclose(self) -> None:
