@@ -268,7 +268,7 @@ def test_request_line_keeps_the_encoded_target_headers_and_body() -> None:
         assert (reply.status_code, reply.text, reply.sent) == (201, "null", 4)
         assert reply.headers["x-thing"] == "A" and reply.json() is None
 
-    created = b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\nX-Thing: A\r\n\r\nnull"
+    created = b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\nX-Thing:  A \t\r\n\r\nnull"
     server = _run([created], talk)
     head, body = server.requests[0]
     assert head.startswith(b"PUT /api/v1/files?path=/a%2Bb%20c%23 HTTP/1.1\r\nHost: 127.0.0.1:")
@@ -314,6 +314,10 @@ BROKEN_ANSWERS = {
     "bad chunk size": (CHUNKED_HEAD + b"zz\r\n", "chunk size"),
     "chunk overrun": (CHUNKED_HEAD + b"2\r\nabX", "CRLF|mid-answer"),
     "bad header": (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "header"),
+    "length and chunked": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "Transfer-Encoding",
+    ),
     "hang-up": (CLOSE, "without an answer"),
 }
 
