@@ -58,10 +58,10 @@ def error_of(
     return info.value
 
 
-# -- the message table of protocol section 6 ------------------------------------------------
+# -- the error message table of docs/PROTOCOL.md ("Errors") -------------------------------
 
 
-SECTION_6 = [
+MESSAGE_TABLE = [
     ("no such file or directory: /a.txt", errors.NotFound, errno.ENOENT),
     ("no such file: /a.txt", errors.NotFound, errno.ENOENT),
     ("no such directory: /d", errors.NotFound, errno.ENOENT),
@@ -91,7 +91,7 @@ SECTION_6 = [
 ]
 
 
-@pytest.mark.parametrize(("message", "cls", "code"), SECTION_6)
+@pytest.mark.parametrize(("message", "cls", "code"), MESSAGE_TABLE)
 def test_500_messages_map_to_errno(message: str, cls: type, code: int) -> None:
     err = error_of(failing(500, {"error": message}))
     assert type(err) is cls
@@ -101,7 +101,7 @@ def test_500_messages_map_to_errno(message: str, cls: type, code: int) -> None:
     assert err.path == "/memfs/a.txt"
 
 
-@pytest.mark.parametrize(("message", "cls", "code"), SECTION_6)
+@pytest.mark.parametrize(("message", "cls", "code"), MESSAGE_TABLE)
 def test_message_beats_a_misleading_status(message: str, cls: type, code: int) -> None:
     # a message we recognise wins over the status code; an unknown one falls back to it
     err = error_of(failing(400, {"error": message}))
