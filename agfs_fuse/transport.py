@@ -78,8 +78,9 @@ def ssl_context_for(verify: bool | ssl.SSLContext) -> ssl.SSLContext:
 class FileBody(httpx.AsyncByteStream):
     """A request body of ``size`` bytes read from a file descriptor, from offset 0.
 
-    ``AgfsTransport`` hands it to the kernel with ``sendfile`` (no copy through Python);
-    any other transport iterates it, each piece read in a worker thread. ``shrank`` makes
+    ``AgfsTransport`` hands it to the kernel with ``sendfile`` on plain TCP (no copy
+    through Python); over TLS, and through httpx (a proxy), it is iterated, each piece
+    read in a worker thread: hence an ``httpx.AsyncByteStream``. ``shrank`` makes
     the error raised when the file turns out shorter than ``size``.
     """
 
@@ -125,9 +126,9 @@ class Timeouts:
 
 
 class Reply:
-    """A whole answer, read at once, without httpx's models: what ``exchange`` gives for
-    requests that are not streamed. It has the parts of ``httpx.Response`` the client
-    reads (``status_code``, ``headers.get``, ``content``, ``text``, ``json()``)."""
+    """A whole answer, read at once, without httpx's models: what ``exchange`` gives (and
+    the httpx path too). It has the parts of an answer the client reads
+    (``status_code``, ``headers.get``, ``content``, ``text``, ``json()``)."""
 
     __slots__ = ("status_code", "headers", "content", "sent")
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import trio
 
+import agfs_fuse
 from agfs_fuse.client import AgfsClient
 from agfs_fuse.errors import InvalidArgument, NotFound
 from agfs_fuse.request_paths import DirectPath, HttpxPath
@@ -480,3 +481,24 @@ def test_the_client_keeps_httpx_for_a_transport_it_is_given() -> None:
     assert isinstance(AgfsClient("http://a..b/api/v1")._path, HttpxPath)
     with pytest.raises(InvalidArgument):
         AgfsClient("http://h:99999999/api/v1")
+
+
+def test_the_client_names_itself_unless_a_configured_header_says_otherwise() -> None:
+    """The client sends ``User-Agent: agfs-fuse/<version>``; a ``-o header=`` of the same
+    name (in any case) replaces it rather than being sent beside it."""
+    server = Scripted([ok(b"{}"), ok(b"{}")])
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await _serve(nursery, server)
+            url = f"http://127.0.0.1:{server.port}/api/v1"
+            for headers in ({}, {"user-agent": "mine/1"}):
+                client = AgfsClient(url, headers=headers)
+                await client.read("/memfs/a")
+                await client.aclose()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    plain, configured = (head.lower() for head, _ in server.requests)
+    assert plain.endswith(f"\r\nuser-agent: agfs-fuse/{agfs_fuse.__version__}".encode())
+    assert configured.count(b"user-agent") == 1 and b"\r\nuser-agent: mine/1" in configured
