@@ -6,6 +6,7 @@ a ``stat`` in 0.2 ms and a raw socket receives 1 GB/s. A mount makes a request p
 and per 1 MiB of readahead, so that cost is the mount's speed. This transport speaks just
 the HTTP/1.1 an AGFS server talks (keep-alive; ``Content-Length``, ``chunked`` or
 read-to-close bodies) and receives bodies straight into buffers of their announced size.
+Here: the pool, requests and the framing of answers; the socket work is ``connection``'s.
 
 It has two ways to ask, both past httpx's Request and Response objects (which cost as much
 CPU as the rest of a small request): ``exchange`` gives a whole answer (``Reply``),
@@ -35,7 +36,6 @@ about 45 us more CPU per request: a quarter fewer requests per second.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import ssl
@@ -46,22 +46,15 @@ import httptools
 import httpx
 import trio
 
-MAX_HEAD = 64 * 1024
-"""The largest response head accepted; an AGFS head is a few hundred bytes."""
+from .connection import Connection, Key, deadline_scope
 
 PIECE = 1 << 20
 """Streamed bodies are handed on in pieces of at most this size (or one chunk, if smaller)."""
 
-_RECEIVE = 256 * 1024
-ANSWER_POLL = 0.02
-"""While a send waits for room, how often it looks for an early answer (seconds)."""
 WATCHED_BODY = 256 * 1024
 """Bodies larger than this go by ``send_watching``, which stops when the server answers
 early; smaller ones fit the socket buffers and go in one packet with the head."""
 _NO_BODY_STATUSES = frozenset({204, 304})
-
-_Key = tuple[str, str, int]
-"""(scheme, host, port): which idle connections a request may use."""
 
 
 def ssl_context_for(verify: bool | ssl.SSLContext) -> ssl.SSLContext:
@@ -180,189 +173,6 @@ class Streamed:
         await self._close()
 
 
-def _scope(seconds: float | None) -> contextlib.AbstractContextManager[object]:
-    return trio.fail_after(seconds) if seconds is not None else trio.CancelScope()
-
-
-class _Connection:
-    """One keep-alive connection: a trio stream and the bytes received but not yet used."""
-
-    def __init__(
-        self, key: _Key, stream: trio.abc.Stream, sock: trio.socket.SocketType | None
-    ) -> None:
-        self.key = key
-        self.stream = stream
-        self.sock = sock  # set for plain TCP, whose bodies are received with recv_into
-        self.buffer = bytearray()
-        self.scratch = bytearray()  # where bodies are received, reused across answers
-
-    def looks_closed(self) -> bool:
-        """An idle connection the server closed (or sent junk on) is readable."""
-        sock = self.sock if self.sock is not None else _socket_of(self.stream)
-        return sock is None or sock.is_readable()
-
-    async def send(self, data: bytes | memoryview, seconds: float | None) -> None:
-        try:
-            with _scope(seconds):
-                await self.stream.send_all(data)
-        except trio.TooSlowError:
-            raise httpx.WriteTimeout("timed out sending the request") from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise httpx.WriteError(f"sending the request failed: {exc}") from exc
-
-    async def send_file(self, body: FileBody, seconds: float | None) -> bool:
-        """``body`` with sendfile(2) on the plain socket: the kernel copies the bytes.
-        False when the server answered before taking it all (see ``_pump``)."""
-        assert self.sock is not None
-        fd = self.sock.fileno()
-
-        def step(offset: int) -> int:
-            sent = os.sendfile(fd, body.fd, offset, body.size - offset)
-            if sent == 0:
-                raise body.shrank()
-            return sent
-
-        return await self._pump(step, body.size, seconds)
-
-    async def send_watching(self, data: bytes, seconds: float | None) -> bool:
-        """A large ``data`` on the plain socket, as ``send_file`` sends a file."""
-        assert self.sock is not None
-        fd, view = self.sock.fileno(), memoryview(data)
-        return await self._pump(lambda offset: os.write(fd, view[offset:]), len(data), seconds)
-
-    async def _pump(self, step: Callable[[int], int], size: int, seconds: float | None) -> bool:
-        """Call ``step(offset)`` (a non-blocking send returning the count sent) until
-        ``size`` bytes are sent: True. False as soon as the socket turns readable while
-        the server is not taking more: it answered early (the real server's 413 over its
-        body limit, after which it reads nothing more and resets the connection 500 ms
-        later) or hung up; sending on would only wait for that reset."""
-        assert self.sock is not None
-        offset = 0
-        while offset < size:
-            try:
-                offset += step(offset)
-            except BlockingIOError:
-                if not await self._writable_unless_answered(seconds):
-                    return False
-                continue
-            except OSError as exc:
-                raise httpx.WriteError(f"sending the request failed: {exc}") from exc
-            await trio.lowlevel.checkpoint()  # a fast peer never blocks: let others run
-        return True
-
-    async def _writable_unless_answered(self, seconds: float | None) -> bool:
-        """Wait until the socket takes more (True) or the server has answered or hung up
-        (False). The answer may come while we wait, so readability is looked at again
-        every ``ANSWER_POLL`` seconds: waiting for both in two tasks would cost a task
-        per wait on the hot path of every large upload."""
-        assert self.sock is not None
-        deadline = None if seconds is None else trio.current_time() + seconds
-        while not self.sock.is_readable():
-            wait = ANSWER_POLL
-            if deadline is not None:
-                wait = min(wait, deadline - trio.current_time())
-                if wait <= 0:
-                    raise httpx.WriteTimeout("timed out sending the request")
-            with trio.move_on_after(wait):
-                await trio.lowlevel.wait_writable(self.sock)
-                return True
-        return False
-
-    async def _receive_some(self, seconds: float | None, limit: int = _RECEIVE) -> bytes:
-        try:
-            with _scope(seconds):
-                data = await self.stream.receive_some(limit)
-        except trio.TooSlowError:
-            raise httpx.ReadTimeout("timed out waiting for the server") from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise httpx.ReadError(f"receiving the answer failed: {exc}") from exc
-        return data if isinstance(data, bytes) else bytes(data)
-
-    async def fill(self, seconds: float | None) -> None:
-        """Receive more bytes into the buffer; the server closing raises ``ReadError``."""
-        data = await self._receive_some(seconds)
-        if not data:
-            raise httpx.RemoteProtocolError("server closed the connection mid-answer")
-        self.buffer += data
-
-    async def line(self, seconds: float | None) -> bytes:
-        while (end := self.buffer.find(b"\r\n")) < 0:
-            if len(self.buffer) > MAX_HEAD:
-                raise httpx.RemoteProtocolError("answer line too long")
-            await self.fill(seconds)
-        line = bytes(self.buffer[:end])
-        del self.buffer[: end + 2]
-        return line
-
-    async def head(self, seconds: float | None) -> bytes:
-        """The response head up to its blank line; EOF before any byte says so."""
-        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
-            if len(self.buffer) > MAX_HEAD:
-                raise httpx.RemoteProtocolError("answer head too long")
-            data = await self._receive_some(seconds)
-            if not data:
-                what = "without an answer" if not self.buffer else "mid-answer"
-                raise httpx.RemoteProtocolError(f"server closed the connection {what}")
-            self.buffer += data
-        head = bytes(self.buffer[:end])
-        del self.buffer[: end + 4]
-        return head
-
-    async def exactly(self, size: int, seconds: float | None) -> bytes:
-        """``size`` bytes: first what is buffered, then received straight into place."""
-        if len(self.buffer) >= size:
-            data = bytes(self.buffer[:size])
-            del self.buffer[:size]
-            return data
-        if len(self.scratch) < size:
-            self.scratch = bytearray(size)  # kept: fresh pages cost a fault each
-        view = memoryview(self.scratch)[:size]
-        have = len(self.buffer)
-        view[:have] = self.buffer
-        self.buffer.clear()
-        while have < size:
-            have += await self._receive_into(view[have:], seconds)
-        return bytes(view)
-
-    async def _receive_into(self, view: memoryview, seconds: float | None) -> int:
-        if self.sock is None:
-            data = await self._receive_some(seconds, len(view))
-            view[: len(data)] = data
-            count = len(data)
-        else:
-            try:
-                with _scope(seconds):
-                    count = await self.sock.recv_into(view)
-            except trio.TooSlowError:
-                raise httpx.ReadTimeout("timed out waiting for the server") from None
-            except OSError as exc:
-                raise httpx.ReadError(f"receiving the answer failed: {exc}") from exc
-        if not count:
-            raise httpx.RemoteProtocolError("server closed the connection mid-body")
-        return count
-
-    async def until_closed(self, seconds: float | None) -> bytes:
-        """The next piece of a read-to-close body; ``b""`` once the server has closed."""
-        if self.buffer:
-            data = bytes(self.buffer)
-            self.buffer.clear()
-            return data
-        return await self._receive_some(seconds)
-
-    async def aclose(self) -> None:
-        with trio.CancelScope(shield=True), contextlib.suppress(trio.BrokenResourceError, OSError):
-            await trio.aclose_forcefully(self.stream)
-
-
-def _key(scheme: str, host: str, port: int | None) -> _Key:
-    return (scheme, host, port or (443 if scheme == "https" else 80))
-
-
-def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
-    inner = getattr(stream, "transport_stream", stream)
-    return getattr(inner, "socket", None)
-
-
 def _connect_failure(exc: OSError, host: str, port: int) -> str:
     """Why a connection failed, in one line: trio reports "all attempts ... failed" and
     keeps each attempt's reason (refused, unreachable) in an exception group behind it."""
@@ -432,10 +242,10 @@ class _BodyReader:
     """A response body, read in pieces; gives the connection back when done."""
 
     def __init__(
-        self, pool: AgfsTransport, conn: _Connection, head: _Head, deadline: Timeouts
+        self, pool: AgfsTransport, conn: Connection, head: _Head, deadline: Timeouts
     ) -> None:
         self._pool = pool
-        self._conn: _Connection | None = conn
+        self._conn: Connection | None = conn
         self._head = head
         self._read = deadline.read
         self.complete = False
@@ -462,7 +272,7 @@ class _BodyReader:
         self.complete = True
         await self.aclose()
 
-    async def _chunks(self, conn: _Connection) -> AsyncIterator[bytes]:
+    async def _chunks(self, conn: Connection) -> AsyncIterator[bytes]:
         while True:
             line = await conn.line(self._read)
             size_text = line.split(b";", 1)[0].strip()
@@ -503,13 +313,13 @@ class AgfsTransport:
     def __init__(self, *, verify: bool | ssl.SSLContext = True, max_connections: int = 32) -> None:
         self._verify = verify
         self._context: ssl.SSLContext | None = None
-        self._idle: dict[_Key, list[_Connection]] = {}
+        self._idle: dict[Key, list[Connection]] = {}
         self._slots = trio.Semaphore(max_connections)
         self._closed = False
 
     async def exchange(
         self,
-        key: _Key,
+        key: Key,
         method: str,
         target: bytes,
         headers: list[tuple[bytes, bytes]],
@@ -532,7 +342,7 @@ class AgfsTransport:
 
     async def stream(
         self,
-        key: _Key,
+        key: Key,
         method: str,
         target: bytes,
         headers: list[tuple[bytes, bytes]],
@@ -548,13 +358,13 @@ class AgfsTransport:
 
     async def _open(
         self,
-        key: _Key,
+        key: Key,
         method: str,
         target: bytes,
         headers: list[tuple[bytes, bytes]],
         body: RequestBody,
         deadline: Timeouts,
-    ) -> tuple[_Connection, _Head]:
+    ) -> tuple[Connection, _Head]:
         """Take a connection slot, send the request, and read the answer's head; the slot
         is the caller's to give back (through ``_BodyReader``) unless this raises."""
         if self._closed:
@@ -563,11 +373,11 @@ class AgfsTransport:
             self._slots.acquire_nowait()  # the usual case, without a cancel scope
         except trio.WouldBlock:
             try:
-                with _scope(deadline.pool):
+                with deadline_scope(deadline.pool):
                     await self._slots.acquire()
             except trio.TooSlowError:
                 raise httpx.PoolTimeout("timed out waiting for a free connection") from None
-        conn: _Connection | None = None
+        conn: Connection | None = None
         try:
             conn = await self._connection(key, deadline)
             send_failure: httpx.WriteError | None = None
@@ -597,7 +407,7 @@ class AgfsTransport:
             raise
 
     @staticmethod
-    async def _final_head(conn: _Connection, method: str, deadline: Timeouts) -> _Head:
+    async def _final_head(conn: Connection, method: str, deadline: Timeouts) -> _Head:
         """The answer's head, past interim (1xx) ones.
 
         Also read after a failed send: a server may answer before it has read the whole
@@ -611,14 +421,14 @@ class AgfsTransport:
             if not 100 <= head.status < 200:
                 return head
 
-    async def release(self, conn: _Connection, *, reuse: bool) -> None:
+    async def release(self, conn: Connection, *, reuse: bool) -> None:
         self._slots.release()
         if reuse and not self._closed:
             self._idle.setdefault(conn.key, []).append(conn)
         else:
             await conn.aclose()
 
-    async def _connection(self, key: _Key, deadline: Timeouts) -> _Connection:
+    async def _connection(self, key: Key, deadline: Timeouts) -> Connection:
         idle = self._idle.get(key, [])
         while idle:
             conn = idle.pop()
@@ -627,10 +437,10 @@ class AgfsTransport:
             await conn.aclose()
         return await self._connect(key, deadline)
 
-    async def _connect(self, key: _Key, deadline: Timeouts) -> _Connection:
+    async def _connect(self, key: Key, deadline: Timeouts) -> Connection:
         scheme, host, port = key
         try:
-            with _scope(deadline.connect):
+            with deadline_scope(deadline.connect):
                 conn = await self._open_stream(key)
         except trio.TooSlowError:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
@@ -641,11 +451,11 @@ class AgfsTransport:
             raise httpx.ConnectError(_connect_failure(exc, host, port)) from exc
         return conn
 
-    async def _open_stream(self, key: _Key) -> _Connection:
+    async def _open_stream(self, key: Key) -> Connection:
         scheme, host, port = key
         tcp = await trio.open_tcp_stream(host, port)
         if scheme != "https":
-            return _Connection(key, tcp, tcp.socket)
+            return Connection(key, tcp, tcp.socket)
         if self._context is None:
             self._context = ssl_context_for(self._verify)
         tls = trio.SSLStream(tcp, self._context, server_hostname=host)
@@ -654,11 +464,11 @@ class AgfsTransport:
         except BaseException:
             await trio.aclose_forcefully(tcp)
             raise
-        return _Connection(key, tls, None)
+        return Connection(key, tls, None)
 
     @staticmethod
     async def _send_request(
-        conn: _Connection,
+        conn: Connection,
         method: str,
         target: bytes,
         headers: list[tuple[bytes, bytes]],
@@ -672,7 +482,7 @@ class AgfsTransport:
         if isinstance(body, FileBody):
             if conn.sock is not None:
                 await conn.send(head, deadline.write)
-                return await conn.send_file(body, deadline.write)
+                return await conn.send_file(body.fd, body.size, body.shrank, deadline.write)
             await conn.send(head, deadline.write)  # TLS: through Python, piece by piece
             async for part in body:
                 await conn.send(part, deadline.write)
