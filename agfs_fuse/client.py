@@ -1,7 +1,7 @@
 """The async AGFS client: one method per endpoint, built on ``AgfsSession``.
 
 Every method returns domain objects (``FileInfo``, ``bytes``, ``int``) and raises the
-typed errors of ``errors``; callers never see an ``httpx.Response``. Paths are always
+typed errors of ``errors``; callers never see an HTTP answer. Paths are always
 sent fully percent-encoded in the query string, because Go decodes a literal ``+`` in a
 query as a space. How requests travel (routes, retries, error mapping) is ``session``'s.
 """
@@ -22,7 +22,7 @@ from .wire import agfs_open_flags, parse_file_info
 
 UPLOAD_CHUNK = 1 << 20
 """A spool up to this size is read at once and sent with the request head; larger ones
-go from the file (by sendfile, or in pieces of this size through another transport)."""
+go from the file (by sendfile, or in pieces of this size over TLS or through httpx)."""
 
 
 class HasFileno(Protocol):
@@ -94,7 +94,7 @@ class AgfsClient(AgfsSession):
     async def read_into(self, path: str, sink: Callable[[bytes], object]) -> int:
         """Stream the whole file into ``sink`` chunk by chunk; returns the byte count."""
         total = 0
-        response = await self._send("GET", "/files", path, stream=True, idempotent=True)
+        response = await self._stream("/files", path, idempotent=True)
         try:
             async for chunk in response.aiter_bytes():
                 sink(chunk)
@@ -111,9 +111,7 @@ class AgfsClient(AgfsSession):
     async def follow(self, path: str, sink: Callable[[bytes], object]) -> None:
         """Follow ``stream=true`` (streamfs) into ``sink`` until the server or the caller
         ends it; there is no read deadline, since a stream may be quiet for hours."""
-        response = await self._send(
-            "GET", "/files", path, params={"stream": "true"}, stream=True, follow=True
-        )
+        response = await self._stream("/files", path, params={"stream": "true"}, follow=True)
         try:
             async for chunk in response.aiter_bytes():
                 sink(chunk)

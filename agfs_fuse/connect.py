@@ -82,7 +82,8 @@ def _checked_token(token: str, source: str) -> str:
 
 
 def tls_context(options: MountOptions) -> ssl.SSLContext | bool:
-    """The ``verify`` setting for httpx: a context, or False for ``-o insecure``."""
+    """The client's ``verify`` setting (either request path): a context, or False for
+    ``-o insecure``."""
     if options.insecure:
         log.warning(
             "-o insecure: the server's TLS certificate is NOT verified; anyone on the path "

@@ -1,10 +1,10 @@
-"""How the AGFS client's requests travel: one connection pool, each request sent,
-retried, counted and turned into a typed error.
+"""How the AGFS client's requests travel: each request sent, retried, counted and turned
+into a typed error.
 
 With ``client`` (which builds each endpoint's request on this), the only code that speaks
-HTTP to the server. Answers read whole go straight to the transport (``_DirectRoute``):
-that halves a small request's CPU. httpx carries the streamed ones, and everything when a
-proxy or a transport of the caller's is in the way.
+HTTP to the server. Which way a request takes (our own transport, or httpx for a proxy or
+a transport of the caller's) is chosen once per session by ``request_paths``; everything
+here is the same on both.
 """
 
 from __future__ import annotations
@@ -15,43 +15,24 @@ import posixpath
 import re
 import ssl
 import time
-import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 import trio
 
 from . import errors
+from .request_paths import request_path_for
 from .retry import RETRY_STATUSES, Backoff, StalledDirectories
 from .stats import RequestStats
-from .transport import AgfsTransport, FileBody, Reply, Timeouts
+from .transport import Reply, RequestBody, Streamed, Timeouts
 from .wire import normalize_base_url
 
 # The request log keeps the name it has always had: `--debug` readers filter on it.
 log = logging.getLogger("agfs_fuse.client")
 
-Body = bytes | FileBody | Callable[[], AsyncIterator[bytes]] | None
-"""A request body: bytes, a file, or a function making a fresh stream (so a retry can
-resend)."""
-
 _HANDLE_ID = re.compile(r"/handles/\d+")
-
-
-def _proxied(url: str) -> bool:
-    """Whether the environment sends requests for ``url`` through a proxy, which only
-    httpx's own transport speaks."""
-    parts = urlsplit(url)
-    host, scheme = parts.hostname or "", parts.scheme
-    proxies = urllib.request.getproxies()
-    if not (proxies.get(scheme) or proxies.get("all")):
-        return False
-    return not urllib.request.proxy_bypass(host)
-
-
-def _ignore_cookies(response: httpx.Response) -> None:
-    return None
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -88,61 +69,6 @@ def _query(path: str | None, params: Mapping[str, Any]) -> str:
     return "?" + "&".join(query) if query else ""
 
 
-class _DirectRoute:
-    """Requests straight to ``AgfsTransport.exchange``, past httpx's Request and Response
-    objects (URL parsing, header models, the response's decoders): about half the CPU of
-    a small request. Same headers as through httpx, except ``Accept-Encoding``: answers
-    come unencoded, as nothing here would decode them."""
-
-    def __init__(
-        self, transport: AgfsTransport, key: tuple[str, str, int], base_path: str, headers: list
-    ) -> None:
-        self.transport = transport
-        self.key = key
-        self.base_path = base_path
-        self.headers = headers
-
-    @classmethod
-    def of(
-        cls, base_url: str, transport: httpx.AsyncBaseTransport | None, defaults: httpx.Headers
-    ) -> _DirectRoute | None:
-        """None unless the transport is ours; a URL httpx must judge (a port out of range,
-        a host IDNA refuses) goes through it. (A user:password@ never gets here: the
-        base URL was refused by ``wire.normalize_base_url``.)"""
-        parts = urlsplit(base_url)
-        if not isinstance(transport, AgfsTransport) or not parts.hostname:
-            return None
-        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-        default_port = 443 if parts.scheme == "https" else 80
-        try:
-            port = parts.port or default_port
-            host_header = (host if port == default_port else f"{host}:{port}").encode("idna")
-        except ValueError:  # UnicodeError too
-            return None
-        headers = [(b"Host", host_header)]
-        headers += [(k, v) for k, v in defaults.raw if k.lower() != b"accept-encoding"]
-        base_path = quote(parts.path, safe="/%")
-        return cls(transport, (parts.scheme, parts.hostname, port), base_path, headers)
-
-    async def send(
-        self,
-        method: str,
-        route_and_query: str,
-        extra: Mapping[str, str] | None,
-        body: bytes | FileBody | None,
-        timeouts: Timeouts,
-    ) -> Reply:
-        headers = list(self.headers)
-        for name, value in (extra or {}).items():
-            if name.lower() != "content-length":  # set below, from the body itself
-                headers.append((name.encode("latin-1"), value.encode("latin-1")))
-        if body is not None or method in ("POST", "PUT", "PATCH"):
-            size = 0 if body is None else len(body) if isinstance(body, bytes) else body.size
-            headers.append((b"Content-Length", str(size).encode()))
-        target = (self.base_path + route_and_query).encode("ascii")
-        return await self.transport.exchange(self.key, method, target, headers, body, timeouts)
-
-
 class AgfsSession:
     """One connection pool to one AGFS server, and how a request goes over it.
 
@@ -168,33 +94,21 @@ class AgfsSession:
         self.stats = stats or RequestStats()
         self.backoff = backoff or Backoff()
         self.stalled = StalledDirectories(timeout)
-        if transport is None and not _proxied(self.base_url):
-            transport = AgfsTransport(verify=verify, max_connections=max_connections)
         self._timeouts = Timeouts(
             connect=min(connect_timeout, timeout), read=timeout, write=timeout, pool=timeout
         )
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            transport=transport,
-            headers=dict(headers or {}),
+        self._path = request_path_for(
+            self.base_url,
+            headers=headers or {},
             verify=verify,
-            follow_redirects=False,
+            max_connections=max_connections,
+            transport=transport,
         )
-        # AGFS sets no cookies, but httpx wraps every response in urllib's cookie classes
-        # to look for them: a tenth of the CPU of a small request.
-        self._http.cookies.extract_cookies = _ignore_cookies  # type: ignore[method-assign]
-        self._direct = _DirectRoute.of(self.base_url, transport, self._http.headers)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._path.aclose()
 
     # -- plumbing -------------------------------------------------------------------
-
-    def _url(self, route: str, path: str | None = None, **params: Any) -> str:
-        return self.base_url + route + _query(path, params)
 
     async def _send(
         self,
@@ -204,39 +118,70 @@ class AgfsSession:
         *,
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
-        content: Body = None,
+        content: RequestBody = None,
         headers: Mapping[str, str] | None = None,
+        idempotent: bool = False,
+    ) -> Reply:
+        """Send one request and read its whole answer; return it when successful, else
+        raise a typed error (see ``_request`` for retries)."""
+        answer = await self._request(
+            method, route, path, params, json_body, content, headers, idempotent=idempotent
+        )
+        assert isinstance(answer, Reply)
+        return answer
+
+    async def _stream(
+        self,
+        route: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        follow: bool = False,
+        idempotent: bool = False,
+    ) -> Streamed:
+        """A ``GET`` whose successful answer's body the caller reads as it arrives and
+        then closes. ``follow`` lifts the inactivity deadline for reading: a followed
+        stream may be quiet for as long as nobody writes to it."""
+        answer = await self._request(
+            "GET", route, path, params, stream=True, follow=follow, idempotent=idempotent
+        )
+        assert isinstance(answer, Streamed)
+        return answer
+
+    async def _request(
+        self,
+        method: str,
+        route: str,
+        path: str | None,
+        params: Mapping[str, Any] | None,
+        json_body: Any = None,
+        content: RequestBody = None,
+        headers: Mapping[str, str] | None = None,
+        *,
         stream: bool = False,
         follow: bool = False,
         idempotent: bool = False,
-    ) -> httpx.Response | Reply:
-        """Send one request; return a successful answer or raise a typed error. A streamed
-        answer (``stream=True``) is an ``httpx.Response``; others may be a ``Reply``.
+    ) -> Reply | Streamed:
+        """Send one request until it is answered or may not be tried again.
 
         A request that never reached the server (connection refused) is retried with
         backoff for a couple of seconds; one that may have reached it is retried (also on
         502/503/504) only when ``idempotent``: sending it twice must change nothing.
-        ``follow`` lifts the inactivity deadline for reading: a followed stream may be
-        quiet for as long as nobody writes to it.
         """
         kind = f"{method} {_HANDLE_ID.sub('/handles/{id}', route)}"
         delays = self.backoff.delays()
         directory = posixpath.dirname(path) if path else None
+        if json_body is not None:
+            content = json.dumps(json_body).encode()
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        target = route + _query(path, params or {})
         while True:
             started = time.monotonic()
             short = self.stalled.timeout_for(directory) if idempotent and directory else None
+            timeouts = self._timeouts_for(short, follow)
             try:
-                response = await self._exchange(
-                    method,
-                    route,
-                    path,
-                    params,
-                    json_body,
-                    content,
-                    headers,
-                    stream,
-                    follow,
-                    deadline=short,
+                answer = await self._exchange(
+                    method, route, target, path, content, headers, stream, timeouts
                 )
             except errors.AgfsError as exc:
                 self._account(kind, started, None, error=type(exc).__name__, path=path)
@@ -250,8 +195,18 @@ class AgfsSession:
                 continue
             if directory:
                 self.stalled.answered(directory)
-            self._account(kind, started, response, path=path, streamed=stream)
-            return response
+            self._account(kind, started, answer, path=path)
+            return answer
+
+    def _timeouts_for(self, short: float | None, follow: bool) -> Timeouts:
+        """The session's deadlines; one ``short`` one for every step while the directory
+        is known to stall; no read deadline for a followed stream."""
+        if short is not None:
+            return Timeouts.all(short)
+        if follow:
+            t = self._timeouts
+            return Timeouts(connect=t.connect, read=None, write=t.write, pool=t.pool)
+        return self._timeouts
 
     @staticmethod
     def _may_retry(exc: errors.AgfsError, idempotent: bool) -> bool:
@@ -267,57 +222,39 @@ class AgfsSession:
         self,
         kind: str,
         started: float,
-        response: httpx.Response | Reply | None,
+        answer: Reply | Streamed | None,
         *,
         error: str = "",
         path: str | None,
-        streamed: bool = False,
     ) -> None:
         """Count one request; a streamed body is counted by its reader as it arrives."""
         elapsed = time.monotonic() - started
         sent = received = 0
-        if isinstance(response, Reply):
-            sent, received = response.sent, len(response.content)
-        elif response is not None:
-            sent = int(response.request.headers.get("content-length") or 0)
-            received = 0 if streamed else len(response.content)
+        if isinstance(answer, Reply):
+            sent, received = answer.sent, len(answer.content)
         self.stats.record(kind, elapsed, sent=sent, received=received, error=error)
         if log.isEnabledFor(logging.DEBUG):
-            outcome = str(response.status_code) if response is not None else error
+            outcome = str(answer.status_code) if answer is not None else error
             log.debug("%s %s -> %s (%.1f ms)", kind, path or "", outcome, elapsed * 1000)
 
     async def _exchange(
         self,
         method: str,
         route: str,
+        target: str,
         path: str | None,
-        params: Mapping[str, Any] | None,
-        json_body: Any,
-        content: Body,
+        body: RequestBody,
         headers: Mapping[str, str] | None,
         stream: bool,
-        follow: bool = False,
-        *,
-        deadline: float | None = None,
-    ) -> httpx.Response | Reply:
-        body = content() if callable(content) else content  # a fresh stream per attempt
-        if json_body is not None:
-            body = json.dumps(json_body).encode()
-            headers = {"Content-Type": "application/json", **(headers or {})}
+        timeouts: Timeouts,
+    ) -> Reply | Streamed:
+        """One attempt: the answer if successful, else the typed error for it."""
+        answer: Reply | Streamed
         try:
-            if (
-                self._direct is not None
-                and not stream
-                and isinstance(body, bytes | FileBody | None)
-            ):
-                timeouts = self._timeouts if deadline is None else Timeouts(*[deadline] * 4)
-                response: httpx.Response | Reply = await self._direct.send(
-                    method, route + _query(path, params or {}), headers, body, timeouts
-                )
+            if stream:
+                answer = await self._path.stream(method, target, timeouts)
             else:
-                response = await self._send_with_httpx(
-                    method, route, path, params, body, headers, stream, follow, deadline
-                )
+                answer = await self._path.whole(method, target, headers, body, timeouts)
         except httpx.ConnectTimeout as exc:
             raise errors.ServerUnreachable(
                 f"cannot connect to {self.base_url}: timed out", path=path
@@ -325,7 +262,7 @@ class AgfsSession:
         except httpx.TimeoutException as exc:
             raise errors.RequestTimeout(
                 f"{method} {route}: no answer from {self.base_url} within "
-                f"{deadline or self.timeout:g} s",
+                f"{timeouts.read or self.timeout:g} s",
                 path=path,
             ) from exc
         except httpx.ConnectError as exc:
@@ -336,53 +273,12 @@ class AgfsSession:
                 f"{method} {route}: connection to {self.base_url} lost: {_reason(exc)}",
                 path=path,
             ) from exc
-        if response.status_code < 300:
-            return response
-        if stream:
-            await response.aread()
-            await response.aclose()
-        raise self._error_for(response, route, path)
+        if answer.status_code < 300:
+            return answer
+        whole = await answer.read_whole() if isinstance(answer, Streamed) else answer
+        raise self._error_for(whole, route, path)
 
-    async def _send_with_httpx(
-        self,
-        method: str,
-        route: str,
-        path: str | None,
-        params: Mapping[str, Any] | None,
-        body: Any,
-        headers: Mapping[str, str] | None,
-        stream: bool,
-        follow: bool,
-        deadline: float | None,
-    ) -> httpx.Response:
-        """Through httpx's client: streamed answers, a proxy, or a transport given."""
-        if follow:
-            timeout: Any = httpx.Timeout(self.timeout, read=None)
-        elif deadline is not None:
-            timeout = httpx.Timeout(deadline)
-        else:
-            timeout = httpx.USE_CLIENT_DEFAULT
-        file_body = body if isinstance(body, FileBody) else None
-        request = self._http.build_request(
-            method,
-            self._url(route, path, **(params or {})),
-            content=None if file_body is not None else body,
-            headers=headers,
-            timeout=timeout,
-        )
-        if file_body is not None:  # the same request, with the file as its stream
-            request = httpx.Request(
-                method,
-                request.url,
-                headers=request.headers,
-                stream=file_body,
-                extensions=request.extensions,
-            )
-        return await self._http.send(request, stream=stream)
-
-    def _error_for(
-        self, response: httpx.Response | Reply, route: str, path: str | None
-    ) -> errors.AgfsError:
+    def _error_for(self, response: Reply, route: str, path: str | None) -> errors.AgfsError:
         status = response.status_code
         if 300 <= status < 400:
             target = response.headers.get("location", "?")

@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 transport for httpx, over trio sockets.
+"""A lean HTTP/1.1 client transport over trio sockets: how the mount talks to AGFS.
 
 Why not httpx's own: on a 2-core machine its transport (httpcore and h11) spends about
 1 ms of CPU on every request and moves about 200 MB/s, while the reference server answers
@@ -6,42 +6,55 @@ a ``stat`` in 0.2 ms and a raw socket receives 1 GB/s. A mount makes a request p
 and per 1 MiB of readahead, so that cost is the mount's speed. This transport speaks just
 the HTTP/1.1 an AGFS server talks (keep-alive; ``Content-Length``, ``chunked`` or
 read-to-close bodies) and receives bodies straight into buffers of their announced size.
+Here: the pool, requests and the framing of answers; the socket work is ``connection``'s.
 
-It serves httpx as a transport (streamed answers: whole-file reads, followed streams),
-and offers ``exchange``: one request with its whole answer, past httpx's Request and
-Response objects, which cost as much CPU as the rest of a small request. Either way the
-exception types the client maps to errors are httpx's. Proxies are not spoken here;
-``AgfsClient`` keeps httpx's own transport when the environment names a proxy.
+It has two ways to ask, both past httpx's Request and Response objects (which cost as much
+CPU as the rest of a small request): ``exchange`` gives a whole answer (``Reply``),
+``stream`` an answer whose body is read as it arrives (``Streamed``: whole-file reads and
+followed streams, which may be large or never end). The exception types it raises are
+httpx's, so the session maps one set of exceptions to errors whichever path a request took.
+Proxies are not spoken here: ``request_paths.HttpxPath`` serves a mount behind one.
+
+Response heads are parsed by httptools (llhttp), not by hand: parsing untrusted input is
+a library's job unless a measurement says otherwise, and this one says it costs nothing.
+``python -m bench.head_parsers`` (2 cores, shared with other test runs; three runs, each
+the median of nine) on the heads ``agfs-fuse serve`` sends like the Go server
+(``Content-Type``, ``Date``, ``Content-Length`` or ``chunked``):
+
+============  ========  ==========================================================
+parser        per head  2,000 small GETs on loopback: client CPU/request (req/s)
+============  ========  ==========================================================
+hand-written  1.1 us    87.5, 111.3, 101.1 us (5,871, 5,333, 5,633 requests/s)
+httptools     1.3 us    93.8, 99.8, 91.7 us (5,784, 5,991, 5,946 requests/s)
+h11           34-35 us  147.7, 140.9, 146.3 us (4,300, 4,185, 4,157 requests/s)
+============  ========  ==========================================================
+
+httptools ties the hand-written split: 0.2 us of a ~100 us request, less than the spread
+between runs. h11 has no head-only parser, and a throwaway connection per head costs
+about 45 us more CPU per request: a quarter fewer requests per second.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import httptools
 import httpx
 import trio
 
-MAX_HEAD = 64 * 1024
-"""The largest response head accepted; an AGFS head is a few hundred bytes."""
+from .connection import Connection, Key, deadline_scope
 
 PIECE = 1 << 20
-"""Bodies are handed to httpx in pieces of at most this size (or one chunk, if smaller)."""
+"""Streamed bodies are handed on in pieces of at most this size (or one chunk, if smaller)."""
 
-_RECEIVE = 256 * 1024
-ANSWER_POLL = 0.02
-"""While a send waits for room, how often it looks for an early answer (seconds)."""
 WATCHED_BODY = 256 * 1024
 """Bodies larger than this go by ``send_watching``, which stops when the server answers
 early; smaller ones fit the socket buffers and go in one packet with the head."""
 _NO_BODY_STATUSES = frozenset({204, 304})
-
-_Key = tuple[str, str, int]
-"""(scheme, host, port): which idle connections a request may use."""
 
 
 def ssl_context_for(verify: bool | ssl.SSLContext) -> ssl.SSLContext:
@@ -58,8 +71,9 @@ def ssl_context_for(verify: bool | ssl.SSLContext) -> ssl.SSLContext:
 class FileBody(httpx.AsyncByteStream):
     """A request body of ``size`` bytes read from a file descriptor, from offset 0.
 
-    ``AgfsTransport`` hands it to the kernel with ``sendfile`` (no copy through Python);
-    any other transport iterates it, each piece read in a worker thread. ``shrank`` makes
+    ``AgfsTransport`` hands it to the kernel with ``sendfile`` on plain TCP (no copy
+    through Python); over TLS, and through httpx (a proxy), it is iterated, each piece
+    read in a worker thread: hence an ``httpx.AsyncByteStream``. ``shrank`` makes
     the error raised when the file turns out shorter than ``size``.
     """
 
@@ -83,6 +97,11 @@ class Timeouts:
     """Per-operation inactivity deadlines in seconds (None: no deadline), as httpx has
     them: waiting for a free connection, connecting, each send and each receive."""
 
+    @classmethod
+    def all(cls, seconds: float | None) -> Timeouts:
+        """The same deadline for every step."""
+        return cls(seconds, seconds, seconds, seconds)
+
     __slots__ = ("connect", "read", "write", "pool")
 
     def __init__(
@@ -94,19 +113,15 @@ class Timeouts:
     ) -> None:
         self.connect, self.read, self.write, self.pool = connect, read, write, pool
 
-    @classmethod
-    def of(cls, request: httpx.Request) -> Timeouts:
-        """From httpx's ``timeout`` request extension."""
-        timeout = request.extensions.get("timeout", {})
-        return cls(
-            timeout.get("connect"), timeout.get("read"), timeout.get("write"), timeout.get("pool")
-        )
+    def as_httpx(self) -> httpx.Timeout:
+        """The same deadlines for an httpx client (the proxy path)."""
+        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
 
 
 class Reply:
-    """A whole answer, read at once, without httpx's models: what ``exchange`` gives for
-    requests that are not streamed. It has the parts of ``httpx.Response`` the client
-    reads (``status_code``, ``headers.get``, ``content``, ``text``, ``json()``)."""
+    """A whole answer, read at once, without httpx's models: what ``exchange`` gives (and
+    the httpx path too). It has the parts of an answer the client reads
+    (``status_code``, ``headers.get``, ``content``, ``text``, ``json()``)."""
 
     __slots__ = ("status_code", "headers", "content", "sent")
 
@@ -124,186 +139,38 @@ class Reply:
         return json.loads(self.content)
 
 
-def _scope(seconds: float | None) -> trio.CancelScope:
-    return trio.fail_after(seconds) if seconds is not None else trio.CancelScope()
+class Streamed:
+    """An answer whose body is read as it arrives: what ``stream`` gives. ``aiter_bytes``
+    yields the body once; ``aclose`` gives the connection back (reused only if the body
+    was read to its end). The httpx path wraps its own streamed responses in this too."""
 
-
-class _Connection:
-    """One keep-alive connection: a trio stream and the bytes received but not yet used."""
+    __slots__ = ("status_code", "headers", "_pieces", "_close")
 
     def __init__(
-        self, key: _Key, stream: trio.abc.Stream, sock: trio.socket.SocketType | None
+        self,
+        status_code: int,
+        headers: dict[str, str],
+        pieces: AsyncIterator[bytes],
+        close: Callable[[], Awaitable[None]],
     ) -> None:
-        self.key = key
-        self.stream = stream
-        self.sock = sock  # set for plain TCP, whose bodies are received with recv_into
-        self.buffer = bytearray()
-        self.scratch = bytearray()  # where bodies are received, reused across answers
+        self.status_code = status_code
+        self.headers = headers  # names in lower case
+        self._pieces = pieces
+        self._close = close
 
-    def looks_closed(self) -> bool:
-        """An idle connection the server closed (or sent junk on) is readable."""
-        sock = self.sock if self.sock is not None else _socket_of(self.stream)
-        return sock is None or sock.is_readable()
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        return self._pieces
 
-    async def send(self, data: bytes | memoryview, seconds: float | None) -> None:
+    async def read_whole(self) -> Reply:
+        """The rest of the body as a ``Reply`` (for an error's message), then closed."""
         try:
-            with _scope(seconds):
-                await self.stream.send_all(data)
-        except trio.TooSlowError:
-            raise httpx.WriteTimeout("timed out sending the request") from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise httpx.WriteError(f"sending the request failed: {exc}") from exc
-
-    async def send_file(self, body: FileBody, seconds: float | None) -> bool:
-        """``body`` with sendfile(2) on the plain socket: the kernel copies the bytes.
-        False when the server answered before taking it all (see ``_pump``)."""
-        assert self.sock is not None
-        fd = self.sock.fileno()
-
-        def step(offset: int) -> int:
-            sent = os.sendfile(fd, body.fd, offset, body.size - offset)
-            if sent == 0:
-                raise body.shrank()
-            return sent
-
-        return await self._pump(step, body.size, seconds)
-
-    async def send_watching(self, data: bytes, seconds: float | None) -> bool:
-        """A large ``data`` on the plain socket, as ``send_file`` sends a file."""
-        assert self.sock is not None
-        fd, view = self.sock.fileno(), memoryview(data)
-        return await self._pump(lambda offset: os.write(fd, view[offset:]), len(data), seconds)
-
-    async def _pump(self, step: Callable[[int], int], size: int, seconds: float | None) -> bool:
-        """Call ``step(offset)`` (a non-blocking send returning the count sent) until
-        ``size`` bytes are sent: True. False as soon as the socket turns readable while
-        the server is not taking more: it answered early (the real server's 413 over its
-        body limit, after which it reads nothing more and resets the connection 500 ms
-        later) or hung up; sending on would only wait for that reset."""
-        assert self.sock is not None
-        offset = 0
-        while offset < size:
-            try:
-                offset += step(offset)
-            except BlockingIOError:
-                if not await self._writable_unless_answered(seconds):
-                    return False
-                continue
-            except OSError as exc:
-                raise httpx.WriteError(f"sending the request failed: {exc}") from exc
-            await trio.lowlevel.checkpoint()  # a fast peer never blocks: let others run
-        return True
-
-    async def _writable_unless_answered(self, seconds: float | None) -> bool:
-        """Wait until the socket takes more (True) or the server has answered or hung up
-        (False). The answer may come while we wait, so readability is looked at again
-        every ``ANSWER_POLL`` seconds: waiting for both in two tasks would cost a task
-        per wait on the hot path of every large upload."""
-        assert self.sock is not None
-        deadline = None if seconds is None else trio.current_time() + seconds
-        while not self.sock.is_readable():
-            wait = ANSWER_POLL
-            if deadline is not None:
-                wait = min(wait, deadline - trio.current_time())
-                if wait <= 0:
-                    raise httpx.WriteTimeout("timed out sending the request")
-            with trio.move_on_after(wait):
-                await trio.lowlevel.wait_writable(self.sock)
-                return True
-        return False
-
-    async def _receive_some(self, seconds: float | None, limit: int = _RECEIVE) -> bytes:
-        try:
-            with _scope(seconds):
-                return await self.stream.receive_some(limit)
-        except trio.TooSlowError:
-            raise httpx.ReadTimeout("timed out waiting for the server") from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise httpx.ReadError(f"receiving the answer failed: {exc}") from exc
-
-    async def fill(self, seconds: float | None) -> None:
-        """Receive more bytes into the buffer; the server closing raises ``ReadError``."""
-        data = await self._receive_some(seconds)
-        if not data:
-            raise httpx.RemoteProtocolError("server closed the connection mid-answer")
-        self.buffer += data
-
-    async def line(self, seconds: float | None) -> bytes:
-        while (end := self.buffer.find(b"\r\n")) < 0:
-            if len(self.buffer) > MAX_HEAD:
-                raise httpx.RemoteProtocolError("answer line too long")
-            await self.fill(seconds)
-        line = bytes(self.buffer[:end])
-        del self.buffer[: end + 2]
-        return line
-
-    async def head(self, seconds: float | None) -> bytes:
-        """The response head up to its blank line; EOF before any byte says so."""
-        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
-            if len(self.buffer) > MAX_HEAD:
-                raise httpx.RemoteProtocolError("answer head too long")
-            data = await self._receive_some(seconds)
-            if not data:
-                what = "without an answer" if not self.buffer else "mid-answer"
-                raise httpx.RemoteProtocolError(f"server closed the connection {what}")
-            self.buffer += data
-        head = bytes(self.buffer[:end])
-        del self.buffer[: end + 4]
-        return head
-
-    async def exactly(self, size: int, seconds: float | None) -> bytes:
-        """``size`` bytes: first what is buffered, then received straight into place."""
-        if len(self.buffer) >= size:
-            data = bytes(self.buffer[:size])
-            del self.buffer[:size]
-            return data
-        if len(self.scratch) < size:
-            self.scratch = bytearray(size)  # kept: fresh pages cost a fault each
-        view = memoryview(self.scratch)[:size]
-        have = len(self.buffer)
-        view[:have] = self.buffer
-        self.buffer.clear()
-        while have < size:
-            have += await self._receive_into(view[have:], seconds)
-        return bytes(view)
-
-    async def _receive_into(self, view: memoryview, seconds: float | None) -> int:
-        if self.sock is None:
-            data = await self._receive_some(seconds, len(view))
-            view[: len(data)] = data
-            count = len(data)
-        else:
-            try:
-                with _scope(seconds):
-                    count = await self.sock.recv_into(view)
-            except trio.TooSlowError:
-                raise httpx.ReadTimeout("timed out waiting for the server") from None
-            except OSError as exc:
-                raise httpx.ReadError(f"receiving the answer failed: {exc}") from exc
-        if not count:
-            raise httpx.RemoteProtocolError("server closed the connection mid-body")
-        return count
-
-    async def until_closed(self, seconds: float | None) -> bytes:
-        """The next piece of a read-to-close body; ``b""`` once the server has closed."""
-        if self.buffer:
-            data = bytes(self.buffer)
-            self.buffer.clear()
-            return data
-        return await self._receive_some(seconds)
+            content = b"".join([piece async for piece in self._pieces])
+        finally:
+            await self.aclose()
+        return Reply(self.status_code, self.headers, content, 0)
 
     async def aclose(self) -> None:
-        with trio.CancelScope(shield=True), contextlib.suppress(trio.BrokenResourceError, OSError):
-            await trio.aclose_forcefully(self.stream)
-
-
-def _key(scheme: str, host: str, port: int | None) -> _Key:
-    return (scheme, host, port or (443 if scheme == "https" else 80))
-
-
-def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
-    inner = getattr(stream, "transport_stream", stream)
-    return getattr(inner, "socket", None)
+        await self._close()
 
 
 def _connect_failure(exc: OSError, host: str, port: int) -> str:
@@ -316,22 +183,40 @@ def _connect_failure(exc: OSError, host: str, port: int) -> str:
     return str(exc) or f"cannot connect to {host}:{port}"
 
 
+Parsed = tuple[str, int, list[tuple[bytes, bytes]]]
+"""A response head: its HTTP version (``HTTP/1.1``), status code and headers in order."""
+
+
+class _HeaderList:
+    """httptools' callback object: collects the headers in order."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value.rstrip(b" \t")))
+
+
+def parse_head(raw: bytes) -> Parsed:
+    """The status line and headers of ``raw`` (a head without its blank line), read by
+    llhttp (Node's parser, through httptools): a head it finds malformed (a bad header
+    name, a bad ``Content-Length``, one next to ``Transfer-Encoding``) is refused."""
+    found = _HeaderList()
+    parser = httptools.HttpResponseParser(found)
+    try:
+        parser.feed_data(raw + b"\r\n\r\n")
+    except httptools.HttpParserError as exc:
+        raise httpx.RemoteProtocolError(f"not an HTTP/1.x answer ({exc}): {raw[:60]!r}") from None
+    return "HTTP/" + parser.get_http_version(), parser.get_status_code(), found.headers
+
+
 class _Head:
     """A parsed status line and headers, and how the body that follows is framed."""
 
     def __init__(self, raw: bytes, method: str) -> None:
-        lines = raw.split(b"\r\n")
-        parts = lines[0].split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise httpx.RemoteProtocolError(f"not an HTTP/1.x answer: {lines[0][:60]!r}")
-        self.http_version = parts[0].decode("ascii", "replace")
-        self.status = int(parts[1])
-        self.headers: list[tuple[bytes, bytes]] = []
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or not name.strip():
-                raise httpx.RemoteProtocolError(f"bad header line {line[:60]!r}")
-            self.headers.append((name.strip(), value.strip()))
+        self.http_version, self.status, self.headers = parse_head(raw)
         fields = {name.lower(): value for name, value in self.headers}
         self.chunked = b"chunked" in fields.get(b"transfer-encoding", b"").lower()
         self.length: int | None = None
@@ -346,23 +231,29 @@ class _Head:
         read_to_close = not self.chunked and self.length is None
         self.keep_alive = self.http_version == "HTTP/1.1" and not close and not read_to_close
 
+    def fields(self) -> dict[str, str]:
+        """The headers by lower-case name (the last of a repeated one)."""
+        return {
+            name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self.headers
+        }
 
-class _Body(httpx.AsyncByteStream):
-    """A response body, read as httpx asks; gives the connection back when done."""
+
+class _BodyReader:
+    """A response body, read in pieces; gives the connection back when done."""
 
     def __init__(
-        self, pool: AgfsTransport, conn: _Connection, head: _Head, deadline: Timeouts
+        self, pool: AgfsTransport, conn: Connection, head: _Head, deadline: Timeouts
     ) -> None:
         self._pool = pool
-        self._conn: _Connection | None = conn
+        self._conn: Connection | None = conn
         self._head = head
         self._read = deadline.read
-        self._complete = False
+        self.complete = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def pieces(self) -> AsyncIterator[bytes]:
         conn = self._conn
         if conn is None:
-            if self._complete:  # an empty body, already given back
+            if self.complete:  # an empty body, already given back
                 return
             raise httpx.StreamClosed()
         head = self._head
@@ -378,10 +269,10 @@ class _Body(httpx.AsyncByteStream):
         else:
             while piece := await conn.until_closed(self._read):
                 yield piece
-        self._complete = True
+        self.complete = True
         await self.aclose()
 
-    async def _chunks(self, conn: _Connection) -> AsyncIterator[bytes]:
+    async def _chunks(self, conn: Connection) -> AsyncIterator[bytes]:
         while True:
             line = await conn.line(self._read)
             size_text = line.split(b";", 1)[0].strip()
@@ -403,103 +294,95 @@ class _Body(httpx.AsyncByteStream):
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            await self._pool.release(conn, reuse=self._complete and self._head.keep_alive)
+            await self._pool.release(conn, reuse=self.complete and self._head.keep_alive)
 
 
-class AgfsTransport(httpx.AsyncBaseTransport):
-    """A pool of keep-alive HTTP/1.1 connections to one server (or a few), for httpx."""
+RequestBody = bytes | FileBody | None
+"""What ``AgfsTransport`` sends: nothing, bytes (with the head, in one packet when small),
+or a file (by sendfile on plain TCP). Never a stream of unknown length: AGFS needs none."""
+
+
+class AgfsTransport:
+    """A pool of keep-alive HTTP/1.1 connections to one server (or a few).
+
+    A request names its connection ``key`` (scheme, host, port), its ``target`` (the
+    encoded path and query) and all its ``headers``, which must include ``Host`` and, with
+    a body, ``Content-Length``: building them is the caller's (``request_paths``).
+    """
 
     def __init__(self, *, verify: bool | ssl.SSLContext = True, max_connections: int = 32) -> None:
         self._verify = verify
         self._context: ssl.SSLContext | None = None
-        self._idle: dict[_Key, list[_Connection]] = {}
+        self._idle: dict[Key, list[Connection]] = {}
         self._slots = trio.Semaphore(max_connections)
         self._closed = False
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        deadline = Timeouts.of(request)
-        chunked = b"chunked" in request.headers.get("transfer-encoding", "").encode().lower()
-        conn, head = await self._open(
-            _key(url.scheme, url.host, url.port),
-            request.method,
-            url.raw_path,
-            request.headers.raw,
-            request.stream,
-            chunked,
-            deadline,
-        )
-        body = _Body(self, conn, head, deadline)
-        response = httpx.Response(
-            head.status,
-            headers=head.headers,
-            stream=body,
-            extensions={"http_version": head.http_version.encode()},
-        )
-        if head.length == 0:
-            body._complete = True  # nothing to read: the connection is free now
-            await body.aclose()
-        return response
-
     async def exchange(
         self,
-        key: _Key,
+        key: Key,
         method: str,
         target: bytes,
         headers: list[tuple[bytes, bytes]],
-        body: bytes | FileBody | None,
+        body: RequestBody,
         deadline: Timeouts,
     ) -> Reply:
-        """One request, its whole answer read, without httpx's Request and Response: they
-        cost about as much CPU as the rest of a small request. ``headers`` must include
-        ``Host`` and, with a body, ``Content-Length``. Raises httpx's exceptions, as
-        ``handle_async_request`` does."""
-        conn, head = await self._open(key, method, target, headers, body, False, deadline)
-        reader = _Body(self, conn, head, deadline)
+        """One request and its whole answer."""
+        conn, head = await self._open(key, method, target, headers, body, deadline)
+        reader = _BodyReader(self, conn, head, deadline)
         try:
             if head.length is not None and head.length <= PIECE:
                 content = await conn.exactly(head.length, deadline.read) if head.length else b""
-                reader._complete = True
+                reader.complete = True
             else:  # chunked, read to close, or large: in pieces, the scratch stays small
-                content = b"".join([piece async for piece in reader])
+                content = b"".join([piece async for piece in reader.pieces()])
         finally:
             await reader.aclose()
-        fields = {
-            name.decode("latin-1").lower(): value.decode("latin-1") for name, value in head.headers
-        }
         sent = len(body) if isinstance(body, bytes) else body.size if body is not None else 0
-        return Reply(head.status, fields, content, sent)
+        return Reply(head.status, head.fields(), content, sent)
 
-    async def _open(
+    async def stream(
         self,
-        key: _Key,
+        key: Key,
         method: str,
         target: bytes,
         headers: list[tuple[bytes, bytes]],
-        body: Any,
-        chunked: bool,
         deadline: Timeouts,
-    ) -> tuple[_Connection, _Head]:
+    ) -> Streamed:
+        """One request whose answer's body the caller reads as it comes, then closes."""
+        conn, head = await self._open(key, method, target, headers, None, deadline)
+        reader = _BodyReader(self, conn, head, deadline)
+        if head.length == 0:
+            reader.complete = True  # nothing to read: the connection is free now
+            await reader.aclose()
+        return Streamed(head.status, head.fields(), reader.pieces(), reader.aclose)
+
+    async def _open(
+        self,
+        key: Key,
+        method: str,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: RequestBody,
+        deadline: Timeouts,
+    ) -> tuple[Connection, _Head]:
         """Take a connection slot, send the request, and read the answer's head; the slot
-        is the caller's to give back (through ``_Body``) unless this raises."""
+        is the caller's to give back (through ``_BodyReader``) unless this raises."""
         if self._closed:
             raise httpx.ConnectError("the client is closed")
         try:
             self._slots.acquire_nowait()  # the usual case, without a cancel scope
         except trio.WouldBlock:
             try:
-                with _scope(deadline.pool):
+                with deadline_scope(deadline.pool):
                     await self._slots.acquire()
             except trio.TooSlowError:
                 raise httpx.PoolTimeout("timed out waiting for a free connection") from None
-        conn: _Connection | None = None
+        conn: Connection | None = None
         try:
             conn = await self._connection(key, deadline)
             send_failure: httpx.WriteError | None = None
             try:
-                sent = await self._send_request(
-                    conn, method, target, headers, body, chunked, deadline
-                )
+                sent = await self._send_request(conn, method, target, headers, body, deadline)
             except httpx.WriteError as exc:
                 send_failure = exc
             else:
@@ -524,7 +407,7 @@ class AgfsTransport(httpx.AsyncBaseTransport):
             raise
 
     @staticmethod
-    async def _final_head(conn: _Connection, method: str, deadline: Timeouts) -> _Head:
+    async def _final_head(conn: Connection, method: str, deadline: Timeouts) -> _Head:
         """The answer's head, past interim (1xx) ones.
 
         Also read after a failed send: a server may answer before it has read the whole
@@ -538,14 +421,14 @@ class AgfsTransport(httpx.AsyncBaseTransport):
             if not 100 <= head.status < 200:
                 return head
 
-    async def release(self, conn: _Connection, *, reuse: bool) -> None:
+    async def release(self, conn: Connection, *, reuse: bool) -> None:
         self._slots.release()
         if reuse and not self._closed:
             self._idle.setdefault(conn.key, []).append(conn)
         else:
             await conn.aclose()
 
-    async def _connection(self, key: _Key, deadline: Timeouts) -> _Connection:
+    async def _connection(self, key: Key, deadline: Timeouts) -> Connection:
         idle = self._idle.get(key, [])
         while idle:
             conn = idle.pop()
@@ -554,22 +437,11 @@ class AgfsTransport(httpx.AsyncBaseTransport):
             await conn.aclose()
         return await self._connect(key, deadline)
 
-    async def _connect(self, key: _Key, deadline: Timeouts) -> _Connection:
+    async def _connect(self, key: Key, deadline: Timeouts) -> Connection:
         scheme, host, port = key
         try:
-            with _scope(deadline.connect):
-                tcp = await trio.open_tcp_stream(host, port)
-                if scheme != "https":
-                    return _Connection(key, tcp, tcp.socket)
-                if self._context is None:
-                    self._context = ssl_context_for(self._verify)
-                tls = trio.SSLStream(tcp, self._context, server_hostname=host)
-                try:
-                    await tls.do_handshake()
-                except BaseException:
-                    await trio.aclose_forcefully(tcp)
-                    raise
-                return _Connection(key, tls, None)
+            with deadline_scope(deadline.connect):
+                conn = await self._open_stream(key)
         except trio.TooSlowError:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
         except trio.BrokenResourceError as exc:
@@ -577,44 +449,48 @@ class AgfsTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(f"TLS with {host}:{port} failed: {cause}") from cause
         except OSError as exc:
             raise httpx.ConnectError(_connect_failure(exc, host, port)) from exc
+        return conn
 
+    async def _open_stream(self, key: Key) -> Connection:
+        scheme, host, port = key
+        tcp = await trio.open_tcp_stream(host, port)
+        if scheme != "https":
+            return Connection(key, tcp, tcp.socket)
+        if self._context is None:
+            self._context = ssl_context_for(self._verify)
+        tls = trio.SSLStream(tcp, self._context, server_hostname=host)
+        try:
+            await tls.do_handshake()
+        except BaseException:
+            await trio.aclose_forcefully(tcp)
+            raise
+        return Connection(key, tls, None)
+
+    @staticmethod
     async def _send_request(
-        self,
-        conn: _Connection,
+        conn: Connection,
         method: str,
         target: bytes,
         headers: list[tuple[bytes, bytes]],
-        body: Any,
-        chunked: bool,
+        body: RequestBody,
         deadline: Timeouts,
     ) -> bool:
         """Send the request; False when the server answered before taking all of it."""
         lines = [method.encode() + b" " + target + b" HTTP/1.1"]
         lines.extend(name + b": " + value for name, value in headers)
         head = b"\r\n".join(lines) + b"\r\n\r\n"
-        if isinstance(body, bytes) and len(body) > WATCHED_BODY and conn.sock is not None:
+        if isinstance(body, FileBody):
+            if conn.sock is not None:
+                await conn.send(head, deadline.write)
+                return await conn.send_file(body.fd, body.size, body.shrank, deadline.write)
+            await conn.send(head, deadline.write)  # TLS: through Python, piece by piece
+            async for part in body:
+                await conn.send(part, deadline.write)
+            return True
+        if body is not None and len(body) > WATCHED_BODY and conn.sock is not None:
             await conn.send(head, deadline.write)
             return await conn.send_watching(body, deadline.write)
-        if body is None or isinstance(body, bytes):
-            await conn.send(head + body if body else head, deadline.write)
-            return True
-        if isinstance(body, httpx.ByteStream) and not chunked:
-            data = b"".join([part async for part in body])
-            await conn.send(head + data, deadline.write)  # one packet for small requests
-            return True
-        if isinstance(body, FileBody) and conn.sock is not None and not chunked:
-            await conn.send(head, deadline.write)
-            return await conn.send_file(body, deadline.write)
-        await conn.send(head, deadline.write)
-        async for part in body:
-            if not part:
-                continue
-            if chunked:
-                await conn.send(b"%x\r\n" % len(part) + part + b"\r\n", deadline.write)
-            else:
-                await conn.send(part, deadline.write)
-        if chunked:
-            await conn.send(b"0\r\n\r\n", deadline.write)
+        await conn.send(head + body if body else head, deadline.write)
         return True
 
     async def aclose(self) -> None:

@@ -137,14 +137,12 @@ def test_client_uses_normalized_base_url(caplog: pytest.LogCaptureFixture) -> No
 def test_client_timeouts() -> None:
     client = AgfsClient("http://h/api/v1", timeout=7.5, connect_timeout=2.0)
     assert client.timeout == 7.5
-    assert client._http.timeout.read == 7.5
-    assert client._http.timeout.write == 7.5
-    assert client._http.timeout.pool == 7.5
-    assert client._http.timeout.connect == 2.0
+    deadlines = client._timeouts
+    assert (deadlines.read, deadlines.write, deadlines.pool) == (7.5, 7.5, 7.5)
+    assert deadlines.connect == 2.0
     # connect never waits longer than the overall per-request deadline
     short = AgfsClient("http://h/api/v1", timeout=1.0, connect_timeout=5.0)
-    assert short._http.timeout.connect == 1.0
-    assert client._http.follow_redirects is False
+    assert short._timeouts.connect == 1.0
     trio.run(client.aclose)
     trio.run(short.aclose)
 
