@@ -26,6 +26,7 @@ $(STAMP): pyproject.toml
 
 lint: install
 	$(BIN)/ruff check agfs_fuse tests bench
+	$(BIN)/mypy
 
 test: install lint
 	$(BIN)/pytest
