@@ -224,7 +224,10 @@ class OpenFiles:
     def local_size(self, inode: int) -> int | None:
         """The file's size as its open spool sees it, when it knows better than the
         server."""
-        spool = self._core.spool_of(self.file_key(inode))
+        key = self._inodes.entry(inode).file_key
+        if key is None:  # never opened for writing: nothing pending (and no key to mint)
+            return None
+        spool = self._core.spool_of(key)
         return spool.local_size() if spool is not None else None
 
     def snapshot(self) -> dict[str, Any]:
