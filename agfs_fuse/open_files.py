@@ -108,12 +108,16 @@ class OpenFiles:
             raise StaleFile("replaced by a rename", path=str(inode))
         self.kept.pin(inode)  # a rename that replaces it meanwhile keeps it for us
         try:
-            info = await self._core.stat(path, fresh=True)  # after a rename of it, if one runs
+            # Attributes younger than attr_timeout will do (close-to-open within that
+            # timeout, as for every other attribute): what this mount changed dropped
+            # them, and a listing or stat that recent decides keep_cache as well as a
+            # stat now would. The stat waits for a rename of the file, if one runs.
+            info = await self._core.stat(path)
             now = self._inodes.entry(inode).path
             if now is None:
                 raise StaleFile("replaced by a rename", path=str(inode))
             if now != path:  # renamed, or replaced and kept aside, while the stat waited
-                path, info = now, await self._core.stat(now, fresh=True)
+                path, info = now, await self._core.stat(now)
             return self.open_existing(inode, path, info, flags)
         finally:
             await self.kept.unpin(inode)
