@@ -223,3 +223,37 @@ def test_a_change_by_another_client_is_seen_at_open_once_attr_timeout_passed(
         assert time.monotonic() < deadline, "the change was never seen"
         time.sleep(0.05)
     assert time.monotonic() - changed_at < 0.5 + 2  # the timeout, and slack for a slow box
+
+
+def test_chmod_to_the_mode_a_listing_showed_costs_no_request(counted) -> None:
+    """A chmod to the bits the file has (``chmod -R``, ``cp -a``, an untar over a tree)
+    sends nothing; to other bits, one request."""
+    server, mount = counted
+    target = mount.path / "memfs" / "d" / "f11"
+    os.listdir(target.parent)
+    before = server.request_counts()
+    os.chmod(target, 0o644)
+    assert _delta(server, before) == {}
+    os.chmod(target, 0o640)
+    assert _delta(server, before) == {"POST /chmod": 1}
+    assert os.stat(target).st_mode & 0o777 == 0o640
+    assert server.http.stat("/memfs/d/f11")["mode"] & 0o777 == 0o640
+
+
+def test_a_new_file_set_to_the_mode_it_was_made_with_costs_no_chmod(counted) -> None:
+    """What tar does: make the file with its final mode, write it, set that mode again
+    before and after closing it. Only making it with bits other than the server's default
+    costs a chmod, once."""
+    server, mount = counted
+    path = mount.path / "memfs" / "made"
+    before = server.request_counts()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, b"extracted")
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    os.chmod(path, 0o600)
+    assert _delta(server, before).get("POST /chmod", 0) <= 1, _delta(server, before)
+    assert server.http.stat("/memfs/made")["mode"] & 0o777 == 0o600
+    assert server.http.read("/memfs/made") == b"extracted"
