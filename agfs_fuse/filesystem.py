@@ -316,19 +316,21 @@ class AgfsFilesystem:
         with self._changing(path):
             given = await self._create(path, mode)
             self.listings.created(path)
-        if given:
+        if given:  # set by our chmod: known
             self.modes.remember(path, mode)
 
     async def _create(self, path: str, mode: int) -> bool:
-        """Make the file; whether it has ``mode`` now (the server's default, or set)."""
+        """Make the file; whether a chmod gave it ``mode`` (the server's default mode is
+        assumed to be 0644, not known: a umask of its own may differ)."""
         self.pending.check_room_for(path)  # before the server has an empty file to show for it
         await self.client.create(path)
-        if mode & 0o7777 != 0o644:
-            try:
-                await self.client.chmod(path, mode)
-            except AgfsError as exc:
-                log.debug("chmod after create of %s failed: %s", path, exc)
-                return False
+        if mode & 0o7777 == 0o644:
+            return False
+        try:
+            await self.client.chmod(path, mode)
+        except AgfsError as exc:
+            log.debug("chmod after create of %s failed: %s", path, exc)
+            return False
         return True
 
     async def unlink(self, path: str) -> None:
