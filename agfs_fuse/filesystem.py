@@ -182,7 +182,8 @@ class AgfsFilesystem:
                 return None  # let the stat of the name itself say what is wrong
             names = self.listings.names(parent)
         if names is not None and name not in names and asides.aside_made_at(name) is None:
-            # (a file kept aside while open is left out of listings, yet there)
+            # (a name the mount generated, a file kept aside while open or an upload's
+            # temporary, may be missing from a listing made before it, yet be there)
             raise NotFound("no such file or directory", path=path)
         return self.attrs.get(path)  # None for links, whose listed size is not theirs
 
