@@ -289,3 +289,47 @@ class DirListings:
         self._misses.clear()
         self._listed.clear()
         self._creating.clear()
+
+
+class KnownModes:
+    """The permission bits this mount itself gave paths, for ``ttl`` seconds.
+
+    An untar sets every file's mode right after making it, most often to the mode it was
+    made with; the attribute cache cannot tell, since the file's upload dropped its entry.
+    This remembers what this mount's own requests set, so a chmod to the same bits needs
+    no request. It is exactly as stale as cached attributes (another client's chmod shows
+    after ``ttl``), and every mutation of a path through the mount forgets it.
+    """
+
+    def __init__(self, ttl: float, clock: Clock = time.monotonic, max_entries: int = 10_000):
+        self.ttl = ttl
+        self._clock = clock
+        self._max = max_entries
+        self._modes: dict[str, tuple[float, int]] = {}
+
+    def remember(self, path: str, perm: int) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._modes) >= self._max:  # a memory bound: forgetting only costs a request
+            self._modes.clear()
+        self._modes[path] = (self._clock() + self.ttl, perm & 0o7777)
+
+    def get(self, path: str) -> int | None:
+        item = self._modes.get(path)
+        if item is None:
+            return None
+        if item[0] <= self._clock():
+            del self._modes[path]
+            return None
+        return item[1]
+
+    def forget_tree(self, path: str) -> None:
+        """``path`` and everything below it changed (a rename moves modes elsewhere)."""
+        if path == "/":
+            self._modes.clear()
+            return
+        for known in [p for p in self._modes if paths.is_within(p, path)]:
+            del self._modes[known]
+
+    def clear(self) -> None:
+        self._modes.clear()

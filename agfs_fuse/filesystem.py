@@ -23,7 +23,7 @@ from contextlib import contextmanager
 import trio
 
 from . import asides, names, paths
-from .cache import AttrCache, Clock, DirListings
+from .cache import AttrCache, Clock, DirListings, KnownModes
 from .capabilities import Capabilities
 from .client import AgfsClient
 from .errors import (
@@ -80,6 +80,7 @@ class AgfsFilesystem:
         self.spool_dir = spool_dir
         self._client_factory = client_factory
         self.attrs = AttrCache(attr_ttl, clock or time.monotonic)
+        self.modes = KnownModes(attr_ttl, clock or time.monotonic)
         self.listings = DirListings(
             dir_ttl, attr_ttl, clock or time.monotonic, burst_window=negative_ttl
         )
@@ -180,7 +181,9 @@ class AgfsFilesystem:
             except AgfsError:
                 return None  # let the stat of the name itself say what is wrong
             names = self.listings.names(parent)
-        if names is not None and name not in names:
+        if names is not None and name not in names and asides.aside_made_at(name) is None:
+            # (a name the mount generated, a file kept aside while open or an upload's
+            # temporary, may be missing from a listing made before it, yet be there)
             raise NotFound("no such file or directory", path=path)
         return self.attrs.get(path)  # None for links, whose listed size is not theirs
 
@@ -289,6 +292,7 @@ class AgfsFilesystem:
         those checks cached survives the change), whatever the outcome."""
         for path in changed:
             self.attrs.invalidate_tree(path)
+            self.modes.forget_tree(path)
         try:
             yield
         except BaseException:
@@ -299,6 +303,7 @@ class AgfsFilesystem:
         finally:
             for path in changed:
                 self.attrs.invalidate_tree(path)
+                self.modes.forget_tree(path)
 
     # -- namespace ------------------------------------------------------------------
 
@@ -310,17 +315,24 @@ class AgfsFilesystem:
     async def create(self, path: str, mode: int) -> None:
         """Create an empty file (EEXIST when it exists) and give it ``mode``."""
         with self._changing(path):
-            await self._create(path, mode)
+            given = await self._create(path, mode)
             self.listings.created(path)
+        if given:  # set by our chmod: known
+            self.modes.remember(path, mode)
 
-    async def _create(self, path: str, mode: int) -> None:
+    async def _create(self, path: str, mode: int) -> bool:
+        """Make the file; whether a chmod gave it ``mode`` (the server's default mode is
+        assumed to be 0644, not known: a umask of its own may differ)."""
         self.pending.check_room_for(path)  # before the server has an empty file to show for it
         await self.client.create(path)
-        if mode & 0o7777 != 0o644:
-            try:
-                await self.client.chmod(path, mode)
-            except AgfsError as exc:
-                log.debug("chmod after create of %s failed: %s", path, exc)
+        if mode & 0o7777 == 0o644:
+            return False
+        try:
+            await self.client.chmod(path, mode)
+        except AgfsError as exc:
+            log.debug("chmod after create of %s failed: %s", path, exc)
+            return False
+        return True
 
     async def unlink(self, path: str) -> None:
         with self._changing(path):
@@ -372,12 +384,19 @@ class AgfsFilesystem:
 
     async def chmod(self, path: str, mode: int) -> None:
         """Change the permission bits; what was cached of the file stays, with the new bits,
-        so the stat that follows every setattr needs no request."""
+        so the stat that follows every setattr needs no request. Bits the file is known
+        to have already (an untar sets the mode it made the file with) need no request
+        either: known from attributes or from this mount's own create or chmod, younger
+        than ``attr_timeout`` (as stale as any cached attribute)."""
+        perm = mode & 0o7777
         cached = self.attrs.peek(path)
+        if perm == (cached.perm if cached is not None else self.modes.get(path)):
+            return
         with self._changing(path):
             await self.client.chmod(path, mode)
+        self.modes.remember(path, perm)
         if cached is not None:
-            self.attrs.put(path, dataclasses.replace(cached, perm=mode & 0o7777))
+            self.attrs.put(path, dataclasses.replace(cached, perm=perm))
 
     async def _stat_or_none(self, path: str) -> FileInfo | None:
         try:
@@ -651,6 +670,7 @@ class AgfsFilesystem:
             self._retired.append(self.client)
             self.client = fresh
             self.attrs.clear()
+            self.modes.clear()
             self.listings.clear()
             await self.refresh_mounts()
             log.info("reloaded: now serving %s", self.url)

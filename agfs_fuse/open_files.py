@@ -108,12 +108,18 @@ class OpenFiles:
             raise StaleFile("replaced by a rename", path=str(inode))
         self.kept.pin(inode)  # a rename that replaces it meanwhile keeps it for us
         try:
-            info = await self._core.stat(path, fresh=True)  # after a rename of it, if one runs
+            # A reader goes by attributes younger than attr_timeout (close-to-open within
+            # that timeout, as for every other attribute): what this mount changed dropped
+            # them, and a listing or stat that recent decides keep_cache as well as a stat
+            # now would. A writer asks the server: its spool's base is what the server
+            # holds now. The stat waits for a rename of the file, if one runs.
+            fresh = _writes(flags)
+            info = await self._core.stat(path, fresh=fresh)
             now = self._inodes.entry(inode).path
             if now is None:
                 raise StaleFile("replaced by a rename", path=str(inode))
             if now != path:  # renamed, or replaced and kept aside, while the stat waited
-                path, info = now, await self._core.stat(now, fresh=True)
+                path, info = now, await self._core.stat(now, fresh=fresh)
             return self.open_existing(inode, path, info, flags)
         finally:
             await self.kept.unpin(inode)
@@ -126,7 +132,7 @@ class OpenFiles:
         file = self._file_ref(inode)
         volatile = core.is_volatile(path, info)
         writer = None
-        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
+        if _writes(flags):
             writer = core.open_writer(file.key, path, info, flags)
         # Messages (a queue's enqueue, control files) never wait in the writeback cache.
         writeback = self.writeback_cache
@@ -244,6 +250,11 @@ class OpenFiles:
             },
             "write_requests": self.counters.write_requests,
         }
+
+
+def _writes(flags: int) -> bool:
+    """Whether an open with ``flags`` may change the file (a write mode, or O_TRUNC)."""
+    return flags & os.O_ACCMODE != os.O_RDONLY or bool(flags & os.O_TRUNC)
 
 
 def _json(value: object) -> bytes:

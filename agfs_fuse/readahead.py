@@ -8,12 +8,20 @@ sequential and collapses at the first jump (random access pays no extra bytes). 
 bounded per handle (the window) and for the whole mount (``Budget``): when the budget is
 spent, chunks are still fetched as the reader needs them, just not ahead.
 
+The window's cap grows with the bandwidth-delay product (``LinkGauge``): on a link with a
+long round trip, ``MAX_WINDOW`` in flight is less than the link could carry, and the
+reader waits for chunks that arrive no slower than the fastest ever did. After a few such
+waits in a row (one can be chance: the first of a burst of fetches), the cap doubles, up to
+``GROWN_WINDOW``. A link that is full instead (fetches take longer the more
+are in flight) or a reader slower than the fetches leaves it where it is.
+
 Never used for files whose reads are destructive or whose size is untrusted (those are
 read once per open), nor while the file has local, unuploaded changes.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -22,8 +30,32 @@ import trio
 CHUNK = 1 << 20
 MAX_WINDOW = 4 << 20  # per handle: at most this many bytes fetched ahead of the reader
 GLOBAL_BUDGET = 128 << 20  # for the whole mount
+GROWN_WINDOW = 32 << 20  # per handle, on a link whose bandwidth-delay product needs more
+LONG_FETCH = 0.005  # s: below this, MAX_WINDOW in flight covers ~800 MB/s; no growth
+QUEUEING = 1.5  # a fetch this many times the fastest one: the link is full, not far
+WAITS_TO_GROW = 4  # waits in a row to blame on the round trip before the cap doubles
 
 Fetch = Callable[[int, int], Awaitable[bytes]]
+Clock = Callable[[], float]
+
+
+class LinkGauge:
+    """What one handle's fetches tell of the link: the fastest fetch seen (a round trip
+    plus one chunk's transfer with nothing queued) and whether a given fetch was that
+    fast, i.e. whether more in flight would have come back as quickly."""
+
+    def __init__(self) -> None:
+        self.fastest: float | None = None
+
+    def fetched(self, seconds: float) -> None:
+        if self.fastest is None or seconds < self.fastest:
+            self.fastest = seconds
+
+    def more_would_help(self, seconds: float) -> bool:
+        """A fetch of ``seconds``, which the reader waited for: True when the round trip,
+        not the link's bandwidth, made it wait (long fetches, none queued)."""
+        fastest = self.fastest
+        return fastest is not None and fastest >= LONG_FETCH and seconds < QUEUEING * fastest
 
 
 class Budget:
@@ -47,6 +79,8 @@ class Budget:
 class _Chunk:
     index: int
     charged: int  # bytes taken from the budget (0 for a chunk the reader needed now)
+    ahead: bool = False  # fetched before the reader asked for it
+    seconds: float | None = None  # how long its fetch took, once done
     waiters: int = 0  # reads waiting for it: never cancelled under them
     done: trio.Event = field(default_factory=trio.Event)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
@@ -66,13 +100,19 @@ class ReadAhead:
         *,
         chunk: int = CHUNK,
         max_window: int = MAX_WINDOW,
+        grown_window: int = GROWN_WINDOW,
+        clock: Clock = time.monotonic,
     ) -> None:
         self._fetch = fetch
         self._size = size  # as stat said at open; reads past it go straight to the server
         self._nursery = nursery
         self._budget = budget
         self._chunk = chunk
-        self._max_window = max(max_window, chunk)
+        self._max_window = max(max_window, chunk)  # the cap now: grows on a long link
+        self._grown_window = max(grown_window, self._max_window)
+        self._clock = clock
+        self._link = LinkGauge()
+        self._far_waits = 0  # waits in a row that more in flight would have saved
         self._chunks: dict[int, _Chunk] = {}
         self._next = 0  # where a sequential reader reads next
         self._window = 0  # bytes to keep fetched ahead; 0 = not sequential (yet)
@@ -81,6 +121,11 @@ class ReadAhead:
     @property
     def window(self) -> int:
         return self._window
+
+    @property
+    def cap(self) -> int:
+        """The most the window may grow to now."""
+        return self._max_window
 
     async def read(self, offset: int, size: int) -> bytes:
         # The kernel may send its readahead requests slightly out of order: a read inside
@@ -108,7 +153,7 @@ class ReadAhead:
                 charged = 0 if needed else self._chunk
                 if not needed and not self._budget.take(charged):
                     break  # the mount's budget is spent: fetch only what is read
-                self._start(_Chunk(index, charged))
+                self._start(_Chunk(index, charged, ahead=not needed))
         return await self._assemble(offset, size, first, last)
 
     def _start(self, chunk: _Chunk) -> None:
@@ -117,9 +162,12 @@ class ReadAhead:
         self._nursery.start_soon(self._load, chunk)
 
     async def _load(self, chunk: _Chunk) -> None:
+        started = self._clock()
         with chunk.scope:
             try:
                 chunk.data = await self._fetch(chunk.index * self._chunk, self._chunk)
+                chunk.seconds = self._clock() - started
+                self._link.fetched(chunk.seconds)
             except Exception as exc:  # handed to the reader that needs this chunk
                 chunk.error = exc
         chunk.done.set()
@@ -138,7 +186,10 @@ class ReadAhead:
         parts = []
         try:
             for chunk in wanted:
+                caught_up = not chunk.done.is_set()
                 await chunk.done.wait()
+                if caught_up:
+                    self._waited_for(chunk)
                 if chunk.error is not None:
                     if self._chunks.get(chunk.index) is chunk:
                         self._discard(self._chunks.pop(chunk.index))
@@ -151,6 +202,19 @@ class ReadAhead:
             for chunk in wanted:
                 chunk.waiters -= 1
         return b"".join(parts)
+
+    def _waited_for(self, chunk: _Chunk) -> None:
+        """The reader caught up with a chunk fetched ahead: with the window at its cap and
+        a round trip to blame, more in flight would keep it busy."""
+        if not chunk.ahead or chunk.seconds is None or self._window < self._max_window:
+            return
+        if not self._link.more_would_help(chunk.seconds):
+            self._far_waits = 0
+            return
+        self._far_waits += 1
+        if self._far_waits >= WAITS_TO_GROW:
+            self._far_waits = 0
+            self._max_window = min(self._grown_window, 2 * self._max_window)
 
     def _discard(self, chunk: _Chunk) -> None:
         if chunk.waiters == 0:

@@ -74,8 +74,7 @@ class ServerRename:
         self.kept: KeptAside | None = None
 
     async def run(self, old: str, new: str, noreplace: bool) -> None:
-        source = await self._stat(old)
-        target = await self._stat_or_none(new)
+        source, target = await self._look_at_both(old, new)
         if target is not None:
             if noreplace:
                 raise AlreadyExists("file exists", path=new)
@@ -98,6 +97,31 @@ class ServerRename:
                 async with self._target_set_aside(old, new, target):
                     await self.client.rename(old, new)
             await self._move_links(links, old, new)
+
+    async def _look_at_both(self, old: str, new: str) -> tuple[FileInfo, FileInfo | None]:
+        """The source's attributes and the target's (None: no target), asked at once: the
+        two requests are independent, so they cost one round trip, not two. A failure
+        of the source's is the one reported (ENOENT for a missing source comes first)."""
+        found: dict[str, FileInfo | None] = {}
+        failed: dict[str, AgfsError] = {}
+
+        async def look(
+            name: str, ask: Callable[[str], Awaitable[FileInfo | None]], path: str
+        ) -> None:
+            try:
+                found[name] = await ask(path)
+            except AgfsError as exc:
+                failed[name] = exc
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(look, "source", self._stat, old)
+            nursery.start_soon(look, "target", self._stat_or_none, new)
+        for name in ("source", "target"):
+            if name in failed:
+                raise failed[name]
+        source = found["source"]
+        assert source is not None  # ``stat`` answers or raises
+        return source, found["target"]
 
     async def _links_below(self, top: str) -> list[tuple[str, str]]:
         """Every symlink under directory ``top``, with its target.

@@ -160,3 +160,100 @@ def test_chmod_and_utime_after_a_listing_cost_only_the_chmod(counted) -> None:
     assert _delta(server, before) == {"POST /chmod": 1}
     st = os.stat(target)
     assert (st.st_mode & 0o777, st.st_mtime_ns) == (0o600, 1_000_000_000_000_000_000)
+
+
+@pytest.fixture
+def long_attrs(make_server, make_mount):
+    """(server, mount) with request counters and a 30 s attribute timeout (long, so a slow
+    machine cannot let the listing expire between two steps of a test)."""
+    server = make_server(localfs=False, counted=True)
+    mount = make_mount(server.url, options=["attr_timeout=30", "entry_timeout=30"])
+    return server, mount
+
+
+def test_cat_right_after_ls_sends_no_stat(long_attrs) -> None:
+    """The listing's attributes are young enough to open by: one GET, no stat."""
+    server, mount = long_attrs
+    server.http.mkdir("/memfs/listed")
+    for i in range(5):
+        server.http.write(f"/memfs/listed/f{i}", b"content %d" % i)
+    target = mount.path / "memfs" / "listed"
+    assert sorted(os.listdir(target)) == [f"f{i}" for i in range(5)]
+    before = server.request_counts()
+    assert run(["cat", str(target / "f3")]).stdout == b"content 3"
+    assert _delta(server, before) == {"GET /files": 1}
+
+
+def test_grep_r_costs_a_listing_per_directory_and_a_get_per_file(long_attrs) -> None:
+    """A recursive read opens every file by the attributes its directory's listing
+    brought: no stat per file."""
+    server, mount = long_attrs
+    directories, per_directory = 4, 10
+    server.http.mkdir("/memfs/tree")
+    for d in range(directories):
+        server.http.mkdir(f"/memfs/tree/d{d}")
+        for f in range(per_directory):
+            server.http.write(f"/memfs/tree/d{d}/f{f}.c", b"int x = %d;\n" % f)
+    files = directories * per_directory
+    before = server.request_counts()
+    out = run(["grep", "-r", "-l", "int x", str(mount.path / "memfs" / "tree")]).stdout
+    assert len(out.splitlines()) == files
+    delta = _delta(server, before)
+    assert delta.get("GET /directories", 0) <= directories + 1, delta
+    assert delta.get("GET /files", 0) == files, delta
+    assert sum(delta.values()) <= directories + 1 + files + 3, delta
+
+
+def test_a_change_by_another_client_is_seen_at_open_once_attr_timeout_passed(
+    make_server, make_mount
+) -> None:
+    """Opening by cached attributes stays close-to-open within ``attr_timeout``: content
+    another client changed (same size, so only the mtime tells) is read anew once that
+    time passed, and the kernel's kept pages are dropped."""
+    server = make_server(localfs=False, counted=True)
+    server.http.write("/memfs/shared", b"old content")
+    mount = make_mount(server.url, options=["attr_timeout=0.5", "entry_timeout=0.5"])
+    path = mount.path / "memfs" / "shared"
+    assert path.read_bytes() == b"old content"
+    changed_at = time.monotonic()
+    time.sleep(0.01)  # a later mtime than the first version's, even on a coarse clock
+    server.http.write("/memfs/shared", b"new content")
+    deadline = time.monotonic() + 10
+    while path.read_bytes() != b"new content":
+        assert time.monotonic() < deadline, "the change was never seen"
+        time.sleep(0.05)
+    assert time.monotonic() - changed_at < 0.5 + 2  # the timeout, and slack for a slow box
+
+
+def test_chmod_to_the_mode_a_listing_showed_costs_no_request(counted) -> None:
+    """A chmod to the bits the file has (``chmod -R``, ``cp -a``, an untar over a tree)
+    sends nothing; to other bits, one request."""
+    server, mount = counted
+    target = mount.path / "memfs" / "d" / "f11"
+    os.listdir(target.parent)
+    before = server.request_counts()
+    os.chmod(target, 0o644)
+    assert _delta(server, before) == {}
+    os.chmod(target, 0o640)
+    assert _delta(server, before) == {"POST /chmod": 1}
+    assert os.stat(target).st_mode & 0o777 == 0o640
+    assert server.http.stat("/memfs/d/f11")["mode"] & 0o777 == 0o640
+
+
+def test_a_new_file_set_to_the_mode_it_was_made_with_costs_no_chmod(counted) -> None:
+    """What tar does: make the file with its final mode, write it, set that mode again
+    before and after closing it. Only making it with bits other than the server's default
+    costs a chmod, once."""
+    server, mount = counted
+    path = mount.path / "memfs" / "made"
+    before = server.request_counts()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, b"extracted")
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    os.chmod(path, 0o600)
+    assert _delta(server, before).get("POST /chmod", 0) <= 1, _delta(server, before)
+    assert server.http.stat("/memfs/made")["mode"] & 0o777 == 0o600
+    assert server.http.read("/memfs/made") == b"extracted"

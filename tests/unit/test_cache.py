@@ -1,6 +1,6 @@
 """The attribute cache expires by an injected clock, never by sleeping."""
 
-from agfs_fuse.cache import AttrCache, ChangeMarks, DirListings
+from agfs_fuse.cache import AttrCache, ChangeMarks, DirListings, KnownModes
 from agfs_fuse.models import FileInfo
 
 
@@ -254,3 +254,33 @@ def test_change_marks_forget_old_changes_but_never_accept_a_mark_from_before() -
     assert not marks.changed_since("/unrelated", now)
     marks.record("/f0")
     assert marks.changed_since("/f0/below", now) and not marks.changed_since("/f1", now)
+
+
+def test_known_modes_expire_after_the_ttl():
+    clock = FakeClock()
+    modes = KnownModes(1.0, clock)
+    modes.remember("/d/a", 0o100600)
+    clock.now += 0.9
+    assert modes.get("/d/a") == 0o600
+    clock.now += 0.2
+    assert modes.get("/d/a") is None
+
+
+def test_known_modes_forget_a_tree_and_nothing_beside_it():
+    modes = KnownModes(1.0, FakeClock())
+    for path in ("/d", "/d/a", "/d/sub/b", "/dx", "/e"):
+        modes.remember(path, 0o700)
+    modes.forget_tree("/d")
+    assert [modes.get(p) for p in ("/d", "/d/a", "/d/sub/b", "/dx", "/e")] == [
+        None,
+        None,
+        None,
+        0o700,
+        0o700,
+    ]
+
+
+def test_known_modes_remember_nothing_without_a_ttl():
+    modes = KnownModes(0.0, FakeClock())
+    modes.remember("/a", 0o600)
+    assert modes.get("/a") is None

@@ -116,6 +116,7 @@ class StubCore:
         self.commands: list[str] = []
         self.discarded: list[KeptAside] = []
         self.on_stat: Callable[[str], None] = lambda path: None
+        self.stats: list[tuple[str, bool]] = []  # (path, fresh) of every stat asked
         self.the_nursery = object()
 
     def new_file_key(self) -> FileKey:
@@ -128,6 +129,7 @@ class StubCore:
         return path in self.streams
 
     async def stat(self, path: str, *, fresh: bool = False) -> FileInfo:
+        self.stats.append((path, fresh))
         self.on_stat(path)
         return self.infos[path]
 
@@ -246,6 +248,30 @@ def test_a_file_unchanged_since_its_pages_were_read_keeps_them() -> None:
         assert not first.direct_io and not second.direct_io
         stats = layer.files.snapshot()["page_cache"]
         assert (stats["opens_kept"], stats["opens_dropped"]) == (1, 1)
+
+    run(test)
+
+
+@pytest.mark.parametrize(
+    ("flags", "fresh"),
+    [
+        (os.O_RDONLY, False),
+        (os.O_WRONLY, True),
+        (os.O_RDWR, True),
+        (os.O_RDONLY | os.O_TRUNC, True),
+    ],
+    ids=["read", "write", "read-write", "truncate"],
+)
+def test_a_reader_opens_by_cached_attributes_a_writer_asks_the_server(
+    flags: int, fresh: bool
+) -> None:
+    """A reader may go by attributes younger than attr_timeout; a writer's spool needs
+    what the server holds now."""
+
+    async def test(layer: Layer) -> None:
+        inode = layer.add("/f")
+        await layer.open(inode, flags)
+        assert layer.core.stats == [("/f", fresh)]
 
     run(test)
 

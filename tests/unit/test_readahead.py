@@ -195,3 +195,73 @@ def test_a_chunk_one_reader_waits_for_is_not_dropped_under_it_by_a_reader_furthe
     trio.run(main)
     assert results["behind"] == server.data[2 * CHUNK : 2 * CHUNK + 16 * KIB]
     assert results["ahead"] == server.data[3 * CHUNK + 16 * KIB : 3 * CHUNK + 32 * KIB]
+
+
+class FarServer(FakeServer):
+    """A link in virtual time: each fetch takes ``round_trip`` plus ``transfer`` through
+    one pipe, which carries one chunk at a time (fetches in flight queue for it)."""
+
+    def __init__(self, size: int, round_trip: float, transfer: float = 0.0):
+        super().__init__(size)
+        self.round_trip = round_trip
+        self.transfer = transfer
+        self.pipe_free_at = 0.0
+
+    async def fetch(self, offset: int, size: int) -> bytes:
+        self.asked.append((offset, size))
+        now = trio.current_time()
+        self.pipe_free_at = max(now, self.pipe_free_at) + self.transfer
+        await trio.sleep(self.pipe_free_at - now + self.round_trip)
+        return self.data[offset : offset + size]
+
+
+def read_through_a_link(server: FakeServer, pause: float = 0.0) -> ReadAhead:
+    """Read all of ``server`` chunk by chunk, ``pause`` seconds of virtual time between
+    reads, through one ReadAhead whose clock is trio's virtual one; return it."""
+    result: list[ReadAhead] = []
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            ahead = ReadAhead(
+                server.fetch,
+                len(server.data),
+                nursery,
+                Budget(),
+                chunk=CHUNK,
+                max_window=4 * CHUNK,
+                grown_window=16 * CHUNK,
+                clock=trio.current_time,
+            )
+            got = []
+            for offset in range(0, len(server.data), CHUNK):
+                got.append(await ahead.read(offset, CHUNK))
+                await trio.sleep(pause)
+            assert b"".join(got) == server.data
+            ahead.drop()
+            result.append(ahead)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    return result[0]
+
+
+def test_the_window_cap_grows_on_a_link_with_a_long_round_trip():
+    """20 ms per fetch whatever is in flight: more in flight is faster, up to the ceiling."""
+    ahead = read_through_a_link(FarServer(64 * CHUNK, round_trip=0.02))
+    assert ahead.cap == 16 * CHUNK
+
+
+def test_the_window_cap_stays_on_a_short_round_trip():
+    ahead = read_through_a_link(FarServer(64 * CHUNK, round_trip=0.001))
+    assert ahead.cap == 4 * CHUNK
+
+
+def test_the_window_cap_stays_on_a_link_that_is_full():
+    """Fetches in flight queue for the link (bandwidth, not distance, is the limit): more
+    in flight would only hold more memory."""
+    ahead = read_through_a_link(FarServer(64 * CHUNK, round_trip=0.0, transfer=0.01))
+    assert ahead.cap == 4 * CHUNK
+
+
+def test_the_window_cap_stays_for_a_reader_slower_than_the_link():
+    ahead = read_through_a_link(FarServer(64 * CHUNK, round_trip=0.02), pause=0.05)
+    assert ahead.cap == 4 * CHUNK
