@@ -29,12 +29,14 @@ from .client import AgfsClient
 from .errors import (
     AgfsError,
     AlreadyExists,
+    CrossDevice,
     DirectoryNotEmpty,
     InvalidArgument,
     NotFound,
 )
 from .file_key import FileKey
 from .models import FileInfo
+from .new_files import NewFiles
 from .pending_writes import PendingWrites
 from .readahead import Budget, ReadAhead
 from .rename import KeptAside, ServerRename
@@ -43,7 +45,7 @@ from .rename_journal import RenameJournal
 from .spool import DEFAULT_MAX_KEPT, KeptSpool, Spool, SpoolDir
 from .streams import StreamFollower
 from .wire import shown_url
-from .writes import MessageWriter, SpoolWriter, Writer
+from .writes import DEFAULT_NEW_FILE_MODE, MessageWriter, SpoolWriter, Writer
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,7 @@ class AgfsFilesystem:
             max_kept=max_kept,
             clock=clock or time.monotonic,
         )
+        self.new_files = NewFiles(self.pending, self.current_client, self._stat_now_or_none)
         self._retired: list[AgfsClient] = []
         self._reload_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
@@ -150,7 +153,11 @@ class AgfsFilesystem:
 
     async def stat(self, path: str, *, fresh: bool = False) -> FileInfo:
         """``path``'s attributes; while this mount renames something over ``path``, what
-        the server has once the rename is over (never the gap in the middle)."""
+        the server has once the rename is over (never the gap in the middle). A file
+        created here and not uploaded yet is answered for locally."""
+        local = self.new_files.info(path)
+        if local is not None:
+            return local
         await self.renames.settled(path)
         return await self._stat(path, fresh=fresh)
 
@@ -194,7 +201,8 @@ class AgfsFilesystem:
     async def entries_for_reading(self, path: str) -> builtins.list[tuple[str, FileInfo]]:
         """``list_for_reading`` with the name the mount shows for each entry (escaped where
         the kernel cannot take the real one), as recorded by the listing that fetched it."""
-        return self.names.shown(path, await self.list_for_reading(path))
+        listed = self.new_files.with_new_files(path, await self.list_for_reading(path))
+        return self.names.shown(path, listed)
 
     def _cached_listing(self, path: str) -> builtins.list[FileInfo] | None:
         names = self.listings.recent(path)
@@ -307,16 +315,42 @@ class AgfsFilesystem:
             await self.client.mkdir(path, mode)
             self.listings.created(path)
 
-    async def create(self, path: str, mode: int) -> None:
-        """Create an empty file (EEXIST when it exists) and give it ``mode``."""
+    async def create(self, path: str, mode: int, *, exclusive: bool = False) -> None:
+        """Make way for a new file at ``path`` (EEXIST when it exists here, or with
+        ``exclusive`` on the server); ``open_new_file`` then opens it. A plain file is
+        created on the server by its first upload (see ``new_files``); anywhere else it is
+        created here and now (see ``_created_by_upload``)."""
+        await self.renames.settled(path)
         with self._changing(path):
-            await self._create(path, mode)
+            if self._created_by_upload(path):
+                await self.new_files.make_way(path, exclusive=exclusive)
+            else:
+                await self._create_on_server(path, mode)
             self.listings.created(path)
 
-    async def _create(self, path: str, mode: int) -> None:
+    def _created_by_upload(self, path: str) -> bool:
+        """Whether a new file at ``path`` may wait for its first upload to exist: inside a
+        plugin whose files are plain. Not where a PUT is a message (appending, volatile
+        plugins), nor outside every plugin (the server's root refuses files: the create
+        says so at once)."""
+        mount = self.caps.mount_point(path)
+        return (
+            mount is not None
+            and mount.path != path
+            and not self.caps.volatile(path)
+            and not self.caps.appends(path)
+        )
+
+    def _same_plain_plugin(self, old: str, new: str) -> bool:
+        """Whether a file not uploaded yet at ``old`` may move to ``new`` locally: the
+        same plugin mount, where new files are made by their upload."""
+        same = self.caps.mount_point(old) == self.caps.mount_point(new)
+        return same and self._created_by_upload(new)
+
+    async def _create_on_server(self, path: str, mode: int) -> None:
         self.pending.check_room_for(path)  # before the server has an empty file to show for it
         await self.client.create(path)
-        if mode & 0o7777 != 0o644:
+        if mode & 0o7777 != DEFAULT_NEW_FILE_MODE:
             try:
                 await self.client.chmod(path, mode)
             except AgfsError as exc:
@@ -324,7 +358,8 @@ class AgfsFilesystem:
 
     async def unlink(self, path: str) -> None:
         with self._changing(path):
-            await self._unlink(path)
+            if not await self.new_files.unlink(path):
+                await self._unlink(path)
             self.listings.removed(path)
 
     async def _unlink(self, path: str) -> None:
@@ -350,6 +385,8 @@ class AgfsFilesystem:
             self.listings.invalidate_tree(path)
 
     async def _rmdir(self, path: str) -> None:
+        if self.pending.has_new_files_within(path):  # their uploads go into it
+            raise DirectoryNotEmpty("directory not empty", path=path)
         if self.caps.is_queue(path):
             info = await self._stat_or_none(path)
             if info is not None and info.meta_type == "queue":
@@ -373,6 +410,9 @@ class AgfsFilesystem:
     async def chmod(self, path: str, mode: int) -> None:
         """Change the permission bits; what was cached of the file stays, with the new bits,
         so the stat that follows every setattr needs no request."""
+        if self.new_files.chmod(path, mode):
+            self.attrs.invalidate(path)
+            return
         cached = self.attrs.peek(path)
         with self._changing(path):
             await self.client.chmod(path, mode)
@@ -411,6 +451,12 @@ class AgfsFilesystem:
             raise InvalidArgument("cannot move a directory into itself", path=new)
         async with self.renames.renaming(old, new):
             with self._changing(old, new):
+                if self.new_files.info(old) is not None and not self._same_plain_plugin(old, new):
+                    raise CrossDevice("rename across AGFS mounts", path=new)  # as on the server
+                if await self.new_files.rename(old, new, noreplace=noreplace):
+                    self.listings.removed(old)
+                    self.listings.added(new)
+                    return None  # nothing on the server moved: its upload goes to ``new``
                 rename = self.server_rename(keep_replaced)
                 await rename.run(old, new, noreplace)
                 self._replaced(new, old)
@@ -527,11 +573,14 @@ class AgfsFilesystem:
             writer.start_empty()
         return writer
 
-    def open_new_file(self, key: FileKey, path: str) -> Writer:
-        """A file we just created: empty, nothing to fetch, nothing to upload yet."""
+    def open_new_file(self, key: FileKey, path: str, mode: int = DEFAULT_NEW_FILE_MODE) -> Writer:
+        """A file ``create`` just made way for: empty, nothing to fetch; its first upload
+        creates it on the server with ``mode``."""
         if self.caps.appends(path):
             return MessageWriter(self.current_client, path)  # a second PUT would append again
-        return self.pending.open_new_spool(key, path)
+        if not self._created_by_upload(path):  # ``create`` made it on the server already
+            return self.pending.open_new_spool(key, path, None)
+        return self.pending.open_new_spool(key, path, mode)
 
     def spool_of(self, key: FileKey) -> SpoolWriter | None:
         return self.pending.spool_of(key)
@@ -619,8 +668,10 @@ class AgfsFilesystem:
                 return path
 
     def _uploaded(self, path: str) -> None:
-        """The server has a new version of ``path``: what was cached of it is stale."""
+        """The server has a new version of ``path``: what was cached of it is stale, and a
+        listing of its directory taken before (a new file's first upload) lacks it."""
         self.attrs.invalidate(path)
+        self.listings.added(path)
         self.pending.uploaded(path)
         if self.on_uploaded is not None:
             self.on_uploaded(path)

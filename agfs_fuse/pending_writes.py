@@ -80,12 +80,46 @@ class PendingWrites:
         writer.handle_opened()
         return writer
 
-    def open_new_spool(self, key: FileKey, path: str) -> SpoolWriter:
-        """The spool of a file just created here, for its first handle."""
+    def open_new_spool(self, key: FileKey, path: str, mode: int | None) -> SpoolWriter:
+        """The spool of a file just created here with ``mode``, for its first handle: the
+        file exists only here until the spool's first upload creates it on the server.
+        ``mode`` None: the server has it already (empty), nothing to upload unless written."""
         writer = self.new_spool(path, None)
+        if mode is not None:
+            writer.start_new(mode)
         writer.handle_opened()
         self._open[key] = writer
         return writer
+
+    # -- files created here, not on the server yet ----------------------------------
+
+    def new_file(self, path: str) -> SpoolWriter | None:
+        """The spool of the file created here at ``path`` that is not on the server yet
+        (open, or uploading at its close), if there is one."""
+        for writer in self._open.values():
+            if writer.path == path and writer.not_on_server_yet:
+                return writer
+        return None
+
+    def new_file_info(self, path: str) -> FileInfo | None:
+        """What the mount shows for ``path`` when it is a file not on the server yet."""
+        writer = self.new_file(path)
+        return writer.local_info() if writer is not None else None
+
+    def new_files_in(self, directory: str) -> list[FileInfo]:
+        """The files not on the server yet whose parent is ``directory`` (for listings)."""
+        return [
+            writer.local_info()
+            for writer in self._open.values()
+            if writer.not_on_server_yet and paths.split(writer.path)[0] == directory
+        ]
+
+    def has_new_files_within(self, path: str) -> bool:
+        """Whether a file not on the server yet lies at or below ``path`` (an ``rmdir``
+        must not remove the directory its upload is going to)."""
+        return any(
+            w.not_on_server_yet and paths.is_within(w.path, path) for w in self._open.values()
+        )
 
     def spool_of(self, key: FileKey) -> SpoolWriter | None:
         return self._open.get(key)
@@ -232,7 +266,7 @@ class PendingWrites:
         failed = []
         for writer in list(self._open.values()):
             try:
-                await writer.flush()
+                await writer.flush(last=True)
             except AgfsError as exc:
                 log.error("upload of %s failed: %s", writer.path, exc)
                 failed.append(writer.path)
