@@ -93,7 +93,9 @@ class AgfsFilesystem:
             max_kept=max_kept,
             clock=clock or time.monotonic,
         )
-        self.new_files = NewFiles(self.pending, self.current_client, self._stat_now_or_none)
+        self.new_files = NewFiles(
+            self.pending, self.current_client, self._stat_now_or_none, self._looked_up_or_none
+        )
         self._retired: list[AgfsClient] = []
         self._reload_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
@@ -422,6 +424,13 @@ class AgfsFilesystem:
     async def _stat_or_none(self, path: str) -> FileInfo | None:
         try:
             return await self.stat(path, fresh=True)
+        except NotFound:
+            return None
+
+    async def _looked_up_or_none(self, path: str) -> FileInfo | None:
+        """What a lookup of ``path`` finds on the server, from the caches when they know."""
+        try:
+            return await self._stat(path)
         except NotFound:
             return None
 

@@ -24,18 +24,26 @@ from .pending_writes import PendingWrites
 from .writes import SpoolWriter
 
 ServerStat = Callable[[str], Awaitable[FileInfo | None]]
-"""What the server has at a path now (None: nothing), never a local answer."""
+"""What the server has at a path (None: nothing), never a local answer."""
 
 
 class NewFiles:
     """The namespace of files created here and not uploaded yet."""
 
     def __init__(
-        self, pending: PendingWrites, client: Callable[[], AgfsClient], server_stat: ServerStat
+        self,
+        pending: PendingWrites,
+        client: Callable[[], AgfsClient],
+        server_stat: ServerStat,
+        lookup: ServerStat | None = None,
     ) -> None:
+        """``server_stat`` asks the server now; ``lookup`` may answer from what a lookup
+        would (the attribute cache, a listing during a creation burst): the O_EXCL check,
+        no staler than the kernel's own negative entry that let the create through."""
         self._pending = pending
         self._client = client
         self._server_stat = server_stat
+        self._lookup = lookup or server_stat
 
     def info(self, path: str) -> FileInfo | None:
         """``path``'s attributes when it is a file not on the server yet."""
@@ -49,7 +57,7 @@ class NewFiles:
         if self._pending.new_file(path) is not None:
             raise AlreadyExists("file exists", path=path)
         self._pending.check_room_for(path)
-        if exclusive and await self._server_stat(path) is not None:
+        if exclusive and await self._lookup(path) is not None:
             raise AlreadyExists("file exists", path=path)
 
     def with_new_files(self, directory: str, listed: list[FileInfo]) -> list[FileInfo]:
