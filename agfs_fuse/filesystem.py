@@ -412,7 +412,7 @@ class AgfsFilesystem:
     async def chmod(self, path: str, mode: int) -> None:
         """Change the permission bits; what was cached of the file stays, with the new bits,
         so the stat that follows every setattr needs no request."""
-        if self.new_files.chmod(path, mode):
+        if await self.new_files.chmod(path, mode):
             self.attrs.invalidate(path)
             return
         cached = self.attrs.peek(path)
@@ -458,14 +458,10 @@ class AgfsFilesystem:
             return None
         if paths.is_within(new, old):
             raise InvalidArgument("cannot move a directory into itself", path=new)
+        if await self._rename_new_file(old, new, noreplace):
+            return None  # nothing on the server moved: its upload goes to ``new``
         async with self.renames.renaming(old, new):
             with self._changing(old, new):
-                if self.new_files.info(old) is not None and not self._same_plain_plugin(old, new):
-                    raise CrossDevice("rename across AGFS mounts", path=new)  # as on the server
-                if await self.new_files.rename(old, new, noreplace=noreplace):
-                    self.listings.removed(old)
-                    self.listings.added(new)
-                    return None  # nothing on the server moved: its upload goes to ``new``
                 rename = self.server_rename(keep_replaced)
                 await rename.run(old, new, noreplace)
                 self._replaced(new, old)
@@ -477,6 +473,21 @@ class AgfsFilesystem:
                 if rename.kept is not None:
                     self._kept_asides.add(rename.kept.aside)
                 return rename.kept
+
+    async def _rename_new_file(self, old: str, new: str, noreplace: bool) -> bool:
+        """Rename ``old`` locally if it is a file not on the server yet (True). Outside
+        the rename gate: it may wait for an upload of the file, which may itself need the
+        gate to move a temporary into place."""
+        if self.new_files.info(old) is None:
+            return False
+        if not self._same_plain_plugin(old, new):
+            raise CrossDevice("rename across AGFS mounts", path=new)  # as on the server
+        with self._changing(old, new):
+            if not await self.new_files.rename(old, new, noreplace=noreplace):
+                return False  # uploaded meanwhile: a rename on the server
+            self.listings.removed(old)
+            self.listings.added(new)
+        return True
 
     async def discard_kept(self, kept: KeptAside) -> None:
         """A replaced file kept while open is closed for good: delete it."""

@@ -75,8 +75,11 @@ class NewFiles:
         writer = self._pending.new_file(path)
         if writer is None:
             return False
-        await self._leave_name(writer)
-        self._pending.replaced(path)
+        async with writer.uploads_held():
+            if not writer.not_on_server_yet:
+                return False  # its upload just put it there: the server's to unlink
+            await self._leave_name(writer)
+            self._pending.replaced(path)
         return True
 
     async def rename(self, old: str, new: str, *, noreplace: bool) -> bool:
@@ -87,26 +90,32 @@ class NewFiles:
         writer = self._pending.new_file(old)
         if writer is None:
             return False
-        target = self._pending.new_file(new)
-        info = target.local_info() if target is not None else await self._server_stat(new)
-        if info is not None and noreplace:
-            raise AlreadyExists("file exists", path=new)
-        if info is not None and info.is_dir:
-            raise IsADirectory("is a directory", path=new)
-        replacing = target.replacing_server_file if target is not None else info is not None
-        await self._leave_name(writer)
-        self._pending.replaced(new, old)
-        self._pending.renamed(old, new)
-        writer.replacing_server_file = replacing
+        async with writer.uploads_held():
+            if not writer.not_on_server_yet:
+                return False  # its upload just put it there: the server's to rename
+            target = self._pending.new_file(new)
+            info = target.local_info() if target is not None else await self._server_stat(new)
+            if info is not None and noreplace:
+                raise AlreadyExists("file exists", path=new)
+            if info is not None and info.is_dir:
+                raise IsADirectory("is a directory", path=new)
+            replacing = target.replacing_server_file if target is not None else info is not None
+            await self._leave_name(writer)
+            self._pending.replaced(new, old)
+            self._pending.renamed(old, new)
+            writer.replacing_server_file = replacing
         return True
 
-    def chmod(self, path: str, mode: int) -> bool:
+    async def chmod(self, path: str, mode: int) -> bool:
         """Give ``path`` ``mode`` if it is a file not on the server yet (True): applied at
         its upload, by one chmod only when it is not the server's default."""
         writer = self._pending.new_file(path)
         if writer is None:
             return False
-        writer.set_new_mode(mode)
+        async with writer.uploads_held():
+            if not writer.not_on_server_yet:
+                return False  # its upload just put it there: the server's to chmod
+            writer.set_new_mode(mode)
         return True
 
     async def _leave_name(self, writer: SpoolWriter) -> None:

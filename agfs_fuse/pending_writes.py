@@ -60,6 +60,9 @@ class PendingWrites:
         self._cap_logged_at: float | None = None
         self._keys = FileKeys()
         self._open: dict[FileKey, SpoolWriter] = {}
+        # Spools whose last handle is closed and whose final upload is running: a new file
+        # among them is still this mount's alone until that upload is done.
+        self._closing: set[SpoolWriter] = set()
         # Every spool writer still alive (open, closing, parked): their running uploads.
         self._alive: weakref.WeakSet[SpoolWriter] = weakref.WeakSet()
         self.parked = ParkedUploads(stat_or_none)
@@ -95,11 +98,15 @@ class PendingWrites:
 
     def new_file(self, path: str) -> SpoolWriter | None:
         """The spool of the file created here at ``path`` that is not on the server yet
-        (open, or uploading at its close), if there is one."""
-        for writer in self._open.values():
+        (open, or uploading at its last close), if there is one."""
+        for writer in self._live():
             if writer.path == path and writer.not_on_server_yet:
                 return writer
         return None
+
+    def _live(self) -> list[SpoolWriter]:
+        """Open spools and those whose last close is uploading them."""
+        return [*self._open.values(), *self._closing]
 
     def new_file_info(self, path: str) -> FileInfo | None:
         """What the mount shows for ``path`` when it is a file not on the server yet."""
@@ -110,16 +117,14 @@ class PendingWrites:
         """The files not on the server yet whose parent is ``directory`` (for listings)."""
         return [
             writer.local_info()
-            for writer in self._open.values()
+            for writer in self._live()
             if writer.not_on_server_yet and paths.split(writer.path)[0] == directory
         ]
 
     def has_new_files_within(self, path: str) -> bool:
         """Whether a file not on the server yet lies at or below ``path`` (an ``rmdir``
         must not remove the directory its upload is going to)."""
-        return any(
-            w.not_on_server_yet and paths.is_within(w.path, path) for w in self._open.values()
-        )
+        return any(w.not_on_server_yet and paths.is_within(w.path, path) for w in self._live())
 
     def spool_of(self, key: FileKey) -> SpoolWriter | None:
         return self._open.get(key)
@@ -132,6 +137,7 @@ class PendingWrites:
             if not writer.handle_released():
                 return
             self._open.pop(key, None)
+            self._closing.add(writer)
         try:
             await writer.close()
         except AgfsError as exc:
@@ -139,6 +145,9 @@ class PendingWrites:
                 self.parked.park(writer, exc)
             else:
                 log.error("%s: what was written last was not delivered: %s", writer.path, exc)
+        finally:
+            if isinstance(writer, SpoolWriter):
+                self._closing.discard(writer)
 
     # -- what happens to names ------------------------------------------------------
 

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -193,6 +193,14 @@ class SpoolWriter:
         temporary's, over the body limit), and only when the server would not give it."""
         self.new_mode = mode & 0o7777
         self._mode = None if self.new_mode == DEFAULT_NEW_FILE_MODE else self.new_mode
+
+    @contextlib.asynccontextmanager
+    async def uploads_held(self) -> AsyncIterator[None]:
+        """No upload of this content runs inside: one running now (a flush, the last
+        close) is waited for first, since until it ends whether the server has the file
+        is not known, and none starts until the block is over."""
+        async with self._lock:
+            yield
 
     @property
     def not_on_server_yet(self) -> bool:

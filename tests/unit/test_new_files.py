@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 
 from agfs_fuse.errors import AlreadyExists, IsADirectory, NotFound
 from agfs_fuse.models import FileInfo
@@ -126,7 +128,7 @@ def test_unlink_and_chmod_of_a_new_file_change_only_local_state(tmp_path: Path) 
         assert new_files.info("/m/gone") is None
         assert not await new_files.unlink("/m/not-new")  # not ours: the server's to do
         mine = pending.open_new_spool(kept, "/m/mine", 0o644)
-        assert new_files.chmod("/m/mine", 0o600)
+        assert await new_files.chmod("/m/mine", 0o600)
         info = new_files.info("/m/mine")
         assert info is not None and info.perm == 0o600
         assert server.calls == []
@@ -201,3 +203,50 @@ def test_rmdir_guard_sees_new_files_below_a_directory(tmp_path: Path) -> None:
     pending.open_new_spool(pending.new_key(), "/m/d/sub/f", 0o644)
     assert pending.has_new_files_within("/m/d")
     assert not pending.has_new_files_within("/m/other")
+
+
+class HeldServer(NamespaceServer):
+    """Uploads wait for ``go`` once ``started`` is set: an upload in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = trio.Event()
+        self.go = trio.Event()
+
+    async def write_from(self, path: str, source: Spool, size: int) -> None:
+        self.started.set()
+        await self.go.wait()
+        await super().write_from(path, source, size)
+
+
+def test_a_new_file_in_its_last_upload_is_still_shown_and_renames_wait_for_it(
+    tmp_path: Path,
+) -> None:
+    """Between the last close and the end of its upload (the kernel's release may come
+    after the program renames the file), the file is neither lost from the mount nor
+    renamed locally under an upload already sent to the old name."""
+    server = HeldServer()
+    pending, new_files = _setup(tmp_path, server)
+    key = pending.new_key()
+    outcome: list[bool] = []
+
+    async def body() -> None:
+        writer = pending.open_new_spool(key, "/m/tmp", 0o644)
+        await writer.write(0, b"content")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pending.release, key, writer)
+            await server.started.wait()
+            info = new_files.info("/m/tmp")
+            assert info is not None and info.size == 7  # still this mount's to show
+
+            async def rename() -> None:
+                outcome.append(await new_files.rename("/m/tmp", "/m/final", noreplace=False))
+
+            nursery.start_soon(rename)
+            await trio.testing.wait_all_tasks_blocked()
+            assert outcome == []  # waits for the upload in flight
+            server.go.set()
+
+    _run(body)
+    assert outcome == [False]  # uploaded meanwhile: the server's to rename
+    assert server.files == {"/m/tmp": b"content"}
