@@ -4,10 +4,12 @@ when asked for no delay."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,6 +21,15 @@ def echo():
     server = EchoServer()
     yield server
     server.close()
+
+
+@contextlib.contextmanager
+def client_through_relay(target_port: int, rtt: float) -> Iterator[socket.socket]:
+    """A client socket connected to ``target_port`` through a relay adding ``rtt``."""
+    with DelayRelay(("127.0.0.1", target_port), rtt=rtt) as relay, socket.create_connection(
+        ("127.0.0.1", relay.port), timeout=10
+    ) as client:
+        yield client
 
 
 def recv_exactly(sock: socket.socket, n: int) -> bytes:
@@ -51,23 +62,21 @@ def test_each_direction_is_delayed_by_half_the_round_trip():
 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
-    with DelayRelay(("127.0.0.1", listener.getsockname()[1]), rtt=0.1) as relay:
-        with socket.create_connection(("127.0.0.1", relay.port)) as c:
-            sent = time.monotonic()
-            c.sendall(b"x")
-            t.join(10)
+    with client_through_relay(listener.getsockname()[1], rtt=0.1) as c:
+        sent = time.monotonic()
+        c.sendall(b"x")
+        t.join(10)
     listener.close()
     assert arrived and arrived[0] - sent >= 0.05
 
 
 def test_bytes_arrive_whole_and_in_order_both_ways(echo):
     payload = os.urandom(3 * 1024 * 1024 + 17)
-    with DelayRelay(("127.0.0.1", echo.port), rtt=0.002) as relay:
-        with socket.create_connection(("127.0.0.1", relay.port)) as c:
-            sender = threading.Thread(target=c.sendall, args=(payload,), daemon=True)
-            sender.start()
-            back = recv_exactly(c, len(payload))
-            sender.join(10)
+    with client_through_relay(echo.port, rtt=0.002) as c:
+        sender = threading.Thread(target=c.sendall, args=(payload,), daemon=True)
+        sender.start()
+        back = recv_exactly(c, len(payload))
+        sender.join(10)
     assert back == payload
 
 
@@ -85,13 +94,12 @@ def test_a_half_close_reaches_the_server_and_the_reply_still_comes_back():
             conn.sendall(b"got %d bytes" % len(got))
 
     threading.Thread(target=serve, daemon=True).start()
-    with DelayRelay(("127.0.0.1", listener.getsockname()[1]), rtt=0.01) as relay:
-        with socket.create_connection(("127.0.0.1", relay.port), timeout=10) as c:
-            c.sendall(b"a" * 100_000)
-            c.shutdown(socket.SHUT_WR)
-            reply = bytearray()
-            while chunk := c.recv(65536):
-                reply += chunk
+    with client_through_relay(listener.getsockname()[1], rtt=0.01) as c:
+        c.sendall(b"a" * 100_000)
+        c.shutdown(socket.SHUT_WR)
+        reply = bytearray()
+        while chunk := c.recv(65536):
+            reply += chunk
     listener.close()
     assert bytes(reply) == b"got 100000 bytes"
 
@@ -100,14 +108,13 @@ def test_chunks_sent_while_earlier_ones_wait_are_in_flight_together(echo):
     """Latency, not a bandwidth cap: ten writes spaced over less than the RTT come back
     within about one RTT of the last, not ten RTTs."""
     rtt = 0.05
-    with DelayRelay(("127.0.0.1", echo.port), rtt=rtt) as relay:
-        with socket.create_connection(("127.0.0.1", relay.port), timeout=10) as c:
-            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            t0 = time.monotonic()
-            for _ in range(10):
-                c.sendall(b"y" * 1000)
-            back = recv_exactly(c, 10_000)
-            elapsed = time.monotonic() - t0
+    with client_through_relay(echo.port, rtt=rtt) as c:
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t0 = time.monotonic()
+        for _ in range(10):
+            c.sendall(b"y" * 1000)
+        back = recv_exactly(c, 10_000)
+        elapsed = time.monotonic() - t0
     assert back == b"y" * 10_000
     assert rtt <= elapsed < 5 * rtt
 
