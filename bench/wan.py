@@ -304,7 +304,8 @@ def run_workload_once(w: Any, s: WanSystem, ctx: RunContext, server: Server, tag
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in runs if "error" not in r]
-    out: dict[str, Any] = {"runs": runs, "errors": [r["error"] for r in runs if "error" in r]}
+    out: dict[str, Any] = {"runs": runs, "errors": [r["error"] for r in runs if "error" in r],
+                           "complaints": [r["complaint"] for r in runs if "complaint" in r]}
     out["median"] = statistics.median(r["seconds"] for r in ok) if ok else None
     reqs = [r["requests"] for r in ok if "requests" in r]
     if reqs:
@@ -389,6 +390,9 @@ def report(args: argparse.Namespace, fx: WanFixtures, results: dict[str, Any],
                 if m["errors"]:
                     notes.append(f"RTT {key} {wname} on {n}: {len(m['errors'])} failed run(s): "
                                  f"{m['errors'][0]}")
+                if m["complaints"]:
+                    notes.append(f"RTT {key} {wname} on {n} (timed, marked !): "
+                                 f"{len(m['complaints'])} run(s) ended with {m['complaints'][0]}")
     notes.append(f"systems: {', '.join(s.name for s in systems)}; rclone mount runs with "
                  "--vfs-cache-mode writes over rclone serve webdav; sshfs with defaults over "
                  "a loopback sshd; cold workloads remount first.")

@@ -49,7 +49,7 @@ def rtt_table(res: dict[str, Any], fx_units: dict[str, tuple[str, int]]) -> list
                 return "-"
             if med[n] is None:
                 return "error"
-            return fmt_secs(med[n]) + (" !" if m.get("errors") else "")
+            return fmt_secs(med[n]) + (" !" if m.get("errors") or m.get("complaints") else "")
 
         def ratio(n: str, a: float | None = a, med: dict[str, Any] = med) -> str:
             b = med[n]

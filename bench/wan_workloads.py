@@ -134,8 +134,10 @@ def timed_sh(cmd: list[str], ok_codes: tuple[int, ...] = (0,), **kw: Any) -> dic
     r = sh(cmd, **kw)
     out: dict[str, Any] = {"seconds": time.perf_counter() - t0}
     if r.returncode not in ok_codes:
+        # The tool ran to its end but complained (rclone refuses cp -a's chmod): the time
+        # still counts, flagged, and the complaint goes into the notes.
         err = r.stderr.decode(errors="replace").strip().splitlines()
-        out["error"] = f"{cmd[0]} exit {r.returncode}: {len(err)} lines, first: {err[:1]}"
+        out["complaint"] = f"{cmd[0]} exit {r.returncode}: {len(err)} lines, first: {err[:1]}"
     return out
 
 
