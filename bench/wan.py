@@ -410,7 +410,8 @@ def report(args: argparse.Namespace, fx: WanFixtures, results: dict[str, Any],
     shutil.copyfile(jpath, results_dir / "wan-latest.json")
     (results_dir / "wan-latest.txt").write_text(text + "\n")
     ppath = results_dir / f"wan-{stamp}.png"
-    why = chart(results, ppath, header[:150])
+    why = chart(results, ppath, f"agfs-fuse, sshfs and rclone (vfs-cache-mode writes) through "
+                f"a delay relay, {stamp}, median of {args.reps}")
     if why:
         log(why)
     else:
