@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.relay import EchoServer
+from bench.relay import EchoServer, echo_rtts
 from bench.run import (
     REPO,
     AgfsMount,
@@ -119,8 +119,6 @@ def measure_link(rtt_ms: float, server: Server, server_port: int, relay_port: in
     """The RTT really added (a 1-byte echo behind a relay of the same kind; an HTTP round
     trip to the reference server with and without the relay) and curl's GET throughput
     through the relay, so a slow relay would show up instead of passing as a slow client."""
-    from bench.relay import echo_rtts
-
     echo = EchoServer()
     try:
         relay = RelayProcess(echo.port, rtt_ms, cleanup)
