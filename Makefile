@@ -45,6 +45,8 @@ conformance: install
 
 # Not a test: agfs-fuse against curl, sshfs and rclone mount in one run (installs them with
 # apt when missing); the table goes to stdout, JSON and a PNG chart to bench/results/.
+# BENCH_ARGS="--wan" runs them over an imitated WAN link instead (RTT 0, 2 and 10 ms through a
+# delay relay); narrow it with e.g. BENCH_ARGS="--wan --rtt 10 --only tar,small --reps 1".
 bench: install
 	@$(BIN)/pip install -q --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -1,5 +1,8 @@
 import sys
 
-from bench.run import main
+if "--wan" in sys.argv[1:]:
+    from bench.wan import main
+else:
+    from bench.run import main
 
 sys.exit(main())

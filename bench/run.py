@@ -1218,6 +1218,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", help="parent of the temporary directory (default $TMPDIR)")
     p.add_argument("--results", default=str(REPO / "bench" / "results"))
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--wan", action="store_true",
+                   help="run the WAN bench instead: agfs-fuse, sshfs and rclone through a "
+                   "delay relay at several RTTs (its own flags: python -m bench --wan --help)")
     a = p.parse_args(argv)
     if a.find_dirs % 20 or a.find_files % a.find_dirs:
         p.error("--find-dirs must be a multiple of 20 and divide --find-files")
