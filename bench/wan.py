@@ -33,6 +33,7 @@ from typing import Any
 from bench.relay import EchoServer, echo_rtts
 from bench.run import (
     REPO,
+    VENV_BIN,
     AgfsMount,
     Cleanup,
     Mount,
@@ -46,7 +47,7 @@ from bench.run import (
     stop_process,
     tool_versions,
 )
-from bench.wan_report import chart, link_table, rtt_table
+from bench.wan_report import ASYNC, COUNTED, chart, link_table, rtt_table
 from bench.wan_workloads import WAN_WORKLOADS, RunContext, WanFixtures, build_fixtures
 
 MiB = 1024 * 1024
@@ -169,10 +170,17 @@ def tree_sizes(top: Path) -> set[tuple[str, int]]:
 
 
 def settle(system: WanSystem, data: Path, scratch: str, timeout: float = 120) -> None:
-    """Wait until rclone's background uploads have landed (untimed), so one workload's
-    uploads do not slow the next one; the other clients are done when ``close`` returns.
-    Landed: every file the mount shows in the scratch directory is on the server's disk at
-    its size."""
+    """Wait until background uploads have landed (untimed), so one workload's uploads do
+    not slow the next one and agfs-fuse's request count includes them; sshfs and agfs-fuse
+    in its default mode are done when ``close`` returns. agfs-fuse's async mode is waited
+    for with ``agfs-fuse sync``; rclone's uploads have landed when every file the mount
+    shows in the scratch directory is on the server's disk at its size."""
+    if system.name == ASYNC:
+        done = subprocess.run([str(VENV_BIN / "agfs-fuse"), "sync", str(system.mount.mp)],
+                              capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"agfs-fuse sync failed: {done.stderr.strip()[:300]}")
+        return
     if system.name != "rclone":
         return
     want = tree_sizes(system.root / scratch)
@@ -197,6 +205,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=3, help="runs per workload and system; median")
     p.add_argument("--no-sshfs", action="store_true", help="leave out the sshfs baseline")
     p.add_argument("--no-rclone", action="store_true", help="leave out the rclone baseline")
+    p.add_argument("--async-upload", action="store_true",
+                   help="also run agfs-fuse with -o async_upload (close returns before the "
+                        "upload), the mode to hold against rclone's writes mode")
     p.add_argument("--tar-files", type=int, default=150, help="files in the source tree (150)")
     p.add_argument("--big-mib", type=int, default=64, help="sequential read/write size (64)")
     p.add_argument("--small-files", type=int, default=200, help="small files created (200)")
@@ -260,6 +271,10 @@ def setup_systems(args: argparse.Namespace, work: Path, data: Path, server: Serv
     logs = work / "logs"
     agfs = AgfsMount(server.url, work / "cache-agfs", work / "mnt-agfs", logs, cleanup)
     systems = [WanSystem("agfs-fuse", agfs, port_of(server.url), "local")]
+    if args.async_upload:
+        background = AgfsMount(server.url, work / "cache-agfs-async", work / "mnt-agfs-async",
+                               logs, cleanup, options="async_upload")
+        systems.append(WanSystem(ASYNC, background, port_of(server.url), "local"))
     if not args.no_sshfs:
         ssh = setup_sshfs(work, data, cleanup, logs)
         if isinstance(ssh, str):
@@ -278,7 +293,7 @@ def setup_systems(args: argparse.Namespace, work: Path, data: Path, server: Serv
 
 def run_workload_once(w: Any, s: WanSystem, ctx: RunContext, server: Server, tag: str,
                       data: Path) -> dict[str, Any]:
-    counted = s.name == "agfs-fuse"
+    counted = s.name in COUNTED
     if w.cold:
         s.mount.remount()
     rec: dict[str, Any]
@@ -286,11 +301,11 @@ def run_workload_once(w: Any, s: WanSystem, ctx: RunContext, server: Server, tag
         server.reset()
         rec = w.run(s.root, ctx if counted else RunContext(ctx.fx, lambda: None, ctx.scratch),
                     tag)
+        settle(s, data, ctx.scratch)
         if counted:
             counts = server.stats()
             rec["requests"] = sum(counts.values())
             rec["request_breakdown"] = counts
-        settle(s, data, ctx.scratch)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # one broken system must not end the whole run
@@ -381,7 +396,7 @@ def report(args: argparse.Namespace, fx: WanFixtures, results: dict[str, Any],
     for key, res in results.items():
         lines += ["", f"RTT {key} ms: median seconds; ratios = baseline time / agfs-fuse time "
                       "(>1: agfs-fuse faster); requests agfs-fuse sent per run:"]
-        lines += rtt_table(res, units)
+        lines += rtt_table(res, units, [s.name for s in systems])
     for key, res in results.items():
         for wname, per_sys in res.items():
             for n, m in per_sys.items():
@@ -408,8 +423,9 @@ def report(args: argparse.Namespace, fx: WanFixtures, results: dict[str, Any],
     shutil.copyfile(jpath, results_dir / "wan-latest.json")
     (results_dir / "wan-latest.txt").write_text(text + "\n")
     ppath = results_dir / f"wan-{stamp}.png"
-    why = chart(results, ppath, f"agfs-fuse, sshfs and rclone (vfs-cache-mode writes) through "
-                f"a delay relay, {stamp}, median of {args.reps}")
+    names = [s.name for s in systems]
+    why = chart(results, ppath, names, f"{', '.join(names)} (rclone: vfs-cache-mode writes) "
+                f"through a delay relay, {stamp}, median of {args.reps}")
     if why:
         log(why)
     else:

@@ -11,8 +11,14 @@ from typing import Any
 from bench.run import fmt_secs, load_matplotlib, table
 from bench.wan_workloads import WAN_WORKLOADS
 
-SYSTEMS = ("agfs-fuse", "sshfs", "rclone")
-COLORS = {"agfs-fuse": "#d62728", "sshfs": "#2ca02c", "rclone": "#9467bd"}
+ASYNC = "agfs-fuse async"
+"""agfs-fuse with ``-o async_upload``: ``close`` returns before the upload, as in rclone's
+writes mode, so it is compared with rclone."""
+SYSTEMS = ("agfs-fuse", ASYNC, "sshfs", "rclone")
+"""Every system the bench knows, in table and chart order; a run may have fewer."""
+COUNTED = ("agfs-fuse", ASYNC)
+"""The systems whose requests the reference server counts."""
+COLORS = {"agfs-fuse": "#d62728", ASYNC: "#ff7f0e", "sshfs": "#2ca02c", "rclone": "#9467bd"}
 
 
 def ms(x: float | None) -> str:
@@ -33,15 +39,17 @@ def link_table(links: dict[str, Any]) -> list[str]:
     return table(head, rows)
 
 
-def rtt_table(res: dict[str, Any], fx_units: dict[str, tuple[str, int]]) -> list[str]:
-    """One RTT: seconds per system, agfs-fuse's speed ratios and its requests per unit."""
+def rtt_table(res: dict[str, Any], fx_units: dict[str, tuple[str, int]],
+              present: list[str]) -> list[str]:
+    """One RTT: seconds per system, agfs-fuse's speed ratios (its default mode against
+    sshfs and rclone, its async mode against rclone) and its requests per unit."""
+    systems = [n for n in SYSTEMS if n in present]
     rows = []
     for w in WAN_WORKLOADS:
         r = res.get(w.name)
         if not r:
             continue
-        med = {n: (r.get(n) or {}).get("median") for n in SYSTEMS}
-        a = med["agfs-fuse"]
+        med = {n: (r.get(n) or {}).get("median") for n in systems}
 
         def cell(n: str, r: dict[str, Any] = r, med: dict[str, Any] = med) -> str:
             m = r.get(n)
@@ -51,23 +59,35 @@ def rtt_table(res: dict[str, Any], fx_units: dict[str, tuple[str, int]]) -> list
                 return "error"
             return fmt_secs(med[n]) + (" !" if m.get("errors") or m.get("complaints") else "")
 
-        def ratio(n: str, a: float | None = a, med: dict[str, Any] = med) -> str:
-            b = med[n]
+        def ratio(ours: str, base: str, med: dict[str, Any] = med) -> str:
+            a, b = med.get(ours), med.get(base)
             return f"{b / a:.2f}x" if a and b else "-"
 
-        req = (r.get("agfs-fuse") or {}).get("requests_median")
-        per, units = fx_units[w.name]
+        def requests(n: str, r: dict[str, Any] = r, name: str = w.name) -> str:
+            req = (r.get(n) or {}).get("requests_median")
+            per, units = fx_units[name]
+            return "-" if req is None else f"{req:g} ({req / units:.2f}/{per})"
+
         rows.append([
-            w.title, cell("agfs-fuse"), cell("sshfs"), cell("rclone"), ratio("sshfs"),
-            ratio("rclone"), "-" if req is None else f"{req:g}",
-            "-" if req is None else f"{req / units:.2f}/{per}",
+            w.title, *(cell(n) for n in systems),
+            *(ratio(ours, base) for ours, base in _ratios(systems)),
+            *(requests(n) for n in systems if n in COUNTED),
         ])
-    head = ["workload", "agfs-fuse", "sshfs", "rclone writes", "vs sshfs", "vs rclone",
-            "agfs-fuse requests", "per unit"]
+    head = [
+        "workload", *systems, *(f"{ours} vs {base}" for ours, base in _ratios(systems)),
+        *(f"{n} requests" for n in systems if n in COUNTED),
+    ]
     return table(head, rows)
 
 
-def chart(results: dict[str, Any], path: Path, title: str) -> str | None:
+def _ratios(systems: list[str]) -> list[tuple[str, str]]:
+    """Which ratios a table shows: the default mode against both baselines, the async mode
+    against rclone (whose close also returns before the upload)."""
+    pairs = [("agfs-fuse", "sshfs"), ("agfs-fuse", "rclone"), (ASYNC, "rclone")]
+    return [(ours, base) for ours, base in pairs if ours in systems and base in systems]
+
+
+def chart(results: dict[str, Any], path: Path, present: list[str], title: str) -> str | None:
     """Seconds per workload, one panel each, bars grouped by RTT and coloured by system."""
     plt = load_matplotlib()
     if plt is None:
@@ -80,11 +100,12 @@ def chart(results: dict[str, Any], path: Path, title: str) -> str | None:
     rows = (len(names) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
     flat = list(axes.flat)
-    width = 0.8 / len(SYSTEMS)
+    systems = [n for n in SYSTEMS if n in present]
+    width = 0.8 / len(systems)
     for ax, w in zip(flat, names, strict=False):
-        for i, n in enumerate(SYSTEMS):
+        for i, n in enumerate(systems):
             vals = [((results[r].get(w.name) or {}).get(n) or {}).get("median") or 0 for r in rtts]
-            xs = [k + (i - 1) * width for k in range(len(rtts))]
+            xs = [k + (i - (len(systems) - 1) / 2) * width for k in range(len(rtts))]
             ax.bar(xs, vals, width, color=COLORS[n], label=n)
         ax.set_xticks(range(len(rtts)), [f"{r} ms" for r in rtts])
         ax.set_title(f"{w.title} (s)", fontsize=9)
