@@ -178,6 +178,20 @@ def _host_port(url: str) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _resolver() -> str:
+    """`` on NS:53``, the first ``/etc/resolv.conf`` nameserver Go's resolver names."""
+    try:
+        with open("/etc/resolv.conf", encoding="utf-8") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 2 and fields[0] == "nameserver":
+                    ns = fields[1]
+                    return f" on [{ns}]:53" if ":" in ns else f" on {ns}:53"
+    except OSError:
+        pass
+    return ""
+
+
 def transport_error(method: str, url: str, exc: httpx.HTTPError) -> str:
     """Go's ``*url.Error`` text for a request that got no answer."""
     text = str(exc)
@@ -188,7 +202,7 @@ def transport_error(method: str, url: str, exc: httpx.HTTPError) -> str:
     elif isinstance(exc, httpx.ConnectError) and (
         "name or service not known" in text.lower() or "no address" in text.lower()
     ):
-        reason = f"dial tcp: lookup {urlsplit(url).hostname}: no such host"
+        reason = f"dial tcp: lookup {urlsplit(url).hostname}{_resolver()}: no such host"
     elif isinstance(exc, httpx.RemoteProtocolError):
         reason = "EOF"
     elif "reset" in text.lower():
