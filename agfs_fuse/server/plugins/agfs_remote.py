@@ -35,6 +35,8 @@ from agfs_fuse.server.plugins.base import FileInfo
 from agfs_fuse.server.plugins.proxyfs_config import go_quote
 
 log = logging.getLogger("agfs_fuse.server.proxyfs")
+# httpx logs every request at INFO: the server's log would repeat each proxied request.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 #: ``http.Client{Timeout: 10 * time.Second}`` of ``agfs.NewClient``.
 REQUEST_TIMEOUT = 10.0
