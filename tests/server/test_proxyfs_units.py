@@ -1,5 +1,6 @@
 """proxyfs's pure parts: Go's ``url.Parse`` complaints about a ``base_url``, the SDK
-client's URL normalisation, query encoding, time round trip and error-body decoding.
+client's URL normalisation, query encoding, time round trip, error-body decoding and
+which failures it retries.
 
 The expected texts were read off the real server's ``GET /mounts`` for the same URLs.
 """
@@ -11,6 +12,8 @@ import pytest
 
 from agfs_fuse.server.plugins.agfs_remote import (
     GO_ZERO_TIME,
+    RemoteAgfs,
+    RemoteError,
     error_text,
     go_query,
     go_time_text,
@@ -92,3 +95,65 @@ def test_times_round_trip_as_go_reprints_them() -> None:
 )
 def test_error_bodies_decode_like_go(status: int, body: bytes, text: str, decoded: bool) -> None:
     assert error_text(httpx.Response(status, content=body)) == (text, decoded)
+
+
+def _remote(answers: list[httpx.Response | Exception]) -> tuple[RemoteAgfs, list[float], list[str]]:
+    """A client whose requests get ``answers`` in turn; (client, sleeps, methods seen)."""
+    sleeps: list[float] = []
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    client = RemoteAgfs("http://h:1", sleep=sleeps.append, transport=httpx.MockTransport(handler))
+    return client, sleeps, seen
+
+
+def test_a_write_is_retried_after_1_2_and_4_seconds_on_server_errors() -> None:
+    fail = httpx.Response(503, json={"error": "busy"})
+    client, sleeps, seen = _remote([fail, fail, fail, fail])
+    with pytest.raises(RemoteError, match=r"^HTTP 503: busy$"):
+        client.write("/f", b"x")
+    assert (sleeps, seen) == ([1.0, 2.0, 4.0], ["PUT"] * 4)
+    client, sleeps, seen = _remote([fail, httpx.Response(200, json={"message": "ok"})])
+    assert client.write("/f", b"xyz") == 3 and sleeps == [1.0]
+
+
+def test_a_write_is_not_retried_on_client_errors_undecodable_bodies_or_timeouts() -> None:
+    for answer, text in [
+        (httpx.Response(404, json={"error": "nope"}), "HTTP 404: nope"),
+        (httpx.Response(500, content=b"<html>"), "HTTP 500: failed to decode error response"),
+        (
+            httpx.ReadTimeout("slow"),
+            'failed to execute request: Put "http://h:1/api/v1/files?path=%2Ff": '
+            "context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+        ),
+    ]:
+        client, sleeps, seen = _remote([answer])
+        with pytest.raises(RemoteError) as raised:
+            client.write("/f", b"x")
+        assert (raised.value.message, sleeps, seen) == (text, [], ["PUT"])
+
+
+def test_a_refused_connection_is_retried_for_writes_only() -> None:
+    refused = httpx.ConnectError("[Errno 111] Connection refused")
+    client, sleeps, seen = _remote([refused] * 4)
+    with pytest.raises(RemoteError, match="dial tcp h:1: connect: connection refused$"):
+        client.write("/f", b"x")
+    assert len(seen) == 4 and sleeps == [1.0, 2.0, 4.0]
+    client, sleeps, seen = _remote([refused])
+    with pytest.raises(RemoteError, match=r'^failed to execute request: Get "http://h:1/api/v1/'):
+        client.stat("/f")
+    assert sleeps == []
+
+
+def test_a_501_is_operation_not_supported_for_changes_but_quoted_for_reads() -> None:
+    client, _, _ = _remote([httpx.Response(501, json={"error": "no"})] * 2)
+    with pytest.raises(RemoteError, match="^operation not supported$"):
+        client.mkdir("/d", 0o755)
+    with pytest.raises(RemoteError, match="^HTTP 501: no$"):
+        client.read("/f", 0, -1)

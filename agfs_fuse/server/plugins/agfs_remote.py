@@ -217,10 +217,19 @@ def transport_error(method: str, url: str, exc: httpx.HTTPError) -> str:
 class RemoteAgfs:
     """``agfs.Client`` for one base URL; safe to share between request threads."""
 
-    def __init__(self, base_url: str, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        """``sleep`` and ``transport`` are for tests: the waits between write retries, and
+        where requests go instead of the network."""
         self.base_url = normalize_base_url(base_url)
         self._sleep = sleep
-        self._http = httpx.Client(timeout=REQUEST_TIMEOUT, follow_redirects=True)
+        self._http = httpx.Client(
+            timeout=REQUEST_TIMEOUT, follow_redirects=True, transport=transport
+        )
         self._stream_http = httpx.Client(
             timeout=httpx.Timeout(None, read=STREAM_SILENCE), follow_redirects=True
         )
