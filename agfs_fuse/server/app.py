@@ -16,6 +16,7 @@ from agfs_fuse.server.plugins.base import FileSystem
 from agfs_fuse.server.plugins.devfs import DevFS
 from agfs_fuse.server.plugins.localfs import LocalFS, check_local_dir
 from agfs_fuse.server.plugins.memfs import MemFS
+from agfs_fuse.server.plugins.proxyfs import ProxyFS
 from agfs_fuse.server.plugins.queuefs import QueueFS, check_queue_config
 from agfs_fuse.server.plugins.streamfs import StreamFS
 from agfs_fuse.server.plugins.streamfs_config import check_stream_config
@@ -60,6 +61,8 @@ def _validate_keys(plugin: str, config: dict[str, Any]) -> None:
 
 def create_fs(plugin: str, config: dict[str, Any]) -> FileSystem:
     """Validate ``config`` like the Go plugin and build its filesystem (``ValueError``)."""
+    if plugin == "proxyfs":  # its own key check and texts; reaches the remote first
+        return ProxyFS.initialize(config)
     _validate_keys(plugin, config)
     if plugin == "memfs":
         dirs = config.get("init_dirs")

@@ -34,13 +34,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "Run an AGFS-compatible HTTP server (API v1), faithful to the real Go server's "
         "behaviour, for tests and local use. Without -c it mounts memfs at /memfs and "
         "queuefs at /queuefs; devfs is always at /dev. A config can mount memfs, localfs, "
-        "queuefs and streamfs."
+        "queuefs, streamfs and proxyfs."
     )
     parser.add_argument(
         "-c",
         "--config",
         metavar="CONFIG",
-        help="the real server's config.yaml; its plugins (memfs, localfs, queuefs, streamfs) "
+        help="the real server's config.yaml; its plugins (memfs, localfs, queuefs, streamfs, "
+        "proxyfs) "
         "replace the default mounts",
     )
     parser.add_argument(

@@ -7,6 +7,7 @@ Shape (``agfs-server/pkg/config``)::
       memfs:   {enabled, path, config}          # one instance
       localfs: [{name, enabled, path, config}]  # or a list of instances
       streamfs: {enabled, path, config: {ring_buffer_size, channel_buffer_size}}
+      proxyfs: [{name, enabled, path, config: {base_url}}]  # another AGFS server
 
 A plugin entry whose ``enabled`` is missing is disabled, as in Go. An ``instances:`` key
 inside an entry is ignored, as in Go (its YAML tag is ``-``); only a top-level list gives
@@ -23,7 +24,7 @@ import yaml
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 DEFAULT_ADDR = "127.0.0.1:8080"
-KNOWN_PLUGINS = ("memfs", "localfs", "queuefs", "streamfs", "devfs")
+KNOWN_PLUGINS = ("memfs", "localfs", "queuefs", "streamfs", "proxyfs", "devfs")
 
 
 class ConfigError(Exception):

@@ -319,8 +319,9 @@ class MountableFS:
         mount.fs.truncate(rel, size)
 
     def touch(self, path: str) -> None:
-        """POST /touch, Go's fallback: an existing file is read back, and that read
-        always reports EOF, so touching an existing file fails with 500 ``EOF``."""
+        """POST /touch, Go's fallback: an existing file is read back and written again.
+        memfs and localfs report EOF on that read, so touching their existing files fails
+        with 500 ``EOF``; proxyfs reads without EOF and rewrites the file."""
         found = self.find_mount(path)
         if found is None:
             raise not_found("touch", path)
@@ -335,6 +336,9 @@ class MountableFS:
         result = fs.read(rel, 0, -1)
         if isinstance(result, FileRange):
             result.close()
+        elif not fs.reads_report_eof:
+            fs.write(rel, result)
+            return
         raise GoEOF()
 
     def open_reader(self, path: str) -> Iterator[Bytes]:
