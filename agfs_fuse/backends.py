@@ -118,6 +118,8 @@ class BackendTable:
         self.stats = mount_stats
         self._make_clients = make_clients
         self._backends: dict[str, Backend] = {}
+        self.removed: list[Backend] = []
+        """Unmounted backends, closed with the mount (a request may still be using one)."""
 
     def build(self, spec: BackendSpec) -> Backend:
         """A backend for ``spec`` (not in the table yet: ``add`` it once it is checked).
@@ -130,10 +132,11 @@ class BackendTable:
         self._backends[backend.prefix] = backend
 
     def remove(self, prefix: str) -> Backend:
-        try:
-            return self._backends.pop(prefix)
-        except KeyError:
-            raise NotFound(f"no backend {prefix} in this mount") from None
+        backend = self._backends.pop(prefix, None)
+        if backend is None:
+            raise NotFound(f"no backend {prefix} in this mount")
+        self.removed.append(backend)
+        return backend
 
     def get(self, prefix: str) -> Backend:
         backend = self._backends.get(prefix)

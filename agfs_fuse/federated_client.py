@@ -296,5 +296,5 @@ class FederatedClient(AgfsClient):
     # -- lifecycle ------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        for backend in self.table.all():
+        for backend in [*self.table.all(), *self.table.removed]:
             await backend.aclose()
