@@ -67,6 +67,20 @@ async def checked_client(make: Callable[[str], AgfsClient], url: str) -> AgfsCli
     return fresh
 
 
+def _wait_word(words: list[str]) -> list[float]:
+    """``unmount``'s optional ``wait=SECONDS`` (0 to ``UNMOUNT_WAIT``)."""
+    if not words:
+        return []
+    key, _, value = words[0].partition("=")
+    try:
+        seconds = float(value) if key == "wait" else -1.0
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= UNMOUNT_WAIT:
+        raise FederationError(f"expected wait=SECONDS (0 to {UNMOUNT_WAIT:g}), got {words[0]!r}")
+    return [seconds]
+
+
 def _logged(exc: AgfsError) -> AgfsError:
     """A refused ``.mounts`` line: its reason goes to the log here, once (also for the
     errnos the FUSE boundary logs quietly, such as EEXIST)."""
@@ -179,13 +193,13 @@ class FederationControl:
         try:
             if verb == "mount":
                 return await self.mount(words[1:])
-            if verb == "unmount" and len(words) == 2:
-                return await self.unmount(words[1])
+            if verb == "unmount" and len(words) in (2, 3):
+                return await self.unmount(words[1], *_wait_word(words[2:]))
         except FederationError as exc:
             raise _logged(InvalidArgument(str(exc))) from None
         except AgfsError as exc:
             raise _logged(exc) from None
-        message = "expected 'mount /PREFIX URL [key=value ...]' or 'unmount /PREFIX'"
+        message = "expected 'mount /PREFIX URL [key=value ...]' or 'unmount /PREFIX [wait=S]'"
         raise _logged(InvalidArgument(f"{message}, got {text.strip()[:80]!r}"))
 
     async def mount(self, words: list[str]) -> str:
@@ -211,20 +225,21 @@ class FederationControl:
         log.info("mounted backend %s: %s", spec.prefix, spec.url)
         return spec.prefix
 
-    async def unmount(self, given: str) -> str:
-        """``unmount /dc3``: once no upload to it is pending (else EBUSY after the wait)."""
+    async def unmount(self, given: str, wait: float | None = None) -> str:
+        """``unmount /dc3 [wait=SECONDS]``: once no upload to it is pending, waiting for
+        them up to ``wait`` (default ``unmount_wait``) seconds, else EBUSY."""
         try:
             prefix = check_prefix(given)
         except FederationError as exc:
             raise InvalidArgument(str(exc)) from None
         self.table.get(prefix)  # NotFound first, not after a wait
-        deadline = self._clock() + self.unmount_wait
+        wait = self.unmount_wait if wait is None else wait
+        deadline = self._clock() + wait
         while (pending := self.pending(prefix)) and self._clock() < deadline:
             await trio.sleep(UNMOUNT_POLL)
         if pending:
             raise BackendBusy(
-                f"{prefix} still has {pending} upload(s) pending after {self.unmount_wait:g} s;"
-                " it stays mounted"
+                f"{prefix} still has {pending} upload(s) pending after {wait:g} s; it stays mounted"
             )
         async with self._lock:
             backend = self.table.remove(prefix)
