@@ -14,6 +14,7 @@ mount-wide: the kernel and the caches know one mount, not its backends.
 from __future__ import annotations
 
 import dataclasses
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,7 +223,7 @@ def load_config(path: Path, cli_options: Iterable[str]) -> Federation:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        if not path.is_file():
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the mount for ever
             raise FederationError(f"config file {path} is not a regular file")
         with path.open("rb") as f:
             data = f.read(MAX_CONFIG_BYTES + 1)
