@@ -89,6 +89,17 @@ def _logged(exc: AgfsError) -> AgfsError:
     return exc
 
 
+async def check_root(backend: Backend) -> None:
+    """``InvalidArgument`` unless the backend's ``root`` is a directory on its server."""
+    root = backend.spec.root
+    try:
+        info = await backend.client.stat(root)
+    except AgfsError as exc:
+        raise InvalidArgument(f"backend {backend.prefix}: root {root}: {exc.message}") from None
+    if not info.is_dir:
+        raise InvalidArgument(f"backend {backend.prefix}: root {root} is not a directory")
+
+
 class FederationControl:
     """The run-time side of a federated mount; the core calls it for every change."""
 
@@ -115,8 +126,10 @@ class FederationControl:
 
     async def check_all(self) -> list[str]:
         """At mount time: ask every backend's server for its health. Returns the ones
-        that did not answer (they are mounted anyway, and show EIO until they answer)."""
+        that did not answer (they are mounted anyway, and show EIO until they answer);
+        raises ``InvalidArgument`` for a ``root`` that is not a directory there."""
         down: list[str] = []
+        wrong: list[InvalidArgument] = []
 
         async def check(backend: Backend) -> None:
             try:
@@ -126,10 +139,17 @@ class FederationControl:
                 backend.up = False
                 down.append(backend.prefix)
                 log.warning("backend %s (%s) does not answer: %s", backend.prefix, backend.url, exc)
+                return
+            try:
+                await check_root(backend)  # a typo in root= is an error, not a down server
+            except InvalidArgument as exc:
+                wrong.append(exc)
 
         async with trio.open_nursery() as nursery:
             for backend in self.table.all():
                 nursery.start_soon(check, backend)
+        if wrong:
+            raise wrong[0]
         return sorted(down)
 
     # -- reload ---------------------------------------------------------------------
@@ -216,9 +236,13 @@ class FederationControl:
                 raise InvalidArgument(f"{spec.prefix}: {exc}") from None
             try:
                 await check_health(backend.client)
+                await check_root(backend)
             except ReloadFailed as exc:
                 await backend.aclose()
                 raise ReloadFailed(f"mount of {spec.prefix} failed: {exc.message}") from None
+            except AgfsError:
+                await backend.aclose()
+                raise
             self.table.add(backend)
             control_files.add_backend_reload(spec.prefix)
             await self.fs.server_changed()

@@ -186,7 +186,10 @@ def _federated_client(federation: Federation) -> FederatedClient:
 async def _check_backends(control: FederationControl) -> None:
     """Mount even when some backends are down (each shows EIO until it answers), but
     not when none answers: then the configuration itself is likely wrong."""
-    down = await control.check_all()
+    try:
+        down = await control.check_all()
+    except errors.AgfsError as exc:
+        raise MountError(exc.message) from None
     if down and len(down) == len(control.table.all()):
         raise MountError(
             "no backend answers: " + ", ".join(f"{b.prefix} ({b.url})" for b in control.table.all())

@@ -103,3 +103,33 @@ def test_an_unreadable_config_file_and_mixed_forms_are_refused(fed_tmp) -> None:
     twice = run([*agfs, "--map", "/a=http://h:1", "--map", "/a/=http://h:2", str(mountpoint)])
     assert b"given twice" in twice.stderr
     assert not is_mounted(mountpoint)
+
+
+def test_a_backend_root_that_is_not_on_its_server_is_a_mount_error(make_server, fed_tmp) -> None:
+    server = make_server()
+    mountpoint = fed_tmp / "mnt"
+    mountpoint.mkdir()
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "agfs_fuse",
+            "mount",
+            "-c",
+            str(
+                _write_config(
+                    fed_tmp / "fed.yaml",
+                    {
+                        "backends": {
+                            "/ok": {"url": server.url},
+                            "/typo": {"url": server.url, "root": "/memfz"},
+                        }
+                    },
+                )
+            ),
+            str(mountpoint),
+        ]
+    )
+    assert result.returncode != 0
+    assert b"backend /typo: root /memfz" in result.stderr, result.stderr
+    assert not is_mounted(mountpoint)

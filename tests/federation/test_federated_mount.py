@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import stat
 import threading
 import time
@@ -83,6 +84,14 @@ def test_the_root_reload_reconnects_every_backend_and_refuses_a_url(fed) -> None
     for name, server in fed.servers.items():
         fed.p(name, "memfs", "after").write_bytes(name.encode())
         assert server.http.read("/memfs/after") == name.encode()
+    assert fed.mount.proc is not None
+    fed.mount.proc.send_signal(signal.SIGHUP)  # the same as an empty root reload
+    wait_until(
+        lambda: fed.mount.log_file.read_text().count("reloaded every backend") >= 2,
+        10,
+        message="SIGHUP reconnected every backend",
+    )
+    assert fed.p("dc3", "memfs", "after").read_bytes() == b"dc3"
 
 
 def test_mv_across_backends_copies_files_and_directories(fed) -> None:
@@ -120,6 +129,8 @@ def test_backends_are_mounted_and_unmounted_at_run_time(fed, make_server) -> Non
         (f"mount /reload {extra.url}", errno.EINVAL),
         ("mount /dc5 ftp://nowhere", errno.EINVAL),
         (f"mount /dc5 {extra.url} colour=blue", errno.EINVAL),
+        (f"mount /dc5 {extra.url} root=/nowhere", errno.EINVAL),
+        ("mount /dc5 http://127.0.0.1:9", errno.EIO),  # nothing listens there
         ("unmount /dc9", errno.ENOENT),
     ):
         with pytest.raises(OSError) as refused:
