@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import inspect
 from typing import Any
 
 import pytest
 import trio
 
 from agfs_fuse.backends import BackendTable
+from agfs_fuse.client import AgfsClient
 from agfs_fuse.errors import AgfsError, NotFound, ServerUnreachable
 from agfs_fuse.federated_client import FederatedClient
 from agfs_fuse.federation_config import from_maps
@@ -175,3 +177,15 @@ def test_a_down_backend_fails_alone_and_its_errors_name_mount_paths() -> None:
         assert dc2.up
 
     trio.run(main)
+
+
+def test_every_request_method_of_the_client_is_routed() -> None:
+    """A request method added to ``AgfsClient`` later must be routed here too: one that is
+    not would reach the session plumbing the federated client does not have."""
+    public = {
+        name
+        for name, member in inspect.getmembers(AgfsClient, inspect.iscoroutinefunction)
+        if not name.startswith("_")
+    }
+    routed = {name for name in public if name in vars(FederatedClient)}
+    assert public - routed == set()
