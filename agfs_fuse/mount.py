@@ -138,6 +138,13 @@ async def _recover_leftovers(fs: AgfsFilesystem) -> None:
         log.warning("an earlier upload of %s did not finish; its content is in %s", where, data)
         if meta is None or meta.server_url != fs.url:
             continue  # another server's handles and files are not ours to touch from here
+        if fs.federation is not None and fs.federation.table.find(meta.remote_path) is None:
+            log.warning(
+                "%s belongs to a backend this mount does not have: it stays kept, and is"
+                " never uploaded to another backend",
+                meta.remote_path,
+            )
+            continue
         if meta.handle_id is not None:
             try:
                 await fs.client.close_handle(meta.handle_id)

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.federation.conftest import TIMEOUT, run
+from tests.federation.conftest import TIMEOUT, FederatedMount, run
 from tests.support.faultproxy import FaultProxy
 from tests.support.mount import mount_entry, wait_until
 
@@ -177,3 +177,43 @@ def test_stats_have_a_section_per_backend(fed) -> None:
     assert dc3["url"] == fed.servers["dc3"].url and dc3["state"] == "up"
     assert dc3["requests"].get("PUT /files", 0) >= 1
     assert stats["backends"]["/dc1"]["requests"].get("PUT /files", 0) == 0
+
+
+def test_a_spool_whose_backend_is_gone_is_reported_not_uploaded_elsewhere(
+    make_server, fed_tmp
+) -> None:
+    first, second = make_server(), make_server()
+    work = fed_tmp / "crash"
+    options = [f"cache_dir={work / 'cache'}", f"timeout={TIMEOUT}"]
+    crashed = FederatedMount(
+        ["--map", f"/a={first.url}", "--map", f"/b={second.url}"],
+        work / "mnt",
+        workdir=work,
+        options=options,
+        name="first",
+    ).start()
+    try:
+        with open(crashed.path / "b" / "memfs" / "unsaved", "wb") as f:
+            f.write(b"spooled, never uploaded")
+            f.flush()
+            crashed.kill()  # a crash while the file is open: its spool stays
+    except OSError:
+        pass  # the close of a file on a dead mount
+    finally:
+        crashed.unmount()
+    again = FederatedMount(
+        ["--map", f"/a={first.url}"], work / "mnt", workdir=work, options=options, name="again"
+    ).start()
+    try:
+        wait_until(
+            lambda: (
+                "/b/memfs/unsaved belongs to a backend this mount does not have"
+                in again.log_file.read_text()
+            ),
+            10,
+            message="the next mount to report the other backend's spool",
+        )
+        assert not first.http.exists("/memfs/unsaved")  # not on the backend now at /a
+        assert not second.http.read("/memfs/unsaved")  # created at open, never filled
+    finally:
+        again.unmount()
