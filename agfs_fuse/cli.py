@@ -14,9 +14,11 @@ import select
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from . import __version__
 from .errors import InvalidArgument
+from .federation_config import Federation, FederationError, from_maps, load_config
 from .options import OptionError, options_help, parse_options
 from .wire import normalize_base_url
 
@@ -33,6 +35,18 @@ examples:
   echo > /mnt/agfs/reload                          # reconnect
   echo http://other:8080/api/v1 > /mnt/agfs/reload # switch servers
   fusermount3 -u /mnt/agfs                          # unmount
+
+federation (several servers, one top-level directory each):
+  agfs-fuse mount --map /dc1=http://dc1:8080/api/v1 --map /dc2=https://dc2:8443 /mnt/agfs
+  agfs-fuse mount -c /etc/agfs-fuse/fed.yaml /mnt/agfs
+      # fed.yaml: backends: {{/dc1: {{url: ..., root: /memfs, cafile: ..., token_file: ...,
+      #                      headers: {{X-Team: a}}, timeout: 10, insecure: false}}}}
+      #           options: {{attr_timeout: 1}}      # mount-wide defaults, as -o
+  echo > /mnt/agfs/dc1/reload                       # reconnect one backend
+  echo http://dc1b:8080/api/v1 > /mnt/agfs/dc1/reload  # switch one backend
+  cat /mnt/agfs/.mounts                             # backends: path, URL, up/down, uploads
+  echo 'mount /dc3 http://dc3:8080 root=/memfs' > /mnt/agfs/.mounts
+  echo 'unmount /dc3' > /mnt/agfs/.mounts           # EBUSY while its uploads are pending
 """
 
 
@@ -48,15 +62,35 @@ def build_parser() -> argparse.ArgumentParser:
     mount = commands.add_parser(
         "mount",
         help="mount an AGFS server on a local directory",
+        usage=f"{PROG} mount [options] URL MOUNTPOINT\n"
+        f"       {PROG} mount [options] --map /PREFIX=URL [--map ...] MOUNTPOINT\n"
+        f"       {PROG} mount [options] -c CONFIG.yaml MOUNTPOINT",
         description="Mount the AGFS server at URL (http(s)://host:port/api/v1; the /api/v1 "
         "suffix is added when missing; no user:password@, a token goes in -o token_file=) "
-        "on MOUNTPOINT. Returns once the mount is usable; "
+        "on MOUNTPOINT. With --map or -c, mount several servers (a federation), each as "
+        "one top-level directory. Returns once the mount is usable; "
         "unmount with 'fusermount3 -u MOUNTPOINT'.",
         epilog=MOUNT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    mount.add_argument("url", metavar="URL", help="AGFS API base URL")
-    mount.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing, empty directory")
+    mount.add_argument("url", metavar="URL", nargs="?", help="AGFS API base URL")
+    mount.add_argument(
+        "mountpoint", metavar="MOUNTPOINT", nargs="?", help="an existing, empty directory"
+    )
+    mount.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="/PREFIX=URL",
+        help="federation: show the server at URL as the directory /PREFIX (may repeat); "
+        "each backend takes the -o connection options",
+    )
+    mount.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="federation: backends and options from a YAML file (see below)",
+    )
     mount.add_argument(
         "-f", "--foreground", action="store_true", help="stay in the foreground until unmounted"
     )
@@ -184,13 +218,41 @@ def _start_in_background(argv: list[str]) -> int:
     return _fail(f"the mount process exited with status {child.wait()} before mounting")
 
 
-def _mount(args: argparse.Namespace, argv: list[str]) -> int:
+def _federation(args: argparse.Namespace) -> Federation | None:
+    """The backends of a federated mount (``--map`` or ``-c``), or None for one URL; the
+    one positional argument is then the mountpoint. Raises ``FederationError``."""
+    if not args.map and args.config is None:
+        if args.mountpoint is None:
+            raise FederationError("expected URL MOUNTPOINT (or --map/-c and MOUNTPOINT)")
+        return None
+    if args.map and args.config is not None:
+        raise FederationError("give the backends with --map or with -c, not both")
+    if args.mountpoint is not None:
+        raise FederationError("with --map or -c, give only the MOUNTPOINT (no URL)")
+    if args.url is None:
+        raise FederationError("MOUNTPOINT is missing")
+    args.mountpoint, args.url = args.url, None
+    if args.config is not None:
+        return load_config(Path(args.config).expanduser().absolute(), args.options)
     try:
         options = parse_options(args.options)
     except OptionError as exc:
+        raise FederationError(str(exc)) from None
+    return from_maps(args.map, options)
+
+
+def _mount(args: argparse.Namespace, argv: list[str]) -> int:
+    try:
+        federation = _federation(args)
+    except FederationError as exc:
+        return _fail(str(exc))
+    try:
+        options = parse_options(args.options) if federation is None else federation.options
+    except OptionError as exc:
         return _fail(str(exc))
     try:  # before the background child exists: its command line shows in `ps`
-        normalize_base_url(args.url)
+        if federation is None:
+            normalize_base_url(args.url)
     except InvalidArgument as exc:
         return _fail(exc.message)
     if not args.foreground:
@@ -219,7 +281,8 @@ def _mount(args: argparse.Namespace, argv: list[str]) -> int:
                 os.dup2(devnull, fd)
             os.close(devnull)
 
-    request = MountRequest(url=args.url, mountpoint=mountpoint, options=options)
+    url = args.url if federation is None else federation.source
+    request = MountRequest(url=url, mountpoint=mountpoint, options=options, federation=federation)
     return run_mount(request, ready)
 
 

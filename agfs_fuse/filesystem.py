@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -45,6 +46,9 @@ from .streams import StreamFollower
 from .wire import shown_url
 from .writes import MessageWriter, SpoolWriter, Writer
 
+if TYPE_CHECKING:
+    from .federation_control import FederationControl
+
 log = logging.getLogger(__name__)
 
 MESSAGE_TYPES = frozenset({"control", "query", "ctl", "session-ctl"})
@@ -63,6 +67,8 @@ class ReloadFailed(AgfsError):
 class AgfsFilesystem:
     on_uploaded: Callable[[str], object] | None = None
     """Told each path whose new content reached the server (the inode table's owner)."""
+    federation: FederationControl | None = None
+    """A federated mount's backends (None: one server, the client's)."""
 
     def __init__(
         self,
@@ -647,7 +653,11 @@ class AgfsFilesystem:
     # -- reload ---------------------------------------------------------------------
 
     async def reload(self, text: str) -> str:
-        """``/reload``: a fresh client for the same URL, or a switch to a new server."""
+        """``/reload``: a fresh client for the same URL, or a switch to a new server (in a
+        federated mount: every backend reconnected, a URL refused)."""
+        if self.federation is not None:
+            await self.federation.reconnect_all(text)
+            return self.url
         request = text.strip()
         if request and not request.startswith(("http://", "https://")):
             raise InvalidArgument(
@@ -669,12 +679,33 @@ class AgfsFilesystem:
                 raise ReloadFailed("reload failed: pending writes could not be uploaded")
             self._retired.append(self.client)
             self.client = fresh
-            self.attrs.clear()
-            self.modes.clear()
-            self.listings.clear()
-            await self.refresh_mounts()
+            await self.server_changed()
             log.info("reloaded: now serving %s", self.url)
             return self.url
+
+    async def server_changed(self) -> None:
+        """A server was reconnected, switched, added or removed: what was cached of it
+        may be another's, and its plugins are to be learned again."""
+        self.attrs.clear()
+        self.modes.clear()
+        self.listings.clear()
+        await self.refresh_mounts()
+
+    async def reload_backend(self, prefix: str, text: str) -> str:
+        """A federated mount's ``/dc1/reload``: reconnect or switch that backend only."""
+        if self.federation is None:
+            raise NotFound("a backend's reload exists in a federated mount only")
+        return await self.federation.reload_backend(prefix, text)
+
+    async def change_backends(self, text: str) -> str:
+        """A federated mount's ``/.mounts`` write; returns the prefix mounted or unmounted."""
+        if self.federation is None:
+            raise NotFound(".mounts exists in a federated mount only")
+        return await self.federation.command(text)
+
+    def backends_listing(self) -> bytes:
+        """What reading ``/.mounts`` shows: each backend, its URL, state and uploads."""
+        return self.federation.listing() if self.federation is not None else b""
 
     def snapshot(self) -> dict[str, object]:
         """What ``/.agfs-stats`` reports about the connection, caches and uploads."""
@@ -694,6 +725,7 @@ class AgfsFilesystem:
             "spool_dir": str(self.spool_dir.root),
             "max_kept": self.pending.max_kept,
             "kept_spools": [spool.describe() for spool in self.kept_spools()],
+            **({"backends": self.federation.snapshot()} if self.federation else {}),
         }
 
     async def aclose(self) -> None:

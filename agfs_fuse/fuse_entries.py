@@ -16,15 +16,15 @@ from typing import Any, Protocol
 
 import pyfuse3
 
-from .control_files import CONTROLS, ControlFile, listed_controls
+from .control_files import ControlFile, controls_in
 from .fuse_attrs import AttrPolicy, control_attributes, file_attributes
-from .inodes import ROOT_INODE, InodeTable
+from .inodes import InodeTable
 from .models import FileInfo
 
 log = logging.getLogger("agfs_fuse.operations")  # the lines are about FUSE operations
 
-Listing = list[tuple[str, FileInfo | None]]
-"""A directory's entries as shown: (name shown, entry; None for a control file)."""
+Listing = list[tuple[str, FileInfo | ControlFile]]
+"""A directory's entries as shown: (name shown, the server's entry or a control file)."""
 
 
 class EntriesCore(Protocol):
@@ -141,13 +141,13 @@ class Entries:
 
     def shown(self, inode: int, path: str, listing: list[tuple[str, FileInfo]]) -> Listing:
         """What ``ls`` of directory ``inode`` shows of the server's ``listing`` (name shown,
-        entry): the root's listed control files first, in place of any remote entry of
+        entry): the directory's listed control files first, in place of any remote entry of
         their name; no name the mount hides (``AgfsFilesystem.hidden``) or the kernel
         cannot take."""
-        root = inode == ROOT_INODE
-        entries: Listing = [(c.name, None) for c in listed_controls()] if root else []
+        controls = controls_in(inode, path)
+        entries: Listing = [(c.name, c) for c in controls.values() if c.listed]
         for shown, info in listing:
-            if root and shown in CONTROLS:
+            if shown in controls:
                 if not self._warned_shadow:
                     log.warning("the server's /%s is hidden by a control file", info.name)
                     self._warned_shadow = True
@@ -177,6 +177,8 @@ class Entries:
         the listing) must go for a stat right after ``ls`` to see it."""
         entry = self._inodes.entry(inode)
         before = self._dir_nlink(entry.subdirs)
-        count = sum(1 for _, i in entries if i is not None and i.is_dir and not i.is_symlink)
+        count = sum(
+            1 for _, i in entries if isinstance(i, FileInfo) and i.is_dir and not i.is_symlink
+        )
         entry.subdirs = (count, self._monotonic())
         return self._dir_nlink(entry.subdirs) != before

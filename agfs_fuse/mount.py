@@ -21,8 +21,12 @@ import pyfuse3
 import trio
 
 from . import errors
+from .backends import BackendTable
 from .client import AgfsClient
 from .connect import ConnectError, client_factory
+from .federated_client import FederatedClient
+from .federation_config import Federation
+from .federation_control import FederationControl
 from .filesystem import AgfsFilesystem
 from .fuse_attrs import AttrPolicy
 from .inodes import InodeTable
@@ -53,6 +57,9 @@ class MountRequest:
     recognises it); the client normalises its own copy."""
     mountpoint: str
     options: MountOptions
+    federation: Federation | None = None
+    """Several servers, one per top-level directory (``url`` is then the federation's
+    source: its config file, or ``agfs-federation``)."""
 
 
 def check_mountpoint(mountpoint: str, nonempty: bool) -> None:
@@ -131,6 +138,13 @@ async def _recover_leftovers(fs: AgfsFilesystem) -> None:
         log.warning("an earlier upload of %s did not finish; its content is in %s", where, data)
         if meta is None or meta.server_url != fs.url:
             continue  # another server's handles and files are not ours to touch from here
+        if fs.federation is not None and fs.federation.table.find(meta.remote_path) is None:
+            log.warning(
+                "%s belongs to a backend this mount does not have: it stays kept, and is"
+                " never uploaded to another backend",
+                meta.remote_path,
+            )
+            continue
         if meta.handle_id is not None:
             try:
                 await fs.client.close_handle(meta.handle_id)
@@ -166,19 +180,49 @@ async def _handle_signals(fs: AgfsFilesystem, operations: AgfsOperations) -> Non
             return
 
 
+def _federated_client(federation: Federation) -> FederatedClient:
+    table = BackendTable(RequestStats())
+    for spec in federation.backends:
+        try:
+            table.add(table.build(spec))
+        except ConnectError as exc:
+            raise MountError(f"backend {spec.prefix}: {exc}") from None
+    return FederatedClient(table, federation.source)
+
+
+async def _check_backends(control: FederationControl) -> None:
+    """Mount even when some backends are down (each shows EIO until it answers), but
+    not when none answers: then the configuration itself is likely wrong."""
+    try:
+        down = await control.check_all()
+    except errors.AgfsError as exc:
+        raise MountError(exc.message) from None
+    if down and len(down) == len(control.table.all()):
+        raise MountError(
+            "no backend answers: " + ", ".join(f"{b.prefix} ({b.url})" for b in control.table.all())
+        )
+
+
 async def _serve(request: MountRequest, ready: Ready) -> None:
     opts = request.options
-    url = normalize_base_url(request.url)
-
-    try:
-        make_client = client_factory(opts, RequestStats())
-    except ConnectError as exc:
-        raise MountError(str(exc)) from None
-    client = make_client(url)
+    federation = request.federation
+    client: AgfsClient
+    if federation is None:
+        url = normalize_base_url(request.url)
+        try:
+            make_client = client_factory(opts, RequestStats())
+        except ConnectError as exc:
+            raise MountError(str(exc)) from None
+        client = make_client(url)
+    else:
+        url = federation.source
+        client = _federated_client(federation)
+        make_client = _no_switch
     status(f"checking {request.mountpoint}")
     check_mountpoint(request.mountpoint, opts.nonempty)
     status(f"connecting to {url}")
-    await check_server(client)
+    if federation is None:
+        await check_server(client)
     try:
         spool_dir = mount_spool_dir(opts.cache_dir or default_cache_dir(), url, request.mountpoint)
     except UnsafeSpoolDir as exc:
@@ -193,6 +237,10 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
         max_kept=opts.max_kept,
     )
     fs.mountpoint = os.path.realpath(request.mountpoint)
+    if federation is not None:
+        assert isinstance(client, FederatedClient)
+        fs.federation = FederationControl(fs, client, federation.options)
+        await _check_backends(fs.federation)
     await fs.refresh_mounts()
     await _check_root(fs, opts.root)
     await _recover_leftovers(fs)
@@ -288,10 +336,16 @@ def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
+def _no_switch(url: str) -> AgfsClient:
+    """A federated mount's core never makes a client itself: each backend has its own."""
+    raise errors.InvalidArgument("a federated mount switches servers per backend")
+
+
 def run_mount(request: MountRequest, ready: Ready) -> int:
     """Mount and serve until unmounted; returns the process exit status."""
     try:
-        normalize_base_url(request.url)
+        if request.federation is None:
+            normalize_base_url(request.url)
     except errors.InvalidArgument as exc:
         ready(exc.message)
         return 2

@@ -8,7 +8,8 @@ answer; the policy lives here, where a unit test can drive it with a stub core:
   for a file unchanged since its pages were read; append mode done here unless the
   writeback cache does it itself;
 - which kind of open file (``open_file_kinds``) serves the handle's reads and writes;
-- the control files' texts and commands (``reload``, ``.agfs-stats``, ``.agfs-spools``);
+- the control files' texts and commands (``reload``, ``.agfs-stats``, ``.agfs-spools``;
+  in a federated mount ``.mounts`` and each backend's ``reload``);
 - the counters ``/.agfs-stats`` reports.
 
 Errors are the project's typed errors; the FUSE boundary turns them into errnos.
@@ -16,15 +17,24 @@ Errors are the project's typed errors; the FUSE boundary turns them into errnos.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .control_files import CONTROL_INODES, RELOAD, RELOAD_HELP, SPOOLS, STATS, ControlFile
-from .errors import AccessRefused, IsADirectory, StaleFile
+from .control_files import (
+    CONTROL_INODES,
+    MOUNTS,
+    RELOAD,
+    RELOAD_HELP,
+    SPOOLS,
+    STATS,
+    ControlFile,
+)
+from .errors import AccessRefused, IsADirectory, NotFound, StaleFile
 from .file_key import FileKey
 from .inodes import InodeTable
 from .kept_asides import KeptAsides
@@ -42,6 +52,9 @@ from .open_file_kinds import (
     OpenVolatileFile,
 )
 from .writes import MessageWriter
+
+BackendCommand = Callable[[str, str], Awaitable[object]]
+"""Runs a text written to the ``reload`` of the backend at the first argument."""
 
 
 @dataclass(frozen=True)
@@ -62,14 +75,20 @@ class OpenFiles:
         inodes: InodeTable,
         *,
         reload: Command,
+        reload_backend: BackendCommand | None = None,
+        mounts: Command | None = None,
         writeback_cache: bool = False,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
-        """``reload`` runs a text written to ``/reload``; ``writeback_cache``: the kernel
-        keeps written pages and does O_APPEND itself; ``clock_ns``: the wall clock."""
+        """``reload`` runs a text written to ``/reload``; in a federated mount,
+        ``reload_backend`` one written to a backend's ``reload`` and ``mounts`` one written
+        to ``/.mounts``; ``writeback_cache``: the kernel keeps written pages and does
+        O_APPEND itself; ``clock_ns``: the wall clock."""
         self._core = core
         self._inodes = inodes
         self._reload = reload
+        self._reload_backend = reload_backend
+        self._mounts = mounts
         self.writeback_cache = writeback_cache
         self._clock_ns = clock_ns
         self.kept = KeptAsides(core, inodes)
@@ -180,6 +199,14 @@ class OpenFiles:
         elif control is SPOOLS:
             kept = [spool.describe() for spool in self._core.kept_spools()]
             content, command = _json(kept), self._core.kept_spool_command
+        elif control is MOUNTS:
+            if self._mounts is None:
+                raise NotFound(f"{control.name} exists in a federated mount only")
+            content, command = self._core.backends_listing(), self._mounts
+        elif control.backend is not None:
+            if self._reload_backend is None:
+                raise NotFound("a backend's reload exists in a federated mount only")
+            content, command = RELOAD_HELP, functools.partial(self._reload_backend, control.backend)
         else:
             assert control is RELOAD
             content, command = RELOAD_HELP, self._reload

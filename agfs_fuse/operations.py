@@ -22,7 +22,6 @@ import trio
 from . import paths
 from .control_files import (
     CONTROL_INODES,
-    CONTROLS,
     ControlFile,
     check_control_setattr,
     control_create_refused,
@@ -73,7 +72,14 @@ class AgfsOperations(pyfuse3.Operations):
         self.inodes = inodes
         self.policy = policy
         fs.on_uploaded = inodes.uploaded  # the mount's own uploads keep owners, take times
-        self.files = OpenFiles(fs, inodes, reload=self.reload, writeback_cache=writeback_cache)
+        self.files = OpenFiles(
+            fs,
+            inodes,
+            reload=self.reload,
+            reload_backend=self.reload_backend,
+            mounts=self.change_backends,
+            writeback_cache=writeback_cache,
+        )
         self.entries = Entries(inodes, policy, fs, self.files.local_size)
         self._dirs: dict[int, OpenDir] = {}
         self._dir_fhs = itertools.count(1)
@@ -91,7 +97,8 @@ class AgfsOperations(pyfuse3.Operations):
         return self.fs.child_path(self.inodes.path(parent_inode), paths.decode_name(name))
 
     def _control(self, parent_inode: int, name: bytes) -> ControlFile | None:
-        return control_named(parent_inode, name.decode("utf-8", "replace"))
+        parent = self.inodes.entry(parent_inode).path
+        return control_named(parent_inode, name.decode("utf-8", "replace"), parent)
 
     async def reload(self, text: str) -> None:
         """``/reload`` and SIGHUP: swap the client, then make the kernel forget what it knew.
@@ -101,6 +108,20 @@ class AgfsOperations(pyfuse3.Operations):
         """
         await self.fs.reload(text)
         await trio.to_thread.run_sync(self._invalidate_kernel_caches)
+
+    async def reload_backend(self, prefix: str, text: str) -> None:
+        """A backend's ``reload`` in a federated mount: as ``reload``, for that backend."""
+        await self.fs.reload_backend(prefix, text)
+        await trio.to_thread.run_sync(self._invalidate_kernel_caches)
+
+    async def change_backends(self, text: str) -> None:
+        """``.mounts``: a backend mounted or unmounted; the kernel forgets what it knew of
+        its name (a negative entry, or the removed backend's whole tree)."""
+        prefix = await self.fs.change_backends(text)
+        self.inodes.detach_tree(prefix)
+        await trio.to_thread.run_sync(self._invalidate_kernel_caches)
+        with contextlib.suppress(OSError):
+            await trio.to_thread.run_sync(pyfuse3.invalidate_entry, ROOT_INODE, prefix[1:].encode())
 
     def _invalidate_kernel_caches(self) -> None:
         for inode in self.inodes.known():
@@ -192,8 +213,8 @@ class AgfsOperations(pyfuse3.Operations):
         listing = self._dirs[fh]
         for index in range(start_id, len(listing.entries)):
             name, info = listing.entries[index]
-            if info is None:
-                control = self.entries.control(CONTROLS[name])
+            if isinstance(info, ControlFile):
+                control = self.entries.control(info)
                 if not pyfuse3.readdir_reply(token, name.encode(), control, index + 1):
                     return
                 continue

@@ -221,6 +221,11 @@ class PendingWrites:
         """Contents not on the server yet: parked, or open and changed."""
         return len(self.parked) + sum(1 for w in self._open.values() if w.dirty)
 
+    def pending_paths(self) -> list[str]:
+        """The paths of ``pending_count``'s contents (a backend's unmount waits for its)."""
+        dirty = [w.path for w in self._open.values() if w.dirty]
+        return [w.path for w in self.parked.writers] + dirty
+
     async def run(self) -> None:
         """In the background, for the mount's life: retry the parked uploads."""
         await self.parked.run()

@@ -102,10 +102,10 @@ def test_the_root_lists_its_control_files_and_hides_what_they_shadow() -> None:
     listing = [(n, entry(n)) for n in ("reload", "a", ASIDE, "")] + [("x", entry("x/y"))]
     shown = entries.shown(ROOT_INODE, "/", listing)
     assert [name for name, _ in shown] == ["reload", "a"]
-    assert shown[0][1] is None  # a control file, not the server's entry
+    assert shown[0][1] is RELOAD  # the control file, not the server's entry
     below = entries.shown(ROOT_INODE + 100, "/d", [("reload", entry("reload"))])
     assert [name for name, _ in below] == ["reload"]  # only the root has control files
-    assert below[0][1] is not None
+    assert below[0][1] is not RELOAD
 
 
 def test_owner_and_times_set_here_hold_while_the_server_copy_is_unchanged() -> None:
