@@ -39,7 +39,7 @@ soak: install
 # (build it with ../shared/realagfs/README.md); tests marked reference_only are skipped.
 # A missing binary is one error line from pytest (tests/conftest.py).
 AGFS_SERVER_BIN ?= $(HOME)/.cache/agfs-real/agfs-server
-CONFORMANCE_SUITES := tests/mount tests/faults tests/integration tests/access tests/stress tests/server
+CONFORMANCE_SUITES := tests/mount tests/faults tests/integration tests/access tests/stress tests/server tests/federation
 conformance: install
 	$(BIN)/pytest --agfs-server-bin="$(AGFS_SERVER_BIN)" $(CONFORMANCE_SUITES) $(PYTEST_ARGS)
 
