@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .client import AgfsClient
+from .local_config_files import LocalFileError, read_small_file, require_regular_file
 from .options import MountOptions, check_header_value
 from .stats import RequestStats
 
@@ -33,24 +34,17 @@ MAX_TOKEN_FILE = 64 * 1024
 
 
 def _require_regular_file(path: Path, what: str) -> None:
-    """Opening a FIFO (or a device) would block the mount forever or read without end."""
     try:
-        mode = path.stat().st_mode
-    except OSError as exc:
-        raise ConnectError(f"cannot read {what} {path}: {exc.strerror}") from None
-    if not stat.S_ISREG(mode):
-        raise ConnectError(f"{what} {path} is not a regular file")
+        require_regular_file(path, what)
+    except LocalFileError as exc:
+        raise ConnectError(str(exc)) from None
 
 
 def _read(path: Path, what: str) -> str:
-    _require_regular_file(path, what)
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_TOKEN_FILE + 1)
-    except OSError as exc:
-        raise ConnectError(f"cannot read {what} {path}: {exc.strerror}") from None
-    if len(data) > MAX_TOKEN_FILE:
-        raise ConnectError(f"{what} {path} is larger than {MAX_TOKEN_FILE} bytes")
+        data = read_small_file(path, MAX_TOKEN_FILE, what)
+    except LocalFileError as exc:
+        raise ConnectError(str(exc)) from None
     try:
         return data.decode().strip()
     except UnicodeDecodeError:

@@ -14,7 +14,6 @@ mount-wide: the kernel and the caches know one mount, not its backends.
 from __future__ import annotations
 
 import dataclasses
-import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import yaml
 
 from .errors import InvalidArgument
+from .local_config_files import LocalFileError, read_small_file
 from .options import VALUED, MountOptions, OptionError, parse_options
 from .wire import normalize_base_url, shown_url
 
@@ -223,14 +223,9 @@ def load_config(path: Path, cli_options: Iterable[str]) -> Federation:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the mount for ever
-            raise FederationError(f"config file {path} is not a regular file")
-        with path.open("rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise FederationError(f"cannot read config file {path}: {exc.strerror}") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise FederationError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes")
+        data = read_small_file(path, MAX_CONFIG_BYTES, "config file")
+    except LocalFileError as exc:
+        raise FederationError(str(exc)) from None
     try:
         document = yaml.safe_load(data)
     except yaml.YAMLError as exc:
