@@ -30,12 +30,14 @@ from .client import AgfsClient
 from .errors import (
     AgfsError,
     AlreadyExists,
+    CrossDevice,
     DirectoryNotEmpty,
     InvalidArgument,
     NotFound,
 )
 from .file_key import FileKey
 from .models import FileInfo
+from .new_files import NewFiles
 from .pending_writes import PendingWrites
 from .readahead import Budget, ReadAhead
 from .rename import KeptAside, ServerRename
@@ -44,7 +46,7 @@ from .rename_journal import RenameJournal
 from .spool import DEFAULT_MAX_KEPT, KeptSpool, Spool, SpoolDir
 from .streams import StreamFollower
 from .wire import shown_url
-from .writes import MessageWriter, SpoolWriter, Writer
+from .writes import DEFAULT_NEW_FILE_MODE, MessageWriter, SpoolWriter, Writer
 
 if TYPE_CHECKING:
     from .federation_control import FederationControl
@@ -97,6 +99,9 @@ class AgfsFilesystem:
             self._stat_or_none,
             max_kept=max_kept,
             clock=clock or time.monotonic,
+        )
+        self.new_files = NewFiles(
+            self.pending, self.current_client, self._stat_now_or_none, self._looked_up_or_none
         )
         self._retired: list[AgfsClient] = []
         self._reload_lock = trio.Lock()
@@ -157,7 +162,11 @@ class AgfsFilesystem:
 
     async def stat(self, path: str, *, fresh: bool = False) -> FileInfo:
         """``path``'s attributes; while this mount renames something over ``path``, what
-        the server has once the rename is over (never the gap in the middle)."""
+        the server has once the rename is over (never the gap in the middle). A file
+        created here and not uploaded yet is answered for locally."""
+        local = self.new_files.info(path)
+        if local is not None:
+            return local
         await self.renames.settled(path)
         return await self._stat(path, fresh=fresh)
 
@@ -203,7 +212,8 @@ class AgfsFilesystem:
     async def entries_for_reading(self, path: str) -> builtins.list[tuple[str, FileInfo]]:
         """``list_for_reading`` with the name the mount shows for each entry (escaped where
         the kernel cannot take the real one), as recorded by the listing that fetched it."""
-        return self.names.shown(path, await self.list_for_reading(path))
+        listed = self.new_files.with_new_files(path, await self.list_for_reading(path))
+        return self.names.shown(path, listed)
 
     def _cached_listing(self, path: str) -> builtins.list[FileInfo] | None:
         names = self.listings.recent(path)
@@ -318,20 +328,48 @@ class AgfsFilesystem:
             await self.client.mkdir(path, mode)
             self.listings.created(path)
 
-    async def create(self, path: str, mode: int) -> None:
-        """Create an empty file (EEXIST when it exists) and give it ``mode``."""
+    async def create(self, path: str, mode: int, *, exclusive: bool = False) -> None:
+        """Make way for a new file at ``path`` (EEXIST when it exists here, or with
+        ``exclusive`` on the server); ``open_new_file`` then opens it. A plain file is
+        created on the server by its first upload (see ``new_files``); anywhere else it is
+        created here and now (see ``_created_by_upload``)."""
+        await self.renames.settled(path)
         with self._changing(path):
-            given = await self._create(path, mode)
+            if self._created_by_upload(path):
+                await self.new_files.make_way(path, exclusive=exclusive)
+                given = False
+            else:
+                given = await self._create_on_server(path, mode)
             self.listings.created(path)
         if given:  # set by our chmod: known
             self.modes.remember(path, mode)
 
-    async def _create(self, path: str, mode: int) -> bool:
-        """Make the file; whether a chmod gave it ``mode`` (the server's default mode is
-        assumed to be 0644, not known: a umask of its own may differ)."""
+    def _created_by_upload(self, path: str) -> bool:
+        """Whether a new file at ``path`` may wait for its first upload to exist: inside a
+        plugin whose files are plain. Not where a PUT is a message (appending, volatile
+        plugins), nor outside every plugin (the server's root refuses files: the create
+        says so at once)."""
+        mount = self.caps.mount_point(path)
+        return (
+            mount is not None
+            and mount.path != path
+            and not self.caps.volatile(path)
+            and not self.caps.appends(path)
+        )
+
+    def _same_plain_plugin(self, old: str, new: str) -> bool:
+        """Whether a file not uploaded yet at ``old`` may move to ``new`` locally: the
+        same plugin mount, where new files are made by their upload."""
+        same = self.caps.mount_point(old) == self.caps.mount_point(new)
+        return same and self._created_by_upload(new)
+
+    async def _create_on_server(self, path: str, mode: int) -> bool:
+        """Make the file now; whether a chmod gave it ``mode`` (the server's default mode
+        is assumed to be ``DEFAULT_NEW_FILE_MODE``, not known: a umask of its own may
+        differ)."""
         self.pending.check_room_for(path)  # before the server has an empty file to show for it
         await self.client.create(path)
-        if mode & 0o7777 == 0o644:
+        if mode & 0o7777 == DEFAULT_NEW_FILE_MODE:
             return False
         try:
             await self.client.chmod(path, mode)
@@ -342,7 +380,8 @@ class AgfsFilesystem:
 
     async def unlink(self, path: str) -> None:
         with self._changing(path):
-            await self._unlink(path)
+            if not await self.new_files.unlink(path):
+                await self._unlink(path)
             self.listings.removed(path)
 
     async def _unlink(self, path: str) -> None:
@@ -368,6 +407,8 @@ class AgfsFilesystem:
             self.listings.invalidate_tree(path)
 
     async def _rmdir(self, path: str) -> None:
+        if self.pending.has_new_files_within(path):  # their uploads go into it
+            raise DirectoryNotEmpty("directory not empty", path=path)
         if self.caps.is_queue(path):
             info = await self._stat_or_none(path)
             if info is not None and info.meta_type == "queue":
@@ -393,7 +434,11 @@ class AgfsFilesystem:
         so the stat that follows every setattr needs no request. Bits the file is known
         to have already (an untar sets the mode it made the file with) need no request
         either: known from attributes or from this mount's own create or chmod, younger
-        than ``attr_timeout`` (as stale as any cached attribute)."""
+        than ``attr_timeout`` (as stale as any cached attribute). A file not uploaded yet
+        takes the bits locally (``new_files``)."""
+        if await self.new_files.chmod(path, mode):
+            self.attrs.invalidate(path)
+            return
         perm = mode & 0o7777
         cached = self.attrs.peek(path)
         if perm == (cached.perm if cached is not None else self.modes.get(path)):
@@ -407,6 +452,13 @@ class AgfsFilesystem:
     async def _stat_or_none(self, path: str) -> FileInfo | None:
         try:
             return await self.stat(path, fresh=True)
+        except NotFound:
+            return None
+
+    async def _looked_up_or_none(self, path: str) -> FileInfo | None:
+        """What a lookup of ``path`` finds on the server, from the caches when they know."""
+        try:
+            return await self._stat(path)
         except NotFound:
             return None
 
@@ -434,6 +486,8 @@ class AgfsFilesystem:
             return None
         if paths.is_within(new, old):
             raise InvalidArgument("cannot move a directory into itself", path=new)
+        if await self._rename_new_file(old, new, noreplace):
+            return None  # nothing on the server moved: its upload goes to ``new``
         async with self.renames.renaming(old, new):
             with self._changing(old, new):
                 rename = self.server_rename(keep_replaced)
@@ -447,6 +501,21 @@ class AgfsFilesystem:
                 if rename.kept is not None:
                     self._kept_asides.add(rename.kept.aside)
                 return rename.kept
+
+    async def _rename_new_file(self, old: str, new: str, noreplace: bool) -> bool:
+        """Rename ``old`` locally if it is a file not on the server yet (True). Outside
+        the rename gate: it may wait for an upload of the file, which may itself need the
+        gate to move a temporary into place."""
+        if self.new_files.info(old) is None:
+            return False
+        if not self._same_plain_plugin(old, new):
+            raise CrossDevice("rename across AGFS mounts", path=new)  # as on the server
+        with self._changing(old, new):
+            if not await self.new_files.rename(old, new, noreplace=noreplace):
+                return False  # uploaded meanwhile: a rename on the server
+            self.listings.removed(old)
+            self.listings.added(new)
+        return True
 
     async def discard_kept(self, kept: KeptAside) -> None:
         """A replaced file kept while open is closed for good: delete it."""
@@ -552,11 +621,14 @@ class AgfsFilesystem:
             writer.start_empty()
         return writer
 
-    def open_new_file(self, key: FileKey, path: str) -> Writer:
-        """A file we just created: empty, nothing to fetch, nothing to upload yet."""
+    def open_new_file(self, key: FileKey, path: str, mode: int = DEFAULT_NEW_FILE_MODE) -> Writer:
+        """A file ``create`` just made way for: empty, nothing to fetch; its first upload
+        creates it on the server with ``mode``."""
         if self.caps.appends(path):
             return MessageWriter(self.current_client, path)  # a second PUT would append again
-        return self.pending.open_new_spool(key, path)
+        if not self._created_by_upload(path):  # ``create`` made it on the server already
+            return self.pending.open_new_spool(key, path, None)
+        return self.pending.open_new_spool(key, path, mode)
 
     def spool_of(self, key: FileKey) -> SpoolWriter | None:
         return self.pending.spool_of(key)
@@ -602,6 +674,7 @@ class AgfsFilesystem:
             on_uploaded=self._uploaded,
             replace=self._move_upload_into_place,
             spool=kept,
+            on_mode_given=self.modes.remember,
         )
 
     async def _move_upload_into_place(
@@ -644,8 +717,10 @@ class AgfsFilesystem:
                 return path
 
     def _uploaded(self, path: str) -> None:
-        """The server has a new version of ``path``: what was cached of it is stale."""
+        """The server has a new version of ``path``: what was cached of it is stale, and a
+        listing of its directory taken before (a new file's first upload) lacks it."""
         self.attrs.invalidate(path)
+        self.listings.added(path)
         self.pending.uploaded(path)
         if self.on_uploaded is not None:
             self.on_uploaded(path)

@@ -51,7 +51,7 @@ from .open_file_kinds import (
     OpenStream,
     OpenVolatileFile,
 )
-from .writes import MessageWriter
+from .writes import DEFAULT_NEW_FILE_MODE, MessageWriter
 
 BackendCommand = Callable[[str, str], Awaitable[object]]
 """Runs a text written to the ``reload`` of the backend at the first argument."""
@@ -183,10 +183,11 @@ class OpenFiles:
             self.counters.opens_dropped += 1
         return keep
 
-    def open_created(self, inode: int, path: str) -> Opened:
-        """Open a file this mount just created: empty, nothing to fetch or prefetch."""
+    def open_created(self, inode: int, path: str, mode: int = DEFAULT_NEW_FILE_MODE) -> Opened:
+        """Open a file this mount just created with ``mode``: empty, nothing to fetch or
+        prefetch, and on the server only once its first upload is done."""
         file = self._file_ref(inode)
-        writer = self._core.open_new_file(file.key, path)
+        writer = self._core.open_new_file(file.key, path, mode)
         handle = OpenRegularFile(file, writer, append=False, readahead=None)
         return Opened(self._register(handle))
 

@@ -300,7 +300,7 @@ class AgfsOperations(pyfuse3.Operations):
             raise control_create_refused(flags)
         path = self._child_path(parent_inode, name)
         try:
-            await self.fs.create(path, stat.S_IMODE(mode))
+            await self.fs.create(path, stat.S_IMODE(mode), exclusive=bool(flags & os.O_EXCL))
         except AgfsError as exc:
             if exc.errno != errno.EEXIST or flags & os.O_EXCL:
                 raise
@@ -312,7 +312,7 @@ class AgfsOperations(pyfuse3.Operations):
         info = synthetic_info(paths.split(path)[1], perm=stat.S_IMODE(mode))
         inode = self.inodes.ref(path)
         self.entries.created(inode, ctx)
-        opened = self.files.open_created(inode, path)
+        opened = self.files.open_created(inode, path, stat.S_IMODE(mode))
         return file_info(opened), self.entries.of(inode, info, synthetic=True)
 
     @error_boundary

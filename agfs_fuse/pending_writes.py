@@ -60,6 +60,9 @@ class PendingWrites:
         self._cap_logged_at: float | None = None
         self._keys = FileKeys()
         self._open: dict[FileKey, SpoolWriter] = {}
+        # Spools whose last handle is closed and whose final upload is running: a new file
+        # among them is still this mount's alone until that upload is done.
+        self._closing: set[SpoolWriter] = set()
         # Every spool writer still alive (open, closing, parked): their running uploads.
         self._alive: weakref.WeakSet[SpoolWriter] = weakref.WeakSet()
         self.parked = ParkedUploads(stat_or_none)
@@ -80,12 +83,48 @@ class PendingWrites:
         writer.handle_opened()
         return writer
 
-    def open_new_spool(self, key: FileKey, path: str) -> SpoolWriter:
-        """The spool of a file just created here, for its first handle."""
+    def open_new_spool(self, key: FileKey, path: str, mode: int | None) -> SpoolWriter:
+        """The spool of a file just created here with ``mode``, for its first handle: the
+        file exists only here until the spool's first upload creates it on the server.
+        ``mode`` None: the server has it already (empty), nothing to upload unless written."""
         writer = self.new_spool(path, None)
+        if mode is not None:
+            writer.start_new(mode)
         writer.handle_opened()
         self._open[key] = writer
         return writer
+
+    # -- files created here, not on the server yet ----------------------------------
+
+    def new_file(self, path: str) -> SpoolWriter | None:
+        """The spool of the file created here at ``path`` that is not on the server yet
+        (open, or uploading at its last close), if there is one."""
+        for writer in self._live():
+            if writer.path == path and writer.not_on_server_yet:
+                return writer
+        return None
+
+    def _live(self) -> list[SpoolWriter]:
+        """Open spools and those whose last close is uploading them."""
+        return [*self._open.values(), *self._closing]
+
+    def new_file_info(self, path: str) -> FileInfo | None:
+        """What the mount shows for ``path`` when it is a file not on the server yet."""
+        writer = self.new_file(path)
+        return writer.local_info() if writer is not None else None
+
+    def new_files_in(self, directory: str) -> list[FileInfo]:
+        """The files not on the server yet whose parent is ``directory`` (for listings)."""
+        return [
+            writer.local_info()
+            for writer in self._live()
+            if writer.not_on_server_yet and paths.split(writer.path)[0] == directory
+        ]
+
+    def has_new_files_within(self, path: str) -> bool:
+        """Whether a file not on the server yet lies at or below ``path`` (an ``rmdir``
+        must not remove the directory its upload is going to)."""
+        return any(w.not_on_server_yet and paths.is_within(w.path, path) for w in self._live())
 
     def spool_of(self, key: FileKey) -> SpoolWriter | None:
         return self._open.get(key)
@@ -98,6 +137,7 @@ class PendingWrites:
             if not writer.handle_released():
                 return
             self._open.pop(key, None)
+            self._closing.add(writer)
         try:
             await writer.close()
         except AgfsError as exc:
@@ -105,6 +145,9 @@ class PendingWrites:
                 self.parked.park(writer, exc)
             else:
                 log.error("%s: what was written last was not delivered: %s", writer.path, exc)
+        finally:
+            if isinstance(writer, SpoolWriter):
+                self._closing.discard(writer)
 
     # -- what happens to names ------------------------------------------------------
 
@@ -237,7 +280,7 @@ class PendingWrites:
         failed = []
         for writer in list(self._open.values()):
             try:
-                await writer.flush()
+                await writer.flush(last=True)
             except AgfsError as exc:
                 log.error("upload of %s failed: %s", writer.path, exc)
                 failed.append(writer.path)

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -41,6 +41,9 @@ HANDLE_CHUNK = 4 << 20  # one pwrite: well under the server's default 64 MiB bod
 MIN_HANDLE_CHUNK = 64 << 10
 CLEANUP_GRACE = 10.0
 """Seconds a cancelled upload still gets to close its handle and remove its temporary."""
+DEFAULT_NEW_FILE_MODE = 0o644
+"""The mode a file made by ``PUT /files`` gets: memfs's fixed mode, and localfs's
+``open(..., 0o644)`` under the usual 022 umask; a new file with another mode costs a chmod."""
 
 Replace = Callable[[Callable[[], str], Callable[[], str]], Awaitable[None]]
 """Move a finished temporary upload over the real name (POSIX rename semantics). Both
@@ -99,14 +102,29 @@ class SpoolWriter:
         on_uploaded: Callable[[str], object] | None = None,
         replace: Replace | None = None,
         spool: Spool | None = None,
+        on_mode_given: Callable[[str, int], object] | None = None,
     ) -> None:
         """``base``: what the server holds now (its mode is kept); ``spool``: a kept spool
-        taken up again, holding the whole new content."""
+        taken up again, holding the whole new content; ``on_mode_given``: told the mode a
+        new file's chmod gave it, which is then known without asking."""
         self._client = client
         self._caps = caps
         self._on_uploaded = on_uploaded
+        self._on_mode_given = on_mode_given
         self._replace = replace
         self._mode = base.perm if base is not None else None
+        # A file created here is not on the server until its first upload: until then
+        # this mount answers for it (``local_info``), with the mode it was made with.
+        self.created_here = False
+        # Created here and neither written nor truncated yet: a flush (a ``close`` of one
+        # of several descriptors, as a shell's redirection does before the program writes)
+        # does not upload it; the last close does.
+        self._untouched = False
+        # Renamed over a server file before its upload: that file goes if it is unlinked
+        # or renamed away before the upload replaces it.
+        self.replacing_server_file = False
+        self.new_mode = DEFAULT_NEW_FILE_MODE
+        self.changed_ns = time.time_ns()
         self.path = path
         self.spool: Spool = spool or spool_dir.new_spool(
             SpoolMeta(
@@ -160,6 +178,49 @@ class SpoolWriter:
     def _changed(self) -> None:
         self.dirty = True
         self._version += 1
+        self.changed_ns = time.time_ns()
+        self._untouched = False
+
+    # -- a file created here, not on the server yet ---------------------------------
+
+    def start_new(self, mode: int) -> None:
+        """A file just created here: empty, and uploaded at close even if nothing is
+        written (the upload is what creates it on the server)."""
+        self.start_empty()
+        self.created_here = True
+        self._untouched = True
+        self.set_new_mode(mode)
+
+    def set_new_mode(self, mode: int) -> None:
+        """The mode of a file not uploaded yet: given by the first upload's chmod (or the
+        temporary's, over the body limit), and only when the server would not give it."""
+        self.new_mode = mode & 0o7777
+        self._mode = None if self.new_mode == DEFAULT_NEW_FILE_MODE else self.new_mode
+
+    @contextlib.asynccontextmanager
+    async def uploads_held(self) -> AsyncIterator[None]:
+        """No upload of this content runs inside: one running now (a flush, the last
+        close) is waited for first, since until it ends whether the server has the file
+        is not known, and none starts until the block is over."""
+        async with self._lock:
+            yield
+
+    @property
+    def not_on_server_yet(self) -> bool:
+        """Created here, neither uploaded nor unlinked since: this mount alone has it."""
+        return self.created_here and not self._unlinked
+
+    def local_info(self) -> FileInfo:
+        """What the mount shows of a file not on the server yet: its spool's size, the
+        mode it was made (or chmod'ed) with, the time of its last change."""
+        return FileInfo(
+            name=paths.split(self.path)[1],
+            size=self.size(),
+            perm=self.new_mode,
+            is_dir=False,
+            is_symlink=False,
+            mtime_ns=self.changed_ns,
+        )
 
     # -- what the registry of pending writes tells and asks (see ``pending_writes``) --
 
@@ -279,11 +340,13 @@ class SpoolWriter:
             self.temporary = paths.rebase(self.temporary, old, new)
             self.spool.record_temporary(self.temporary)
 
-    async def flush(self) -> None:
+    async def flush(self, *, last: bool = False) -> None:
+        """Upload what changed; ``last``: no handle will write any more (the last close,
+        an unmount), so a new file nothing was written to goes up too."""
         async with self._lock:
             if self.broken is not None:
                 raise self.broken  # the content is torn: never uploaded
-            if not self.dirty or self._unlinked:
+            if not self.dirty or self._unlinked or (self._untouched and not last):
                 return
             version = self._version
             try:
@@ -302,6 +365,7 @@ class SpoolWriter:
                 raise
             self.dirty = False
             self._failed = None
+            self.created_here = False
             if self._on_uploaded is not None:
                 self._on_uploaded(self.path)
 
@@ -317,6 +381,7 @@ class SpoolWriter:
         if self._caps.fits_one_request(size) or not self._caps.handles(self.path):
             try:
                 await self._client().write_from(self.path, self.spool, size)
+                await self._give_new_file_its_mode()
                 return
             except FileTooLarge:
                 if not self._caps.handles(self.path):
@@ -326,6 +391,20 @@ class SpoolWriter:
                     "%s is over the server's body limit: uploading through a handle", self.path
                 )
         await self._upload_through_temporary(size)
+
+    async def _give_new_file_its_mode(self) -> None:
+        """The first upload of a file created here made it with the server's default
+        mode: one chmod when it was made (or chmod'ed) with another. A failed chmod does
+        not fail the upload: the content is safe, only its mode is the default."""
+        if not self.created_here or self._mode is None:
+            return
+        try:
+            await self._client().chmod(self.path, self._mode)
+        except AgfsError as exc:
+            log.warning("%s is uploaded but its mode is not %o: %s", self.path, self._mode, exc)
+            return
+        if self._on_mode_given is not None:
+            self._on_mode_given(self.path, self._mode)
 
     async def _upload_through_temporary(self, size: int) -> None:
         """The whole file through a handle, to a hidden name moved over the real one at the
@@ -449,7 +528,7 @@ class SpoolWriter:
             if self._failed is not None and self._failed[0] == self._version:
                 raise self._failed[1]
             try:
-                await self.flush()
+                await self.flush(last=True)
             except OSError:
                 self.spool.discard()  # flush set ``broken`` and logged it
                 return

@@ -310,8 +310,9 @@ def _prepare(rig: Rig, remote: str, op: str) -> None:
 
 _NON_IDEMPOTENT = {
     # op: (method, route, probe args (names under the test dir), state if applied, if not)
+    # (A new file, O_EXCL or not, is created by its whole-file PUT at close, which is safe
+    # to repeat: see test_a_new_files_upload_whose_answer_is_lost_is_sent_again.)
     "rename": ("POST", "/rename", ("a", "b"), ({"b"}, {"a"})),
-    "create-excl": ("POST", "/files", ("c",), ({"c"}, set())),
     "unlink": ("DELETE", "/files", ("a",), (set(), {"a"})),
     "mkdir": ("POST", "/directories", ("d",), ({"d"}, set())),
 }
@@ -339,6 +340,25 @@ def test_lost_connection_on_non_idempotent_request(
     assert srig.http.names(remote) == expected
     srig.proxy.clear()
     assert os.path.isdir(local)  # the mount goes on
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("applied", [False, True], ids=["not-applied", "applied"])
+def test_a_new_files_upload_whose_answer_is_lost_is_sent_again(
+    srig: Rig, applied: bool, metrics: Metrics
+) -> None:
+    """An O_EXCL create sends nothing until the upload at close, a whole-file PUT: when
+    its answer is lost it is sent again, and the file is there once, whole."""
+    remote, local = new_dir(srig)
+    rule = srig.proxy.drop("PUT", "/files", applied=applied, path=remote, count=1)
+    creates = srig.proxy.watch("POST", "/files", path=remote)
+    result = probe("create-excl", str(local / "c"), timeout=60)
+    assert result["ok"], result
+    metrics.blocked("lost answer to a new file's upload", result["elapsed"])
+    # Nothing written: uploaded at the release, a moment after close.
+    wait_until(lambda: srig.http.names(remote) == {"c"}, message="the new file uploaded")
+    assert rule.hits == 1 and creates.hits == 0
+    srig.proxy.clear()
 
 
 # -- answers cut short ----------------------------------------------------------------------

@@ -242,7 +242,7 @@ def test_rename_retargets_an_open_spool(arun, make_fs, ws: Workspace, raw: RawHt
 
     async def body():
         fs = make_fs()
-        writer = fs.open_new_file(KEY, path)
+        writer = fs.open_writer(KEY, path, await fs.stat(path), os.O_WRONLY | os.O_TRUNC)
         await writer.write(0, b"written before the rename")
         await fs.rename(path, moved)
         sidecar = json.loads(writer.spool.sidecar_path.read_text())
@@ -538,7 +538,7 @@ def test_new_file_spool_uploads_on_release(arun, make_fs, ws: Workspace, raw, tm
     async def body():
         fs = make_fs(spool=spool)
         await fs.create(path, 0o600)
-        writer = fs.open_new_file(KEY, path)
+        writer = fs.open_new_file(KEY, path, 0o600)
         for offset in range(0, len(content), 128 * 1024):
             await writer.write(offset, content[offset : offset + 128 * 1024])
         await fs.release_writer(KEY, writer)
@@ -885,6 +885,7 @@ def test_a_second_readdir_within_attr_timeout_needs_no_request(
         clock.now += 0.6
         await readdir()  # over attr_timeout: listed again, and there it is
         await fs.create(f"{ws.mem}/mine", 0o644)
+        await fs.release_writer(KEY, fs.open_new_file(KEY, f"{ws.mem}/mine"))  # uploaded
         await readdir()  # our own change: listed again at once
         return seen
 

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.mount.conftest import Workspace, run
-from tests.support.mount import Mount
+from tests.support.mount import Mount, wait_until
 
 
 def test_unlink_while_open_does_not_resurrect(ws: Workspace) -> None:
@@ -31,11 +31,14 @@ def test_unlink_while_open_does_not_resurrect(ws: Workspace) -> None:
 
 
 def test_empty_create_reaches_server(ws: Workspace) -> None:
+    """A new file nothing was written to goes up when its last descriptor goes (the
+    kernel's release, a moment after close): polled for."""
     run(f": > '{ws.p('empty')}'")
-    info = ws.http.stat(ws.r("empty"))
-    assert info is not None and info["size"] == 0 and not info["isDir"]
+    info = wait_until(lambda: ws.http.stat(ws.r("empty")), message="the empty file uploaded")
+    assert info["size"] == 0 and not info["isDir"]
     with open(ws.p("empty2"), "wb"):
         pass
+    assert wait_until(lambda: ws.http.stat(ws.r("empty2")), message="the second one uploaded")
     assert ws.http.read(ws.r("empty2")) == b""
 
 

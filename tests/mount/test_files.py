@@ -178,7 +178,8 @@ def test_truncate_s(ws: Workspace) -> None:
 
 def test_touch_creates_and_accepts_times(ws: Workspace) -> None:
     run(["touch", str(ws.p("new"))])
-    info = ws.http.stat(ws.r("new"))
+    # Nothing written: uploaded when its last descriptor goes, a moment after close.
+    info = wait_until(lambda: ws.http.stat(ws.r("new")), message="the touched file uploaded")
     assert info is not None and info["size"] == 0 and not info["isDir"]
     ws.http.write(ws.r("old"), b"keep me")
     run(["touch", str(ws.p("old"))])

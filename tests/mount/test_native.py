@@ -187,14 +187,15 @@ def test_sparse_edit_reads_back_mixed_local_and_server_bytes(native) -> None:
 
 
 def test_small_new_files_cost_at_most_two_requests(native) -> None:
+    """Each new file is created by its one upload: no create request before it."""
     http, mount = native
     (mount.path / "memfs" / "small").mkdir()
     before = _counts(http)
     for n in range(20):
         (mount.path / "memfs" / "small" / f"f{n}").write_bytes(b"hello %d" % n)
     delta = _delta(http, before)
-    writes = delta.get("POST /files", 0) + delta.get("PUT /files", 0)
-    assert writes <= 2 * 20, delta
+    assert (delta.get("POST /files", 0), delta.get("PUT /files", 0)) == (0, 20), delta
+    assert sum(delta.values()) <= 2 * 20, delta
     assert not any(k.startswith(("POST /handles", "PUT /handles")) for k in delta), delta
     assert http.read("/memfs/small/f7") == b"hello 7"
 

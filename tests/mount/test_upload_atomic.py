@@ -107,6 +107,7 @@ def test_two_uploads_setting_the_target_aside_at_once_both_succeed(
 ) -> None:
     """Both uploads find the old file in the way (memfs refuses the plain rename) and move
     it aside at the same moment: only one of the two moves can find it."""
+    limited.http.write("/memfs/up/e", b"the old file")
     mounts = [make_mount(proxy.url), make_mount(proxy.url)]
     aside_moves = proxy.pause("POST", "/rename", when=lambda r: r.path == "/memfs/up/e")
     results: list[tuple[bytes, int]] = []

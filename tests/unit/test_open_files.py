@@ -141,7 +141,7 @@ class StubCore:
             return RecordedMessages(path)
         return self.spools.setdefault(key, LocalWriter(path))
 
-    def open_new_file(self, key: FileKey, path: str):
+    def open_new_file(self, key: FileKey, path: str, mode: int = 0o644):
         self.spools[key] = LocalWriter(path, b"")
         return self.spools[key]
 

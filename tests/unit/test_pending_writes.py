@@ -129,7 +129,7 @@ def test_an_open_spool_follows_a_rename_of_its_directory(tmp_path: Path) -> None
     key = pending.new_key()
 
     async def body() -> None:
-        writer = pending.open_new_spool(key, "/m/d/f")
+        writer = pending.open_new_spool(key, "/m/d/f", 0o644)
         await writer.write(0, b"moved")
         pending.renamed("/m/d", "/m/e")
         assert writer.path == "/m/e/f"
@@ -147,8 +147,8 @@ def test_a_file_whose_name_is_gone_never_uploads_over_it(tmp_path: Path) -> None
     gone, moved = pending.new_key(), pending.new_key()
 
     async def body() -> None:
-        orphan = pending.open_new_spool(gone, "/m/f")
-        survivor = pending.open_new_spool(moved, "/m/g")
+        orphan = pending.open_new_spool(gone, "/m/f", 0o644)
+        survivor = pending.open_new_spool(moved, "/m/g", 0o644)
         await orphan.write(0, b"orphaned")
         await survivor.write(0, b"survives")
         pending.replaced("/m/f", moved_in="/m/g")
@@ -170,7 +170,7 @@ def test_a_failed_last_close_parks_the_spool_which_stays_pending_and_in_use(
     key = pending.new_key()
 
     async def body() -> list[str]:
-        writer = pending.open_new_spool(key, "/m/f")
+        writer = pending.open_new_spool(key, "/m/f", 0o644)
         await writer.write(0, b"waiting")
         await pending.release(key, writer)  # never raises: the program saw it at close()
         assert (pending.open_count(), pending.parked_count(), pending.pending_count()) == (0, 1, 1)
@@ -186,7 +186,7 @@ def test_flush_all_uploads_what_open_files_changed(tmp_path: Path) -> None:
     key = pending.new_key()
 
     async def body() -> list[str]:
-        writer = pending.open_new_spool(key, "/m/f")
+        writer = pending.open_new_spool(key, "/m/f", 0o644)
         await writer.write(0, b"at unmount")
         return await pending.flush_all()
 
@@ -251,7 +251,7 @@ def test_a_key_finds_its_spool_by_value_until_the_last_close(tmp_path: Path) -> 
     registered once its last handle is closed."""
     pending = _registry(tmp_path, MemoryServer())
     key = pending.new_key()
-    writer = pending.open_new_spool(key, "/m/f")
+    writer = pending.open_new_spool(key, "/m/f", 0o644)
     assert pending.spool_of(FileKey(key.serial)) is writer  # keys compare by value
     _run(lambda: pending.release(key, writer))
     assert pending.spool_of(key) is None
