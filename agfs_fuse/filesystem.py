@@ -211,8 +211,13 @@ class AgfsFilesystem:
 
     async def entries_for_reading(self, path: str) -> builtins.list[tuple[str, FileInfo]]:
         """``list_for_reading`` with the name the mount shows for each entry (escaped where
-        the kernel cannot take the real one), as recorded by the listing that fetched it."""
-        listed = self.new_files.with_new_files(path, await self.list_for_reading(path))
+        the kernel cannot take the real one), as recorded by the listing that fetched it,
+        and with the files created here: those not uploaded yet, and those whose first
+        upload landed while the listing was in flight (``landings``)."""
+        with self.pending.landings.watch(path) as landed:
+            listed = await self.list_for_reading(path)
+            # No await from here to the merge: a file is either still local or landed.
+            listed = self.new_files.with_new_files(path, listed + landed.missing_from(listed))
         return self.names.shown(path, listed)
 
     def _cached_listing(self, path: str) -> builtins.list[FileInfo] | None:
@@ -675,6 +680,7 @@ class AgfsFilesystem:
             replace=self._move_upload_into_place,
             spool=kept,
             on_mode_given=self.modes.remember,
+            on_created=self.pending.created,
         )
 
     async def _move_upload_into_place(

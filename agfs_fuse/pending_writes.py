@@ -23,6 +23,7 @@ from . import paths
 from .cache import Clock
 from .errors import AgfsError, InvalidArgument, NoSpace, NotFound
 from .file_key import FileKey, FileKeys
+from .landings import Landings
 from .models import FileInfo
 from .spool import KeptSpool, Spool, SpoolDir
 from .uploads import ParkedUploads, StatOrNone, kept_reason
@@ -66,6 +67,8 @@ class PendingWrites:
         # Every spool writer still alive (open, closing, parked): their running uploads.
         self._alive: weakref.WeakSet[SpoolWriter] = weakref.WeakSet()
         self.parked = ParkedUploads(stat_or_none)
+        # Listings in flight, told of the new files that land in their directory.
+        self.landings = Landings()
 
     def new_key(self) -> FileKey:
         """A key for a file that has none yet (see ``file_key``)."""
@@ -162,6 +165,7 @@ class PendingWrites:
             ):
                 writer.mark_unlinked()
         self.parked.unlinked(path)
+        self.landings.removed(path)
 
     def renamed(self, old: str, new: str) -> None:
         """``old`` (and everything below it) is now ``new``: open and parked writers
@@ -171,6 +175,13 @@ class PendingWrites:
                 writer.retarget(paths.rebase(writer.path, old, new))
             writer.directory_renamed(old, new)
         self.parked.renamed(old, new)
+        self.landings.renamed(old, new)
+
+    def created(self, path: str, info: FileInfo) -> None:
+        """A file created here is on the server now, by its first upload: no longer
+        answered for locally, so a listing in flight, which the server may have answered
+        before that upload, is told (``landings``)."""
+        self.landings.landed(path, info)
 
     def uploaded(self, path: str) -> None:
         """A newer version of ``path`` reached the server: parked older ones are stale."""

@@ -103,13 +103,17 @@ class SpoolWriter:
         replace: Replace | None = None,
         spool: Spool | None = None,
         on_mode_given: Callable[[str, int], object] | None = None,
+        on_created: Callable[[str, FileInfo], object] | None = None,
     ) -> None:
         """``base``: what the server holds now (its mode is kept); ``spool``: a kept spool
         taken up again, holding the whole new content; ``on_mode_given``: told the mode a
-        new file's chmod gave it, which is then known without asking."""
+        new file's chmod gave it, which is then known without asking; ``on_created``:
+        told a file created here once its first upload put it on the server, with what
+        the mount showed of it (a listing in flight may lack it, see ``landings``)."""
         self._client = client
         self._caps = caps
         self._on_uploaded = on_uploaded
+        self._on_created = on_created
         self._on_mode_given = on_mode_given
         self._replace = replace
         self._mode = base.perm if base is not None else None
@@ -365,7 +369,10 @@ class SpoolWriter:
                 raise
             self.dirty = False
             self._failed = None
-            self.created_here = False
+            if self.created_here:
+                self.created_here = False
+                if self._on_created is not None:
+                    self._on_created(self.path, self.local_info())
             if self._on_uploaded is not None:
                 self._on_uploaded(self.path)
 
