@@ -10,6 +10,7 @@ by the test while the mount runs::
         proxy.fail(503, "GET", "/stat", count=3)   # the next 3 stats get 503
         proxy.stall("GET", "/files", path="big")   # reads of */big* never answered
         held = proxy.pause("POST", "/rename")      # held until held.release(), then sent
+        late = proxy.hold_answer("GET", "/directories")  # the server's answer held likewise
         proxy.refuse()                             # connections refused (listener closed)
         proxy.accept()                             # ...and accepted again, same port
         proxy.counts["GET /stat"]                  # requests seen, by "METHOD /route"
@@ -22,6 +23,9 @@ requests it hits, ``None`` = until removed):
   stops);
 - ``pause``: read the whole request and hold it until the test calls ``rule.release()``,
   then forward it as usual (to order two clients' requests deterministically);
+- ``hold_answer``: forward the request, read the server's whole answer (``rule.answered``
+  is set then) and hold it until ``rule.release()`` (a request the server answered before
+  another, whose answer reaches the client after it);
 - ``fail``: answer ``status`` (503, 502, 504...) without asking the server;
 - ``cut``: forward, then send the response head and only part of the body, and close;
 - ``garbage``: answer one of :data:`GARBAGE` (HTML 500 page, truncated JSON with 200, JSON
@@ -169,9 +173,12 @@ class Rule:
     last_hit: float | None = field(default=None, repr=False)
     gate: threading.Event = field(default_factory=threading.Event, repr=False)
     """Set by :meth:`release`: ``pause`` rules hold their requests until then."""
+    answered: threading.Event = field(default_factory=threading.Event, repr=False)
+    """Set when a ``hold_answer`` rule holds a server's answer."""
 
     def release(self) -> None:
-        """Let the requests a ``pause`` rule holds (and any it hits later) go on."""
+        """Let the requests a ``pause`` rule holds, or the answers a ``hold_answer`` rule
+        holds (and any it hits later), go on."""
         self.gate.set()
 
     def matches(self, req: Request) -> bool:
@@ -530,6 +537,19 @@ class FaultProxy:
         """Matching requests are read and held until ``rule.release()``, then forwarded."""
         return self.add(Rule("pause", method, route, path, when, count))
 
+    def hold_answer(
+        self,
+        method: str | None = None,
+        route: str | None = None,
+        *,
+        path: str | None = None,
+        count: int | None = None,
+        when: Callable[[Request], bool] | None = None,
+    ) -> Rule:
+        """Matching requests are forwarded at once; the server's answer is read whole,
+        ``rule.answered`` set, and the answer held until ``rule.release()``."""
+        return self.add(Rule("hold_answer", method, route, path, when, count))
+
     def fail(
         self,
         status: int = 503,
@@ -736,6 +756,22 @@ class FaultProxy:
                         body = b""
                     self._send_cut(client, status, headers, body, rule.keep)
                     return
+                if action == "hold_answer":
+                    assert rule is not None
+                    try:
+                        body = self._read_whole(req, up_reader, status, headers)
+                    except (OSError, _Closed, ValueError):
+                        _rst(client)
+                        return
+                    rule.answered.set()
+                    if not self._wait_for_release(rule):
+                        return
+                    _send_whole(client, status, headers, body)
+                    with self._lock:
+                        self.forwarded[req.key] += 1
+                    if req.wants_close or "close" in (_get(headers, "connection") or "").lower():
+                        return
+                    continue
                 if _opens_handle(req):
                     try:
                         body = self._read_whole(req, up_reader, status, headers)
