@@ -212,3 +212,47 @@ def test_a_new_file_renamed_to_another_agfs_mount_before_close_is_exdev(ws: Work
         assert info.value.errno == errno.EXDEV
     assert ws.http.read(ws.r("f")) == b"stays here"
     assert not elsewhere.exists()
+
+
+# -- listing right after close ------------------------------------------------------------
+
+ROUNDS = 150
+"""Files per test below: ``ls`` right after each ``close()``, whichever order the kernel's
+release (which uploads an empty new file) and the listing take on an idle machine. The
+order where the upload lands while the listing is in flight is forced in
+tests/faults/test_listing_races.py and tests/integration/test_new_file_listing.py."""
+
+
+def _touch(path: str) -> None:
+    os.close(os.open(path, NEW, 0o644))
+
+
+def test_ls_right_after_close_of_an_empty_new_file_shows_it(ws: Workspace) -> None:
+    expected: set[str] = set()
+    for i in range(ROUNDS):
+        name = f"e{i:03d}"
+        _touch(ws.p(name))
+        expected.add(name)
+        assert set(os.listdir(ws.local)) == expected, name
+    assert wait_until(lambda: ws.http.names(ws.remote) == expected)
+
+
+def test_ls_right_after_close_of_a_new_file_renamed_before_its_upload(ws: Workspace) -> None:
+    expected: set[str] = set()
+    for i in range(ROUNDS // 3):
+        fd = os.open(ws.p(f"tmp{i:03d}"), NEW, 0o644)
+        os.rename(ws.p(f"tmp{i:03d}"), ws.p(f"r{i:03d}"))
+        os.close(fd)
+        expected.add(f"r{i:03d}")
+        assert set(os.listdir(ws.local)) == expected, i
+    assert wait_until(lambda: ws.http.names(ws.remote) == expected)
+
+
+def test_ls_right_after_close_of_a_new_file_unlinked_before_its_upload(ws: Workspace) -> None:
+    _touch(ws.p("kept"))
+    for i in range(ROUNDS // 3):
+        fd = os.open(ws.p(f"u{i:03d}"), NEW, 0o644)
+        os.unlink(ws.p(f"u{i:03d}"))
+        os.close(fd)
+        assert os.listdir(ws.local) == ["kept"], i
+    assert ws.http.names(ws.remote) == {"kept"}
