@@ -1,12 +1,19 @@
 """``Landings``: what a listing in flight learns of the new files landing in its directory,
-and how the mount's own unlinks and renames meanwhile are followed. Pure bookkeeping."""
+and how the mount's own unlinks and renames meanwhile are followed (pure bookkeeping); and
+the spool writer's side: it tells of a new file's first upload once, under its name then."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from agfs_fuse.capabilities import Capabilities
 from agfs_fuse.landings import Landings
 from agfs_fuse.models import FileInfo
+from agfs_fuse.spool import SpoolDir
+from agfs_fuse.writes import SpoolWriter
+from tests.unit.test_pending_writes import URL, MemoryServer, _run
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -62,3 +69,30 @@ def test_two_listings_of_one_directory_each_learn_of_a_landing() -> None:
         landings.landed("/m/d/a", _file("a"))
         assert [i.name for i in first.missing_from([])] == ["a"]
         assert [i.name for i in second.missing_from([])] == ["a"]
+
+
+def test_a_spool_writer_tells_of_a_new_files_first_upload_only(tmp_path: Path) -> None:
+    server = MemoryServer()
+    told: list[tuple[str, int, int]] = []
+    writer = SpoolWriter(
+        lambda: server,  # type: ignore[arg-type, return-value]
+        SpoolDir(tmp_path / "spools"),
+        "/m/d/draft",
+        None,
+        URL,
+        Capabilities(),
+        on_created=lambda path, info: told.append((path, info.size, info.perm)),
+    )
+
+    async def body() -> None:
+        writer.start_new(0o644)
+        await writer.write(0, b"abc")
+        writer.retarget("/m/d/final")  # renamed before its upload
+        await writer.flush()
+        await writer.write(3, b"de")
+        await writer.flush()  # a second upload: the file was on the server already
+        await writer.close()
+
+    _run(body)
+    assert told == [("/m/d/final", 3, 0o644)]
+    assert server.files == {"/m/d/final": b"abcde"}
