@@ -6,9 +6,10 @@ here, before anything is mounted, and said in one line: a prefix that is not one
 name, one given twice, one that a control file of the mount would hide, a URL that is no
 http(s) URL, a key nobody reads (a typo would otherwise be silently ignored), a file
 that cannot be read. The connection settings (TLS, token, headers, timeout, ``root``)
-are per backend; mount-wide ``-o`` options are the defaults each backend starts from.
-Kernel-level options (allow_other, ro, uid/gid/umask) and the caches' timeouts stay
-mount-wide: the kernel and the caches know one mount, not its backends.
+and the cache timeouts (``attr_timeout``, ``entry_timeout``, ``negative_timeout``,
+``dir_cache_timeout``) are per backend; mount-wide ``-o`` options are the defaults each
+backend starts from. Kernel-level options (allow_other, ro, uid/gid/umask, writeback_cache)
+stay mount-wide: the kernel knows one mount, not its backends.
 """
 
 from __future__ import annotations
@@ -24,14 +25,29 @@ import yaml
 from .errors import InvalidArgument
 from .local_config_files import LocalFileError, read_small_file
 from .options import VALUED, MountOptions, OptionError, parse_options
+from .path_settings import CacheTimeouts
 from .wire import normalize_base_url, shown_url
 
 RESERVED_NAMES = frozenset({"reload", ".agfs-stats", ".agfs-spools", ".mounts"})
 """Names at the mount root that are the mount's own control files, never a backend."""
 
-BACKEND_KEYS = ("url", "root", "cafile", "certfile", "keyfile", "token_file", "timeout")
-"""Per-backend settings with a value (``headers`` and ``insecure`` are handled apart)."""
-ALL_BACKEND_KEYS = frozenset({*BACKEND_KEYS, "headers", "header", "insecure"})
+CACHE_TIMEOUT_KEYS = ("attr_timeout", "entry_timeout", "negative_timeout", "dir_cache_timeout")
+BACKEND_KEYS = (
+    "url",
+    "root",
+    "cafile",
+    "certfile",
+    "keyfile",
+    "token_file",
+    "timeout",
+    *CACHE_TIMEOUT_KEYS,
+)
+"""Per-backend settings with a value (``headers`` and the flags are handled apart)."""
+BACKEND_FLAGS = ("insecure",)
+"""Per-backend on/off settings (``name: true`` in a file, a bare ``name`` in ``.mounts``).
+A per-backend ``async_upload`` would be added here, and read by the core through
+``path_settings.PathSettings``."""
+ALL_BACKEND_KEYS = frozenset({*BACKEND_KEYS, "headers", "header", *BACKEND_FLAGS})
 TOP_LEVEL_KEYS = frozenset({"backends", "options"})
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -60,6 +76,11 @@ class BackendSpec:
     @property
     def name(self) -> str:
         return self.prefix[1:]
+
+    @property
+    def timeouts(self) -> CacheTimeouts:
+        """How long what the mount learnt under this backend may be served unasked."""
+        return CacheTimeouts.of(self.options)
 
 
 @dataclass(frozen=True)
@@ -126,8 +147,9 @@ def backend_spec(
             _converted(prefix, "header", h) for h in _header_items(prefix, settings.get(key))
         ]
     changes["header"] = headers
-    if "insecure" in settings:
-        changes["insecure"] = _flag(prefix, "insecure", settings["insecure"])
+    for flag in BACKEND_FLAGS:
+        if flag in settings:
+            changes[flag] = _flag(prefix, flag, settings[flag])
     options = dataclasses.replace(defaults, **changes)
     if (options.certfile is None) != (options.keyfile is None):
         raise FederationError(f"backend {prefix}: certfile and keyfile go together")
@@ -191,7 +213,8 @@ def from_maps(maps: Iterable[str], options: MountOptions) -> Federation:
 
 def load_config(path: Path, cli_options: Iterable[str]) -> Federation:
     """A federation file: ``backends: {/dc1: {url:, root:, cafile:, token_file:, headers:,
-    timeout:, insecure:}}`` and ``options: {...}`` (mount-wide, as ``-o``; the command
+    timeout:, insecure:, attr_timeout:, entry_timeout:, negative_timeout:,
+    dir_cache_timeout:}}`` and ``options: {...}`` (mount-wide, as ``-o``; the command
     line's ``-o`` comes after, so it wins)."""
     document = _read_yaml(path)
     unknown = sorted(set(document) - TOP_LEVEL_KEYS)
@@ -261,8 +284,8 @@ def parse_mount_line(words: list[str], defaults: MountOptions, taken: Iterable[s
     headers = []
     for word in rest:
         key, sep, value = word.partition("=")
-        if not sep and key == "insecure":
-            settings["insecure"] = True
+        if not sep and key in BACKEND_FLAGS:
+            settings[key] = True
         elif not sep:
             raise FederationError(f"expected key=value, got {word[:60]!r}")
         elif key in ("header", "headers"):
