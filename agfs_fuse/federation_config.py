@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from .errors import InvalidArgument
-from .local_config_files import LocalFileError, read_small_file
+from .local_config_files import LocalFileError, read_small_file, readable_by_others_warning
 from .options import VALUED, MountOptions, OptionError, parse_options
 from .path_settings import CacheTimeouts
 from .wire import normalize_base_url, shown_url
@@ -47,7 +47,7 @@ BACKEND_FLAGS = ("insecure",)
 """Per-backend on/off settings (``name: true`` in a file, a bare ``name`` in ``.mounts``).
 A per-backend ``async_upload`` would be added here, and read by the core through
 ``path_settings.PathSettings``."""
-ALL_BACKEND_KEYS = frozenset({*BACKEND_KEYS, "headers", "header", *BACKEND_FLAGS})
+ALL_BACKEND_KEYS = frozenset({*BACKEND_KEYS, "headers", "header", "token", *BACKEND_FLAGS})
 TOP_LEVEL_KEYS = frozenset({"backends", "options"})
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -90,6 +90,9 @@ class Federation:
     backends: tuple[BackendSpec, ...]
     source: str
     options: MountOptions
+    warnings: tuple[str, ...] = ()
+    """Lines the mount logs once it runs (in its log or journal, not the caller's
+    terminal twice): a config file holding tokens that other users can read."""
 
 
 def check_prefix(prefix: str, taken: Iterable[str] = ()) -> str:
@@ -147,6 +150,11 @@ def backend_spec(
             _converted(prefix, "header", h) for h in _header_items(prefix, settings.get(key))
         ]
     changes["header"] = headers
+    if "token" in settings:
+        changes["token"] = _token(prefix, settings["token"])
+        changes["token_file"] = None
+    elif "token_file" in settings:
+        changes["token"] = None
     for flag in BACKEND_FLAGS:
         if flag in settings:
             changes[flag] = _flag(prefix, flag, settings[flag])
@@ -166,6 +174,14 @@ def _converted(prefix: str, key: str, value: object) -> Any:
         raise FederationError(
             f"backend {prefix}: bad {key} {shown_url(str(value))} ({exc})"
         ) from None
+
+
+def _token(prefix: str, value: object) -> str:
+    """A token written in the config file; only its shape is checked here (the request
+    headers check what may travel)."""
+    if not isinstance(value, str) or not value.strip():
+        raise FederationError(f"backend {prefix}: token must be a non-empty string")
+    return value.strip()
 
 
 def _header_items(prefix: str, value: object) -> list[str]:
@@ -213,7 +229,7 @@ def from_maps(maps: Iterable[str], options: MountOptions) -> Federation:
 
 def load_config(path: Path, cli_options: Iterable[str]) -> Federation:
     """A federation file: ``backends: {/dc1: {url:, root:, cafile:, token_file:, headers:,
-    timeout:, insecure:, attr_timeout:, entry_timeout:, negative_timeout:,
+    timeout:, insecure:, token:, attr_timeout:, entry_timeout:, negative_timeout:,
     dir_cache_timeout:}}`` and ``options: {...}`` (mount-wide, as ``-o``; the command
     line's ``-o`` comes after, so it wins)."""
     document = _read_yaml(path)
@@ -241,7 +257,12 @@ def load_config(path: Path, cli_options: Iterable[str]) -> Federation:
             specs.append(backend_spec(prefix, settings, defaults, [s.prefix for s in specs]))
         except FederationError as exc:
             raise FederationError(f"{path}: {exc}") from None
-    return Federation(tuple(specs), str(path), defaults)
+    warnings: list[str] = []
+    if any(spec.options.token for spec in specs):
+        warning = readable_by_others_warning(path, f"config file {path}, which holds tokens,")
+        if warning is not None:
+            warnings.append(warning)
+    return Federation(tuple(specs), str(path), defaults, tuple(warnings))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -290,6 +311,10 @@ def parse_mount_line(words: list[str], defaults: MountOptions, taken: Iterable[s
             raise FederationError(f"expected key=value, got {word[:60]!r}")
         elif key in ("header", "headers"):
             headers.append(value)
+        elif key == "token":
+            raise FederationError(
+                "a token written to .mounts stays in shell history; use token_file=PATH"
+            )
         else:
             settings[key] = value
     if headers:

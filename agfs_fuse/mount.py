@@ -219,6 +219,8 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
         settings = ConstantSettings(CacheTimeouts.of(opts))
     else:
         url = federation.source
+        for warning in federation.warnings:
+            log.warning("%s", warning)
         federated = _federated_client(federation)
         client, settings = federated, federated.table
         make_client = _no_switch
