@@ -15,6 +15,7 @@ stay mount-wide: the kernel knows one mount, not its backends.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,9 +78,10 @@ class BackendSpec:
     def name(self) -> str:
         return self.prefix[1:]
 
-    @property
+    @functools.cached_property
     def timeouts(self) -> CacheTimeouts:
-        """How long what the mount learnt under this backend may be served unasked."""
+        """How long what the mount learnt under this backend may be served unasked (made
+        once: the caches ask for it on every entry they store)."""
         return CacheTimeouts.of(self.options)
 
 
