@@ -3,7 +3,8 @@
 One ``Backend`` per top-level directory, each with its own ``AgfsClient`` (its URL, TLS,
 token, headers and timeout), its own request counters and its last known health. The
 table changes while the mount runs (``.mounts``, ``/dc1/reload``); a path is routed by
-its first component, so routing is a dictionary lookup, never a scan.
+its first component, so routing is a dictionary lookup, never a scan. The table is also
+the federated mount's ``PathSettings``: the caches ask it for the timeouts under a path.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .client import AgfsClient
 from .connect import client_factory
 from .errors import AgfsError, NotFound, RequestTimeout, ServerUnreachable
 from .federation_config import BackendSpec
+from .path_settings import DEFAULT_TIMEOUTS, CacheTimeouts
 from .stats import RequestStats
 
 log = logging.getLogger(__name__)
@@ -113,10 +115,17 @@ class BackendTable:
     """The prefixes of the mount and the backend serving each."""
 
     def __init__(
-        self, mount_stats: RequestStats, make_clients: ClientMaker = default_client_maker
+        self,
+        mount_stats: RequestStats,
+        make_clients: ClientMaker = default_client_maker,
+        *,
+        defaults: CacheTimeouts = DEFAULT_TIMEOUTS,
     ) -> None:
+        """``defaults``: the mount-wide timeouts, for the paths no backend serves (the
+        root, its control files)."""
         self.stats = mount_stats
         self._make_clients = make_clients
+        self._defaults = defaults
         self._backends: dict[str, Backend] = {}
         self.removed: list[Backend] = []
         """Unmounted backends, closed with the mount (a request may still be using one)."""
@@ -157,3 +166,9 @@ class BackendTable:
         """The backend serving ``path`` (None for the root, or a name that is none)."""
         first = path.strip("/").split("/", 1)[0]
         return self._backends.get("/" + first) if first else None
+
+    def timeouts(self, path: str) -> CacheTimeouts:
+        """``PathSettings``: the cache timeouts of the backend serving ``path`` (a
+        backend's own directory included), else the mount-wide ones."""
+        backend = self.find(path)
+        return self._defaults if backend is None else backend.spec.timeouts

@@ -5,6 +5,8 @@ costs one request instead of N+1. ``DirListings``: the names a listing held, so 
 that is not there needs no request. Entries live ``ttl`` seconds; every mutation made
 through the mount invalidates or updates what it touched, and ``ChangeMarks`` keeps an
 answer that was on its way during a mutation from bringing back what it changed.
+Each timeout is a number of seconds, or a function of the path giving the one that holds
+there (a federated mount's backends each have their own: ``path_settings``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ from . import paths
 from .models import FileInfo
 
 Clock = Callable[[], float]
+Seconds = float | Callable[[str], float]
+"""A timeout: the same for every path, or the one that holds for a path."""
+
+
+def per_path(seconds: Seconds) -> Callable[[str], float]:
+    if callable(seconds):
+        return seconds
+    return lambda _path: seconds
 
 
 class ChangeMarks:
@@ -71,8 +81,8 @@ class AttrCache:
     ten thousand entries right after an ``ls -l`` of a big directory).
     """
 
-    def __init__(self, ttl: float, clock: Clock = time.monotonic, max_entries: int = 100_000):
-        self.ttl = ttl
+    def __init__(self, ttl: Seconds, clock: Clock = time.monotonic, max_entries: int = 100_000):
+        self.ttl = per_path(ttl)
         self._clock = clock
         self._max = max_entries
         self._entries: dict[str, tuple[float, FileInfo]] = {}
@@ -106,14 +116,15 @@ class AttrCache:
     def put(self, path: str, info: FileInfo, since: int | None = None) -> None:
         """Cache ``info``, unless ``path`` was invalidated after the mark ``since`` (the
         answer may predate that change); ``since=None`` for what the mount just made."""
-        if self.ttl <= 0:
+        ttl = self.ttl(path)
+        if ttl <= 0:
             return
         if since is not None and self._changes.changed_since(path, since):
             return
         if len(self._entries) >= self._max:  # a memory bound: nothing changed on the server
             self._entries.clear()
             self._children.clear()
-        self._entries[path] = (self._clock() + self.ttl, info)
+        self._entries[path] = (self._clock() + ttl, info)
         child = path
         while child != "/":
             parent, _ = paths.split(child)
@@ -169,16 +180,15 @@ class DirListings:
 
     def __init__(
         self,
-        ttl: float,
-        window: float,
+        ttl: Seconds,
+        window: Seconds,
         clock: Clock = time.monotonic,
         *,
-        burst_window: float | None = None,
+        burst_window: Seconds | None = None,
     ) -> None:
-        self.ttl = ttl
-        self.window = window
-        self.burst_window = window if burst_window is None else burst_window
-        self._keep = max(ttl, window, self.burst_window)  # how long a listing can be of use
+        self.ttl = per_path(ttl)
+        self.window = per_path(window)
+        self.burst_window = self.window if burst_window is None else per_path(burst_window)
         self._clock = clock
         # directory -> (listed at, names in the server's order)
         self._names: dict[str, tuple[float, dict[str, None]]] = {}
@@ -198,16 +208,15 @@ class DirListings:
         self._misses.pop(directory, None)
         self._listed[directory] = now
         if len(self._listed) > 10_000:
-            self._listed = {d: t for d, t in self._listed.items() if now - t <= self.window}
+            self._listed = {d: t for d, t in self._listed.items() if now - t <= self.window(d)}
             self._creating = {
-                d: c for d, c in self._creating.items() if now - c[0] <= self.burst_window
+                d: c for d, c in self._creating.items() if now - c[0] <= self.burst_window(d)
             }
         if since is not None and self._changes.changed_since(directory, since):
             return
-        if self._keep > 0:
+        if self._keep(directory) > 0:
             if len(self._names) > 1000:
-                keep = self._keep
-                self._names = {d: n for d, n in self._names.items() if now - n[0] < keep}
+                self._names = {d: n for d, n in self._names.items() if now - n[0] < self._keep(d)}
             self._names[directory] = (now, dict.fromkeys(names))
 
     def names(self, directory: str) -> KeysView[str] | None:
@@ -216,9 +225,11 @@ class DirListings:
         if item is None:
             return None
         age = self._clock() - item[0]
-        if age < self.ttl or (age < self.burst_window and self._bursting(directory)):
+        if age < self.ttl(directory) or (
+            age < self.burst_window(directory) and self._bursting(directory)
+        ):
             return item[1].keys()
-        if age >= self._keep:
+        if age >= self._keep(directory):
             del self._names[directory]
         return None
 
@@ -226,35 +237,43 @@ class DirListings:
         """The names of a listing taken less than ``window`` seconds ago (kept current by
         the mount's own changes), or None."""
         item = self._names.get(directory)
-        if item is None or self._clock() - item[0] >= self.window:
+        if item is None or self._clock() - item[0] >= self.window(directory):
             return None
         return item[1].keys()
+
+    def _keep(self, directory: str) -> float:
+        """How long a listing of ``directory`` can be of use."""
+        return max(self.ttl(directory), self.window(directory), self.burst_window(directory))
 
     def created(self, path: str) -> None:
         """The mount made ``path``: a run of these in one directory is a burst."""
         parent, _ = paths.split(path)
         now = self._clock()
         last, count = self._creating.get(parent, (now, 0))
-        self._creating[parent] = (now, count + 1 if now - last < self.burst_window else 1)
+        window = self.burst_window(parent)
+        self._creating[parent] = (now, count + 1 if now - last < window else 1)
         self.added(path)
 
     def _bursting(self, directory: str) -> bool:
         last, count = self._creating.get(directory, (0.0, 0))
-        return count >= self.CREATES_FOR_BURST and self._clock() - last < self.burst_window
+        return count >= self.CREATES_FOR_BURST and self._clock() - last < self.burst_window(
+            directory
+        )
 
     def worth_listing(self, directory: str) -> bool:
         """Count a lookup that found nothing cached in ``directory``; True once there
         were enough of them within one window (at once during a creation burst), and the
         directory was not listed in it."""
-        if self.window <= 0:
+        window = self.window(directory)
+        if window <= 0:
             return False
         now = self._clock()
-        if now - self._listed.get(directory, -self.window - 1) < self.window:
+        if now - self._listed.get(directory, -window - 1) < window:
             return False
         if self._bursting(directory):
             return True  # the mount is filling it: one listing answers the next names
         since, count = self._misses.get(directory, (now, 0))
-        if now - since > self.window:
+        if now - since > window:
             since, count = now, 0
         self._misses[directory] = (since, count + 1)
         return count + 1 >= self.MISSES_BEFORE_LISTING
@@ -301,18 +320,19 @@ class KnownModes:
     after ``ttl``), and every mutation of a path through the mount forgets it.
     """
 
-    def __init__(self, ttl: float, clock: Clock = time.monotonic, max_entries: int = 10_000):
-        self.ttl = ttl
+    def __init__(self, ttl: Seconds, clock: Clock = time.monotonic, max_entries: int = 10_000):
+        self.ttl = per_path(ttl)
         self._clock = clock
         self._max = max_entries
         self._modes: dict[str, tuple[float, int]] = {}
 
     def remember(self, path: str, perm: int) -> None:
-        if self.ttl <= 0:
+        ttl = self.ttl(path)
+        if ttl <= 0:
             return
         if len(self._modes) >= self._max:  # a memory bound: forgetting only costs a request
             self._modes.clear()
-        self._modes[path] = (self._clock() + self.ttl, perm & 0o7777)
+        self._modes[path] = (self._clock() + ttl, perm & 0o7777)
 
     def get(self, path: str) -> int | None:
         item = self._modes.get(path)

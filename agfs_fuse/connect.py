@@ -11,12 +11,16 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-import stat
 from collections.abc import Callable
 from pathlib import Path
 
 from .client import AgfsClient
-from .local_config_files import LocalFileError, read_small_file, require_regular_file
+from .local_config_files import (
+    LocalFileError,
+    read_small_file,
+    readable_by_others_warning,
+    require_regular_file,
+)
 from .options import MountOptions, check_header_value
 from .stats import RequestStats
 
@@ -53,16 +57,9 @@ def _read(path: Path, what: str) -> str:
 
 def _warn_if_readable_by_others(path: Path) -> None:
     """Like ssh with a private key, but only a warning: the token still works."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return
-    if mode & 0o044:
-        log.warning(
-            "token file %s can be read by other users (mode %04o); chmod 600 it",
-            path,
-            stat.S_IMODE(mode),
-        )
+    warning = readable_by_others_warning(path, f"token file {path}")
+    if warning is not None:
+        log.warning("%s", warning)
 
 
 def _checked_token(token: str, source: str) -> str:
@@ -114,6 +111,8 @@ def request_headers(options: MountOptions) -> dict[str, str]:
             raise ConnectError(f"token file {options.token_file} is empty")
         _warn_if_readable_by_others(options.token_file)
         token = _checked_token(token, f"token file {options.token_file}")
+    elif options.token:
+        token = _checked_token(options.token, "the config file")
     elif os.environ.get(TOKEN_ENV):
         token = _checked_token(os.environ[TOKEN_ENV].strip(), f"${TOKEN_ENV}")
     if token:

@@ -6,14 +6,16 @@ here, before anything is mounted, and said in one line: a prefix that is not one
 name, one given twice, one that a control file of the mount would hide, a URL that is no
 http(s) URL, a key nobody reads (a typo would otherwise be silently ignored), a file
 that cannot be read. The connection settings (TLS, token, headers, timeout, ``root``)
-are per backend; mount-wide ``-o`` options are the defaults each backend starts from.
-Kernel-level options (allow_other, ro, uid/gid/umask) and the caches' timeouts stay
-mount-wide: the kernel and the caches know one mount, not its backends.
+and the cache timeouts (``attr_timeout``, ``entry_timeout``, ``negative_timeout``,
+``dir_cache_timeout``) are per backend; mount-wide ``-o`` options are the defaults each
+backend starts from. Kernel-level options (allow_other, ro, uid/gid/umask, writeback_cache)
+stay mount-wide: the kernel knows one mount, not its backends.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,16 +24,31 @@ from typing import Any
 import yaml
 
 from .errors import InvalidArgument
-from .local_config_files import LocalFileError, read_small_file
+from .local_config_files import LocalFileError, read_small_file, readable_by_others_warning
 from .options import VALUED, MountOptions, OptionError, parse_options
+from .path_settings import CacheTimeouts
 from .wire import normalize_base_url, shown_url
 
 RESERVED_NAMES = frozenset({"reload", ".agfs-stats", ".agfs-spools", ".mounts"})
 """Names at the mount root that are the mount's own control files, never a backend."""
 
-BACKEND_KEYS = ("url", "root", "cafile", "certfile", "keyfile", "token_file", "timeout")
-"""Per-backend settings with a value (``headers`` and ``insecure`` are handled apart)."""
-ALL_BACKEND_KEYS = frozenset({*BACKEND_KEYS, "headers", "header", "insecure"})
+CACHE_TIMEOUT_KEYS = ("attr_timeout", "entry_timeout", "negative_timeout", "dir_cache_timeout")
+BACKEND_KEYS = (
+    "url",
+    "root",
+    "cafile",
+    "certfile",
+    "keyfile",
+    "token_file",
+    "timeout",
+    *CACHE_TIMEOUT_KEYS,
+)
+"""Per-backend settings with a value (``headers`` and the flags are handled apart)."""
+BACKEND_FLAGS = ("insecure",)
+"""Per-backend on/off settings (``name: true`` in a file, a bare ``name`` in ``.mounts``).
+A per-backend ``async_upload`` would be added here, and read by the core through
+``path_settings.PathSettings``."""
+ALL_BACKEND_KEYS = frozenset({*BACKEND_KEYS, "headers", "header", "token", *BACKEND_FLAGS})
 TOP_LEVEL_KEYS = frozenset({"backends", "options"})
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -61,6 +78,12 @@ class BackendSpec:
     def name(self) -> str:
         return self.prefix[1:]
 
+    @functools.cached_property
+    def timeouts(self) -> CacheTimeouts:
+        """How long what the mount learnt under this backend may be served unasked (made
+        once: the caches ask for it on every entry they store)."""
+        return CacheTimeouts.of(self.options)
+
 
 @dataclass(frozen=True)
 class Federation:
@@ -69,6 +92,9 @@ class Federation:
     backends: tuple[BackendSpec, ...]
     source: str
     options: MountOptions
+    warnings: tuple[str, ...] = ()
+    """Lines the mount logs once it runs (in its log or journal, not the caller's
+    terminal twice): a config file holding tokens that other users can read."""
 
 
 def check_prefix(prefix: str, taken: Iterable[str] = ()) -> str:
@@ -126,8 +152,14 @@ def backend_spec(
             _converted(prefix, "header", h) for h in _header_items(prefix, settings.get(key))
         ]
     changes["header"] = headers
-    if "insecure" in settings:
-        changes["insecure"] = _flag(prefix, "insecure", settings["insecure"])
+    if "token" in settings:
+        changes["token"] = _token(prefix, settings["token"])
+        changes["token_file"] = None
+    elif "token_file" in settings:
+        changes["token"] = None
+    for flag in BACKEND_FLAGS:
+        if flag in settings:
+            changes[flag] = _flag(prefix, flag, settings[flag])
     options = dataclasses.replace(defaults, **changes)
     if (options.certfile is None) != (options.keyfile is None):
         raise FederationError(f"backend {prefix}: certfile and keyfile go together")
@@ -144,6 +176,14 @@ def _converted(prefix: str, key: str, value: object) -> Any:
         raise FederationError(
             f"backend {prefix}: bad {key} {shown_url(str(value))} ({exc})"
         ) from None
+
+
+def _token(prefix: str, value: object) -> str:
+    """A token written in the config file; only its shape is checked here (the request
+    headers check what may travel)."""
+    if not isinstance(value, str) or not value.strip():
+        raise FederationError(f"backend {prefix}: token must be a non-empty string")
+    return value.strip()
 
 
 def _header_items(prefix: str, value: object) -> list[str]:
@@ -191,7 +231,8 @@ def from_maps(maps: Iterable[str], options: MountOptions) -> Federation:
 
 def load_config(path: Path, cli_options: Iterable[str]) -> Federation:
     """A federation file: ``backends: {/dc1: {url:, root:, cafile:, token_file:, headers:,
-    timeout:, insecure:}}`` and ``options: {...}`` (mount-wide, as ``-o``; the command
+    timeout:, insecure:, token:, attr_timeout:, entry_timeout:, negative_timeout:,
+    dir_cache_timeout:}}`` and ``options: {...}`` (mount-wide, as ``-o``; the command
     line's ``-o`` comes after, so it wins)."""
     document = _read_yaml(path)
     unknown = sorted(set(document) - TOP_LEVEL_KEYS)
@@ -218,7 +259,12 @@ def load_config(path: Path, cli_options: Iterable[str]) -> Federation:
             specs.append(backend_spec(prefix, settings, defaults, [s.prefix for s in specs]))
         except FederationError as exc:
             raise FederationError(f"{path}: {exc}") from None
-    return Federation(tuple(specs), str(path), defaults)
+    warnings: list[str] = []
+    if any(spec.options.token for spec in specs):
+        warning = readable_by_others_warning(path, f"config file {path}, which holds tokens,")
+        if warning is not None:
+            warnings.append(warning)
+    return Federation(tuple(specs), str(path), defaults, tuple(warnings))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -261,12 +307,16 @@ def parse_mount_line(words: list[str], defaults: MountOptions, taken: Iterable[s
     headers = []
     for word in rest:
         key, sep, value = word.partition("=")
-        if not sep and key == "insecure":
-            settings["insecure"] = True
+        if not sep and key in BACKEND_FLAGS:
+            settings[key] = True
         elif not sep:
             raise FederationError(f"expected key=value, got {word[:60]!r}")
         elif key in ("header", "headers"):
             headers.append(value)
+        elif key == "token":
+            raise FederationError(
+                "a token written to .mounts stays in shell history; use token_file=PATH"
+            )
         else:
             settings[key] = value
     if headers:

@@ -16,6 +16,7 @@ What the kernel cached is the FUSE layer's to drop (``operations``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -302,6 +303,7 @@ class FederationControl:
                 "root": backend.spec.root,
                 "state": "up" if backend.up else "down",
                 "pending_uploads": self.pending(backend.prefix),
+                "cache_timeouts": dataclasses.asdict(backend.spec.timeouts),
                 **backend.stats.snapshot(),
             }
             for backend in self.table.all()

@@ -38,6 +38,7 @@ from .errors import (
 from .file_key import FileKey
 from .models import FileInfo
 from .new_files import NewFiles
+from .path_settings import DEFAULT_SETTINGS, PathSettings
 from .pending_writes import PendingWrites
 from .readahead import Budget, ReadAhead
 from .rename import KeptAside, ServerRename
@@ -78,20 +79,28 @@ class AgfsFilesystem:
         spool_dir: SpoolDir,
         *,
         client_factory: ClientFactory,
-        attr_ttl: float = 1.0,
-        dir_ttl: float = 0.0,
-        negative_ttl: float = 1.0,
+        settings: PathSettings = DEFAULT_SETTINGS,
         clock: Clock | None = None,
         max_kept: int = DEFAULT_MAX_KEPT,
     ) -> None:
         self.client = client
         self.spool_dir = spool_dir
         self._client_factory = client_factory
-        self.attrs = AttrCache(attr_ttl, clock or time.monotonic)
-        self.modes = KnownModes(attr_ttl, clock or time.monotonic)
-        self.listings = DirListings(
-            dir_ttl, attr_ttl, clock or time.monotonic, burst_window=negative_ttl
-        )
+        self.settings = settings
+        """The cache timeouts under each path (per backend in a federated mount)."""
+
+        def attr(path: str) -> float:
+            return settings.timeouts(path).attr
+
+        def dir_cache(path: str) -> float:
+            return settings.timeouts(path).dir_cache
+
+        def negative(path: str) -> float:
+            return settings.timeouts(path).negative
+
+        self.attrs = AttrCache(attr, clock or time.monotonic)
+        self.modes = KnownModes(attr, clock or time.monotonic)
+        self.listings = DirListings(dir_cache, attr, clock or time.monotonic, burst_window=negative)
         self.caps = Capabilities()
         self.pending = PendingWrites(
             spool_dir,

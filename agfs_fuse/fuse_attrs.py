@@ -1,6 +1,7 @@
 """Kernel attributes (``EntryAttributes``) from what the server says about a file.
 
-Owner, umask and cache timeouts come from the mount's policy; size from a local spool
+Owner and umask come from the mount's policy, cache timeouts from the settings that hold
+for the file's path (a federated mount's backends each have their own); size from a local spool
 when it knows better; times, owner and group from values set locally while the server's
 copy is unchanged. Volatile files get no attribute caching, so ``tail -f`` sees growth.
 """
@@ -18,6 +19,7 @@ import pyfuse3
 from . import paths
 from .inodes import LocalAttrs
 from .models import FileInfo
+from .path_settings import DEFAULT_SETTINGS, CacheTimeouts, PathSettings
 
 if TYPE_CHECKING:
     from .open_files import Opened
@@ -32,9 +34,12 @@ class AttrPolicy:
     uid: int = field(default_factory=os.getuid)
     gid: int = field(default_factory=os.getgid)
     umask: int | None = None
-    attr_timeout: float = 1.0
-    entry_timeout: float = 1.0
-    negative_timeout: float = 1.0
+    settings: PathSettings = DEFAULT_SETTINGS
+    """The timeouts under each path; the mount's own control files take the root's."""
+
+    def timeouts(self, path: str | None) -> CacheTimeouts:
+        """The timeouts for ``path`` (None, an unlinked open file: the mount-wide ones)."""
+        return self.settings.timeouts("/" if path is None else path)
 
 
 def file_attributes(
@@ -42,6 +47,7 @@ def file_attributes(
     inode: int,
     info: FileInfo,
     *,
+    timeouts: CacheTimeouts,
     volatile: bool,
     local_size: int | None,
     local: LocalAttrs | None,
@@ -53,8 +59,8 @@ def file_attributes(
     attrs = pyfuse3.EntryAttributes()
     attrs.st_ino = inode
     attrs.generation = 0
-    attrs.entry_timeout = policy.entry_timeout
-    attrs.attr_timeout = 0 if volatile else policy.attr_timeout
+    attrs.entry_timeout = timeouts.entry
+    attrs.attr_timeout = 0 if volatile else timeouts.attr
     perm = info.perm
     if policy.umask is not None:
         perm &= ~policy.umask & 0o7777
@@ -97,8 +103,9 @@ def control_attributes(
     attrs.st_gid = policy.gid
     attrs.st_blksize = BLOCK_SIZE
     attrs.st_mtime_ns = attrs.st_atime_ns = attrs.st_ctime_ns = mtime_ns
-    attrs.entry_timeout = policy.entry_timeout
-    attrs.attr_timeout = policy.attr_timeout
+    timeouts = policy.timeouts("/")
+    attrs.entry_timeout = timeouts.entry
+    attrs.attr_timeout = timeouts.attr
     return attrs
 
 
@@ -119,11 +126,11 @@ def filesystem_statistics() -> pyfuse3.StatvfsData:
     return data
 
 
-def negative_entry(policy: AttrPolicy) -> pyfuse3.EntryAttributes:
+def negative_entry(timeouts: CacheTimeouts) -> pyfuse3.EntryAttributes:
     """'No such name', cached by the kernel for ``negative_timeout`` seconds."""
     attrs = pyfuse3.EntryAttributes()
     attrs.st_ino = 0
-    attrs.entry_timeout = policy.negative_timeout
+    attrs.entry_timeout = timeouts.negative
     return attrs
 
 

@@ -78,6 +78,7 @@ class Entries:
             self._policy,
             inode,
             info,
+            timeouts=self._policy.timeouts(entry.path),
             volatile=entry.path is not None and self._core.is_volatile(entry.path, info),
             local_size=self._local_size(inode),
             local=entry.local,
@@ -113,13 +114,14 @@ class Entries:
             return 0
         if not info.is_dir or info.is_symlink:
             return 1
-        return self._dir_nlink(subdirs)
+        return self._dir_nlink(path, subdirs)
 
-    def _dir_nlink(self, subdirs: tuple[int, float] | None) -> int:
+    def _dir_nlink(self, path: str | None, subdirs: tuple[int, float] | None) -> int:
         if subdirs is None:
             return 1
         count, listed_at = subdirs
-        return 2 + count if self._monotonic() - listed_at < self._policy.attr_timeout else 1
+        fresh = self._monotonic() - listed_at < self._policy.timeouts(path).attr
+        return 2 + count if fresh else 1
 
     def set_locally(self, inode: int, info: FileInfo, attr: Any, fields: Any) -> None:
         """A setattr's owner and times (``fields`` says which of ``attr`` are set), which
@@ -176,9 +178,9 @@ class Entries:
         directory's link count, so the kernel's cached attributes (from the lookup before
         the listing) must go for a stat right after ``ls`` to see it."""
         entry = self._inodes.entry(inode)
-        before = self._dir_nlink(entry.subdirs)
+        before = self._dir_nlink(entry.path, entry.subdirs)
         count = sum(
             1 for _, i in entries if isinstance(i, FileInfo) and i.is_dir and not i.is_symlink
         )
         entry.subdirs = (count, self._monotonic())
-        return self._dir_nlink(entry.subdirs) != before
+        return self._dir_nlink(entry.path, entry.subdirs) != before

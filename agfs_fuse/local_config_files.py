@@ -3,6 +3,8 @@
 Both are named by the user and read at mount time, before anything else runs: a FIFO or a
 device there would block the mount for ever or read without end, and a huge file is a
 mistake rather than a token or a config. One set of checks and one set of messages for all.
+Both may hold secrets: a token file always, a federation config when a backend's ``token``
+is in it; ``shared_mode`` says when other users can read one (a warning, as ssh would).
 """
 
 from __future__ import annotations
@@ -13,6 +15,25 @@ from pathlib import Path
 
 class LocalFileError(Exception):
     """A local file that cannot be used; the message is one line naming it."""
+
+
+def shared_mode(path: Path) -> int | None:
+    """The permission bits of ``path`` when its group or other users may read it, else
+    None (also when it cannot be looked at: reading it will say why)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+    return mode if mode & 0o044 else None
+
+
+def readable_by_others_warning(path: Path, what: str) -> str | None:
+    """The one-line warning for a file holding a secret that others may read, or None;
+    ``what`` names the file (``token file /etc/x.token``)."""
+    mode = shared_mode(path)
+    if mode is None:
+        return None
+    return f"{what} can be read by other users (mode {mode:04o}); chmod 600 it"
 
 
 def require_regular_file(path: Path, what: str) -> None:

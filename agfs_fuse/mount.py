@@ -33,6 +33,7 @@ from .inodes import InodeTable
 from .notify import notify, status
 from .operations import AgfsOperations
 from .options import MountOptions
+from .path_settings import CacheTimeouts, ConstantSettings, PathSettings
 from .rename_recovery import recover as recover_renames
 from .spool import UnsafeSpoolDir, default_cache_dir, mount_spool_dir
 from .stats import RequestStats
@@ -181,7 +182,7 @@ async def _handle_signals(fs: AgfsFilesystem, operations: AgfsOperations) -> Non
 
 
 def _federated_client(federation: Federation) -> FederatedClient:
-    table = BackendTable(RequestStats())
+    table = BackendTable(RequestStats(), defaults=CacheTimeouts.of(federation.options))
     for spec in federation.backends:
         try:
             table.add(table.build(spec))
@@ -207,6 +208,7 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
     opts = request.options
     federation = request.federation
     client: AgfsClient
+    settings: PathSettings
     if federation is None:
         url = normalize_base_url(request.url)
         try:
@@ -214,9 +216,13 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
         except ConnectError as exc:
             raise MountError(str(exc)) from None
         client = make_client(url)
+        settings = ConstantSettings(CacheTimeouts.of(opts))
     else:
         url = federation.source
-        client = _federated_client(federation)
+        for warning in federation.warnings:
+            log.warning("%s", warning)
+        federated = _federated_client(federation)
+        client, settings = federated, federated.table
         make_client = _no_switch
     status(f"checking {request.mountpoint}")
     check_mountpoint(request.mountpoint, opts.nonempty)
@@ -231,9 +237,7 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
         client,
         spool_dir,
         client_factory=make_client,
-        attr_ttl=opts.attr_timeout,
-        dir_ttl=opts.dir_cache_timeout,
-        negative_ttl=opts.negative_timeout,
+        settings=settings,
         max_kept=opts.max_kept,
     )
     fs.mountpoint = os.path.realpath(request.mountpoint)
@@ -249,9 +253,7 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
         uid=os.getuid() if opts.uid is None else opts.uid,
         gid=os.getgid() if opts.gid is None else opts.gid,
         umask=opts.umask,
-        attr_timeout=opts.attr_timeout,
-        entry_timeout=opts.entry_timeout,
-        negative_timeout=opts.negative_timeout,
+        settings=settings,
     )
     operations = AgfsOperations(
         fs, InodeTable(opts.root), policy, writeback_cache=opts.writeback_cache

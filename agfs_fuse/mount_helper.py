@@ -18,6 +18,10 @@ flags (``-sv``), so it can be called by hand the same way. mount(8) also removes
 It turns that into ``agfs-fuse mount SOURCE MOUNTPOINT -o OPTS`` in background mode, which
 returns only once the mount answers, or prints a one-line error: so ``mount`` (and
 ``mount -a`` at boot) reports failure instead of leaving a dead mountpoint behind.
+
+A SOURCE that is an absolute path ending in ``.yaml`` or ``.yml`` is a federation config
+file: ``agfs-fuse mount -c SOURCE MOUNTPOINT -o OPTS`` (several servers in one mount; the
+file is read and checked before anything runs, and is what ``/proc/mounts`` shows).
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ import pwd
 import shlex
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from . import cli, errors
+from .federation_config import FederationError, load_config
 from .options import FSTAB_ONLY, FSTAB_PREFIXES, OptionError, parse_options
 from .wire import normalize_base_url
 
@@ -45,6 +51,7 @@ EX_FAIL = 32
 """Mount failure: the server or the mount itself said no."""
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CONFIG_SUFFIXES = (".yaml", ".yml")
 
 DROPPED = frozenset((*FSTAB_ONLY, "rw"))
 """Options only mount(8) and fstab care about, plus ``rw`` (which mount(8) always adds
@@ -66,11 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Mount helper for mount(8): `mount -t fuse.agfs URL MOUNTPOINT -o OPTS` "
-        "and fstab lines of type fuse.agfs run this. Returns once the mount is usable.",
+        "and fstab lines of type fuse.agfs run this. Returns once the mount is usable. "
+        "A SOURCE that is an absolute path to a .yaml file mounts the federation it "
+        "describes, as `agfs-fuse mount -c SOURCE`.",
         epilog="Same options as `agfs-fuse mount -o`; fstab-only options (_netdev, nofail, "
         "noauto, auto, defaults, user, users, comment=..., x-systemd.*) are ignored.",
     )
-    parser.add_argument("source", metavar="SOURCE", help="the AGFS server URL")
+    parser.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="the AGFS server URL, or a federation config file (/etc/agfs-fuse/NAME.yaml)",
+    )
     parser.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing, empty directory")
     parser.add_argument("-s", dest="sloppy", action="store_true", help="ignore unknown options")
     parser.add_argument(
@@ -86,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-t", dest="fstype", metavar="TYPE", help="fuse.agfs (accepted)")
     parser.add_argument("-N", dest="namespace", metavar="NS", help=argparse.SUPPRESS)
     return parser
+
+
+def is_config_source(source: str) -> bool:
+    """Whether SOURCE names a federation config file rather than a server URL."""
+    return source.startswith("/") and source.endswith(CONFIG_SUFFIXES)
 
 
 def _is_dropped(item: str) -> bool:
@@ -128,13 +146,19 @@ def _check(args: argparse.Namespace) -> tuple[str, list[str]]:
     if args.namespace is not None:
         raise UsageError("-N (mount in another namespace) is not supported")
     try:
-        normalize_base_url(args.source)
-    except errors.InvalidArgument as exc:
-        raise UsageError(exc.message) from None
-    try:
         options = filter_options(args.options, sloppy=args.sloppy)
     except OptionError as exc:
         raise UsageError(str(exc)) from None
+    if is_config_source(args.source):
+        try:
+            load_config(Path(args.source), [",".join(options)])
+        except FederationError as exc:
+            raise UsageError(str(exc)) from None
+    else:
+        try:
+            normalize_base_url(args.source)
+        except errors.InvalidArgument as exc:
+            raise UsageError(exc.message) from None
     mountpoint = os.path.abspath(args.mountpoint)
     if not os.path.isdir(mountpoint):
         raise UsageError(f"mountpoint {args.mountpoint} does not exist or is not a directory")
@@ -181,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EX_USAGE
-    command = ["mount", args.source, mountpoint]
+    source = ["-c", args.source] if is_config_source(args.source) else [args.source]
+    command = ["mount", *source, mountpoint]
     if options:
         command += ["-o", ",".join(options)]
     if args.verbose:

@@ -142,8 +142,9 @@ class AgfsOperations(pyfuse3.Operations):
         try:
             info = await self.fs.stat(path)
         except NotFound:
-            if self.policy.negative_timeout > 0:
-                return negative_entry(self.policy)
+            timeouts = self.policy.timeouts(path)
+            if timeouts.negative > 0:
+                return negative_entry(timeouts)
             raise
         return self.entries.found(path, info)
 

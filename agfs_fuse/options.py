@@ -212,6 +212,10 @@ class MountOptions:
     certfile: Path | None = None
     keyfile: Path | None = None
     token_file: Path | None = None
+    token: str | None = field(default=None, repr=False)
+    """A backend's token written in a federation config file (never an ``-o`` option:
+    the command line shows in ``ps``). A backend given one of ``token`` and ``token_file``
+    drops the other, so a mount-wide ``token_file`` never overrides it."""
     insecure: bool = False
     writeback_cache: bool = False
     header: list[tuple[str, str]] = field(default_factory=list)

@@ -5,7 +5,9 @@
 #   /usr/local/bin/agfs-fuse            -> the venv's agfs-fuse
 #   /sbin/mount.fuse.agfs               -> the venv's mount.fuse.agfs (mount -t fuse.agfs, fstab)
 #   /etc/systemd/system/agfs-fuse@.service
+#   /etc/systemd/system/agfs-fuse-federation@.service
 #   /etc/agfs-fuse/example.env          (NAME.env files you create are never touched)
+#   /etc/agfs-fuse/example.federation.env, example.yaml   (the same for federations)
 #
 # Safe to run again: it upgrades the venv in place and replaces the links, the unit and
 # the example. The directories can be overridden (for packaging, or a trial run into a
@@ -21,7 +23,8 @@ BINDIR=${AGFS_BINDIR:-/usr/local/bin}
 SBINDIR=${AGFS_SBINDIR:-/sbin}
 UNITDIR=${AGFS_UNITDIR:-/etc/systemd/system}
 CONFDIR=${AGFS_CONFDIR:-/etc/agfs-fuse}
-UNIT=agfs-fuse@.service
+UNITS="agfs-fuse@.service agfs-fuse-federation@.service"
+EXAMPLES="example.env example.federation.env example.yaml"
 
 die() { echo "install-systemd: $*" >&2; exit 1; }
 say() { echo "install-systemd: $*"; }
@@ -65,13 +68,17 @@ ln -sfn "$VENV/bin/agfs-fuse" "$BINDIR/agfs-fuse"
 ln -sfn "$VENV/bin/mount.fuse.agfs" "$SBINDIR/mount.fuse.agfs"
 say "linked $BINDIR/agfs-fuse and $SBINDIR/mount.fuse.agfs"
 
-# 4. The unit and the example configuration. NAME.env files may hold secrets (a token
-# in AGFS_TOKEN): the directory is root's only.
+# 4. The units and the example configurations. NAME.env and NAME.yaml files may hold
+# secrets (a token in AGFS_TOKEN or a backend's token:): the directory is root's only.
 install -d -m 0755 "$UNITDIR"
-install -m 0644 "$SRC/systemd/$UNIT" "$UNITDIR/$UNIT"
+for unit in $UNITS; do
+  install -m 0644 "$SRC/systemd/$unit" "$UNITDIR/$unit"
+done
 install -d -m 0700 "$CONFDIR"
-install -m 0600 "$SRC/systemd/example.env" "$CONFDIR/example.env"
-say "installed $UNITDIR/$UNIT and $CONFDIR/example.env"
+for example in $EXAMPLES; do
+  install -m 0600 "$SRC/systemd/$example" "$CONFDIR/$example"
+done
+say "installed $UNITS in $UNITDIR and $EXAMPLES in $CONFDIR"
 
 # 5. Tell systemd, when it is running (the check sd_booted(3) makes) and the unit went
 # where it looks; in a container, a chroot or a trial run there is nothing to reload.
@@ -90,6 +97,12 @@ Next steps, for each mount NAME:
   systemctl enable --now agfs-fuse@NAME
   systemctl status agfs-fuse@NAME; journalctl -u agfs-fuse@NAME
 
-Or in /etc/fstab (mount(8) runs $SBINDIR/mount.fuse.agfs):
+For a federation (several servers in one mount), NAME.yaml holds the backends:
+  cp $CONFDIR/example.yaml $CONFDIR/NAME.yaml && chmod 600 $CONFDIR/NAME.yaml
+  cp $CONFDIR/example.federation.env $CONFDIR/NAME.federation.env   # AGFS_MOUNTPOINT...
+  systemctl enable --now agfs-fuse-federation@NAME
+
+Or in /etc/fstab (mount(8) runs $SBINDIR/mount.fuse.agfs; a .yaml source is a federation):
   http://host:8080/api/v1 /mnt/agfs fuse.agfs _netdev,nofail 0 0
+  $CONFDIR/NAME.yaml /mnt/agfs-fed fuse.agfs _netdev,nofail 0 0
 EOF

@@ -47,10 +47,14 @@ def test_install_into_scratch_root(tmp_path: Path) -> None:
     helper = dirs["AGFS_SBINDIR"] / "mount.fuse.agfs"
     assert os.readlink(agfs) == os.fspath(venv / "bin/agfs-fuse")
     assert os.readlink(helper) == os.fspath(venv / "bin/mount.fuse.agfs")
-    unit = dirs["AGFS_UNITDIR"] / "agfs-fuse@.service"
-    assert unit.read_text() == (ROOT / "systemd/agfs-fuse@.service").read_text()
-    example = dirs["AGFS_CONFDIR"] / "example.env"
-    assert example.read_text() == (ROOT / "systemd/example.env").read_text()
+    for name in ("agfs-fuse@.service", "agfs-fuse-federation@.service"):
+        unit = dirs["AGFS_UNITDIR"] / name
+        assert unit.read_text() == (ROOT / "systemd" / name).read_text()
+    for name in ("example.env", "example.federation.env", "example.yaml"):
+        example = dirs["AGFS_CONFDIR"] / name
+        assert example.read_text() == (ROOT / "systemd" / name).read_text()
+        assert stat.S_IMODE(example.stat().st_mode) == 0o600  # such files may hold tokens
+    assert "systemctl enable --now agfs-fuse-federation@NAME" in done.stdout
     assert stat.S_IMODE(dirs["AGFS_CONFDIR"].stat().st_mode) == 0o700
 
     # The installed copy works from anywhere and is not this checkout (not editable).

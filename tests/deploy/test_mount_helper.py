@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agfs_fuse.mount_helper import EX_FAIL, EX_USAGE
 from tests.support.mount import is_mounted, mount_entry, pids_with_arg, wait_until
@@ -238,3 +240,127 @@ def test_bad_invocations(args: list[str], message: str, mountpoint: Path, helper
     assert done.returncode == EX_USAGE
     assert message in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
     assert not is_mounted(mountpoint)
+
+
+# -- a federation config file as SOURCE ------------------------------------------------------
+
+
+def write_config(path: Path, server: Server, mode: int = 0o600, **backend: object) -> Path:
+    """A federation config with the test's server as /dc1 (its /memfs), chmod ``mode``."""
+    settings = {"url": server.url, "root": "/memfs", **backend}
+    path.write_text(yaml.safe_dump({"backends": {"/dc1": settings}}))
+    path.chmod(mode)
+    return path
+
+
+def assert_federation_usable(server: Server, mountpoint: Path, config: Path, name: str) -> None:
+    entry = mount_entry(mountpoint)
+    assert entry is not None, f"nothing mounted on {mountpoint}"
+    assert entry["fstype"] == "fuse.agfs" and entry["source"] == str(config)
+    assert sorted(os.listdir(mountpoint)) == ["dc1", "reload"]
+    path = mountpoint / "dc1" / name
+    path.write_bytes(b"a federation mounted by mount(8)\n")
+    assert server.http.read(f"/memfs/{name}") == b"a federation mounted by mount(8)\n"
+    path.unlink()
+
+
+@pytest.mark.timeout(60)
+def test_mount_t_with_a_config_file_mounts_its_federation(
+    server: Server, mountpoint: Path, workdir: Path, sbin_helper: Path, mount_env: dict[str, str]
+) -> None:
+    """`mount -t fuse.agfs /etc/.../NAME.yaml MP` is `agfs-fuse mount -c NAME.yaml MP`,
+    with the -o options passed on; `umount` unmounts it and the process ends."""
+    config = write_config(workdir / "fed.yaml", server)
+    opts = f"_netdev,attr_timeout=2,cache_dir={workdir / 'cache'}"
+    done = run(["mount", "-t", "fuse.agfs", config, mountpoint, "-o", opts], mount_env)
+    assert done.returncode == 0, done.stderr
+    assert_federation_usable(server, mountpoint, config, "fed-mount-t.txt")
+    [pid] = pids_with_arg(os.fspath(mountpoint))
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    assert argv[argv.index("-c") + 1] == str(config)
+    assert f"attr_timeout=2,cache_dir={workdir / 'cache'}" in argv
+    done = run(["umount", mountpoint], mount_env)
+    assert done.returncode == 0, done.stderr
+    assert_gone(mountpoint)
+
+
+@pytest.mark.timeout(60)
+def test_fstab_line_with_a_config_file_and_mount_a_twice(
+    server: Server, mountpoint: Path, workdir: Path, sbin_helper: Path, mount_env: dict[str, str]
+) -> None:
+    """An fstab line whose source is a config file: `mount -a` mounts it once, and again
+    recognises it by that source (no second, stacked mount)."""
+    config = write_config(workdir / "fed.yaml", server)
+    fstab = workdir / "fstab"
+    fstab.write_text(
+        f"{config} {mountpoint} fuse.agfs _netdev,nofail,x-systemd.automount,"
+        f"cache_dir={workdir / 'cache'} 0 0\n"
+    )
+    for _ in range(2):
+        done = run(["mount", "-a", "-T", fstab], mount_env)
+        assert done.returncode == 0, done.stderr
+        assert mount_count(mountpoint) == 1
+    assert len(pids_with_arg(os.fspath(mountpoint))) == 1
+    assert_federation_usable(server, mountpoint, config, "fed-fstab.txt")
+    done = run(["umount", mountpoint], mount_env)
+    assert done.returncode == 0, done.stderr
+    assert_gone(mountpoint)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("backends: {/dc1: {url: ftp://h}}\n", "must start with http:// or https://"),
+        ("backends: {/dc1: {url: 'http://h:1', attr_timout: 1}}\n", "unknown setting"),
+        ("backends: [\n", "not valid YAML"),
+    ],
+)
+def test_a_bad_config_file_is_a_usage_error_before_anything_runs(
+    text: str, message: str, mountpoint: Path, workdir: Path, helper: Path
+) -> None:
+    config = workdir / "bad.yaml"
+    config.write_text(text)
+    done = run([helper, config, mountpoint])
+    assert done.returncode == EX_USAGE
+    assert message in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
+    assert not is_mounted(mountpoint) and not pids_with_arg(os.fspath(mountpoint))
+    missing = run([helper, workdir / "missing.yaml", mountpoint])
+    assert missing.returncode == EX_USAGE and "cannot read config file" in missing.stderr
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("via", ["agfs-fuse", "helper"])
+def test_a_config_file_holding_tokens_that_others_can_read_is_warned_about(
+    via: str, server: Server, mountpoint: Path, workdir: Path, helper: Path
+) -> None:
+    """A config file with a backend's token: a warning (one line, naming the file and its
+    mode, never the token) when its group or others can read it, from `agfs-fuse mount -c`
+    and from the helper alike; the mount works either way. chmod 600: no warning."""
+    token = "fed-secret-t0ken"
+
+    def mount(config: Path) -> subprocess.CompletedProcess[str]:
+        options = f"cache_dir={workdir / 'cache'}"
+        if via == "helper":
+            return run([helper, config, mountpoint, "-o", options])
+        agfs = [sys.executable, "-m", "agfs_fuse", "mount", "-c", config, mountpoint]
+        return run([*agfs, "-o", options])
+
+    shared = write_config(workdir / "shared.yaml", server, 0o644, token=token)
+    done = mount(shared)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "chmod 600" in line]
+    assert len(warnings) == 1, done.stderr
+    assert f"config file {shared}, which holds tokens," in warnings[0]
+    assert "(mode 0644)" in warnings[0] and token not in done.stderr
+    assert_federation_usable(server, mountpoint, shared, f"warned-{via}.txt")
+    assert run(["fusermount3", "-u", mountpoint]).returncode == 0
+    assert_gone(mountpoint)
+
+    private = write_config(workdir / "private.yaml", server, 0o600, token=token)
+    done = mount(private)
+    assert done.returncode == 0, done.stderr
+    assert "chmod 600" not in done.stderr and token not in done.stderr
+    assert_federation_usable(server, mountpoint, private, f"quiet-{via}.txt")
+    assert run(["fusermount3", "-u", mountpoint]).returncode == 0
+    assert_gone(mountpoint)

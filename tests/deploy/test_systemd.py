@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
+from agfs_fuse.federation_config import load_config
 from tests.support.mount import is_mounted, is_stale, mount_entry, wait_until
 
 from .conftest import Server
@@ -28,15 +30,18 @@ from .conftest import Server
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "agfs-fuse@.service"
 EXAMPLE_ENV = ROOT / "systemd" / "example.env"
+FEDERATION_UNIT = ROOT / "systemd" / "agfs-fuse-federation@.service"
+FEDERATION_ENV = ROOT / "systemd" / "example.federation.env"
+FEDERATION_CONFIG = ROOT / "systemd" / "example.yaml"
 INSTANCE = "demo"
 SYSTEM_UNITS = ("/usr/lib/systemd/system", "/lib/systemd/system")
 
 
-def unit_settings(section: str) -> list[tuple[str, str]]:
+def unit_settings(section: str, unit: Path = UNIT) -> list[tuple[str, str]]:
     """(key, value) pairs of one section of the unit, in order."""
     pairs: list[tuple[str, str]] = []
     current = None
-    for line in UNIT.read_text().splitlines():
+    for line in unit.read_text().splitlines():
         line = line.strip()
         if not line or line.startswith(("#", ";")):
             continue
@@ -48,8 +53,8 @@ def unit_settings(section: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def unit_value(key: str, section: str = "Service") -> str:
-    values = [v for k, v in unit_settings(section) if k == key]
+def unit_value(key: str, section: str = "Service", unit: Path = UNIT) -> str:
+    values = [v for k, v in unit_settings(section, unit) if k == key]
     assert len(values) == 1, f"{key}= should appear once in [{section}], found {values}"
     return values[0]
 
@@ -81,9 +86,9 @@ def expand_command(value: str, env: dict[str, str]) -> list[str]:
     return argv
 
 
-def with_env(path: Path, **values: str) -> Path:
-    """A copy of example.env at ``path`` with some values replaced (keys must exist)."""
-    text = EXAMPLE_ENV.read_text()
+def with_env(path: Path, example: Path = EXAMPLE_ENV, **values: str) -> Path:
+    """A copy of ``example`` at ``path`` with some values replaced (keys must exist)."""
+    text = example.read_text()
     for key, value in values.items():
         text, count = re.subn(rf"(?m)^{key}=.*$", f"{key}={value}", text)
         assert count == 1, f"example.env has no {key}= line"
@@ -95,7 +100,15 @@ def with_env(path: Path, **values: str) -> Path:
 
 
 @pytest.mark.timeout(30)
-def test_systemd_analyze_verify(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("unit", "example", "env_name"),
+    [
+        (UNIT, EXAMPLE_ENV, f"{INSTANCE}.env"),
+        (FEDERATION_UNIT, FEDERATION_ENV, f"{INSTANCE}.federation.env"),
+    ],
+    ids=["single", "federation"],
+)
+def test_systemd_analyze_verify(tmp_path: Path, unit: Path, example: Path, env_name: str) -> None:
     """`systemd-analyze verify` on the instantiated unit passes with no warning at all.
 
     Offline and without PID 1, verify still needs three things, given here in a scratch
@@ -107,13 +120,13 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     root = tmp_path / "root"
     unit_dir = root / "etc/systemd/system"
     unit_dir.mkdir(parents=True)
-    shutil.copy(UNIT, unit_dir / UNIT.name)
+    shutil.copy(unit, unit_dir / unit.name)
     system_units = next(Path(p) for p in SYSTEM_UNITS if Path(p, "sysinit.target").exists())
     shutil.copytree(system_units, root / "usr/lib/systemd/system", symlinks=True)
     env_dir = root / "etc/agfs-fuse"
     env_dir.mkdir(parents=True)
-    shutil.copy(EXAMPLE_ENV, env_dir / f"{INSTANCE}.env")
-    commands = [v for k, v in unit_settings("Service") if k.startswith("Exec")]
+    shutil.copy(example, env_dir / env_name)
+    commands = [v for k, v in unit_settings("Service", unit) if k.startswith("Exec")]
     assert commands
     for value in commands:
         program = shlex.split(value.lstrip("-@:+!"))[0]
@@ -121,6 +134,7 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
         stub.parent.mkdir(parents=True, exist_ok=True)
         stub.write_text("#!/bin/sh\n")
         stub.chmod(0o755)
+    instance = unit.name.replace("@.", f"@{INSTANCE}.")
     done = subprocess.run(
         [
             "systemd-analyze",
@@ -128,7 +142,7 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
             f"--root={root}",
             "--man=no",
             "--recursive-errors=yes",
-            f"agfs-fuse@{INSTANCE}.service",
+            instance,
         ],
         capture_output=True,
         text=True,
@@ -138,8 +152,8 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
 
     # The same verify does catch a broken unit (so the pass above means something).
-    broken = (unit_dir / UNIT.name).read_text().replace("Type=notify", "Typo=notify")
-    (unit_dir / UNIT.name).write_text(broken)
+    broken = (unit_dir / unit.name).read_text().replace("Type=notify", "Typo=notify")
+    (unit_dir / unit.name).write_text(broken)
     done = subprocess.run(
         [
             "systemd-analyze",
@@ -147,7 +161,7 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
             f"--root={root}",
             "--man=no",
             "--recursive-errors=yes",
-            f"agfs-fuse@{INSTANCE}.service",
+            instance,
         ],
         capture_output=True,
         text=True,
@@ -221,9 +235,18 @@ class NotifySocket:
         self.sock.close()
 
 
-def _notify_run(command: list[str], server: Server, mountpoint: Path, workdir: Path) -> None:
+def _notify_run(
+    command: list[str],
+    server: Server,
+    mountpoint: Path,
+    workdir: Path,
+    *,
+    source: str | None = None,
+    through: str = "memfs",
+) -> None:
     """Start ``command`` under a fake systemd, check the notify sequence, stop it with
-    SIGTERM like `systemctl stop` does."""
+    SIGTERM like `systemctl stop` does. ``source``: what /proc/mounts shows (default the
+    server's URL); ``through``: the mount's directory that is the server's /memfs."""
     notify = NotifySocket(workdir / "notify")
     log = workdir / "mount.log"
     env = dict(os.environ)
@@ -234,16 +257,16 @@ def _notify_run(command: list[str], server: Server, mountpoint: Path, workdir: P
     try:
         notify.wait_for("READY=1", proc, timeout=20, log=log)
         # READY=1 means usable: the mountpoint answers right now, no waiting.
-        assert set(os.listdir(mountpoint)) >= {"memfs"}
+        assert set(os.listdir(mountpoint)) >= {through}
         entry = mount_entry(mountpoint)
         assert entry is not None and entry["fstype"] == "fuse.agfs"
-        assert entry["source"] == server.url
+        assert entry["source"] == (server.url if source is None else source)
         before_ready = notify.fields()[: notify.fields().index("READY=1")]
         assert any(f.startswith("STATUS=") for f in before_ready), notify.messages
         assert "STOPPING=1" not in notify.fields()
 
         # Files work through it, then `systemctl stop` (SIGTERM).
-        (mountpoint / "memfs" / "via-unit.txt").write_text("hello from systemd\n")
+        (mountpoint / through / "via-unit.txt").write_text("hello from systemd\n")
         proc.send_signal(signal.SIGTERM)
         notify.wait_for("STOPPING=1", proc, timeout=20, log=log)
         assert proc.wait(timeout=30) == 0, log.read_text()
@@ -351,3 +374,64 @@ def test_execstoppost_clears_a_dead_mount_only(
     finally:
         subprocess.run(["umount", str(other)], env=mount_env, check=False, timeout=10)
     assert not is_mounted(other)
+
+
+# -- the federation unit ---------------------------------------------------------------------
+
+SAME_IN_BOTH_UNITS = (
+    "Type",
+    "NotifyAccess",
+    "ExecReload",
+    "ExecStopPost",
+    "TimeoutStartSec",
+    "TimeoutStopSec",
+    "Restart",
+    "RestartSec",
+    "RestartPreventExitStatus",
+    "CacheDirectory",
+)
+
+
+def test_federation_unit_settings() -> None:
+    """The federation unit runs like the single-server one (notify, restart, stop grace,
+    the ExecStopPost safety net, remote-fs.target); only its source and env file differ."""
+    for key in SAME_IN_BOTH_UNITS:
+        assert unit_value(key, unit=FEDERATION_UNIT) == unit_value(key), key
+    for key in ("Wants", "After", "Before"):
+        assert unit_value(key, "Unit", FEDERATION_UNIT) == unit_value(key, "Unit"), key
+    assert unit_value("WantedBy", "Install", FEDERATION_UNIT) == "remote-fs.target"
+    assert unit_value("EnvironmentFile", unit=FEDERATION_UNIT) == (
+        "/etc/agfs-fuse/%i.federation.env"
+    )
+    start = expand_command(unit_value("ExecStart", unit=FEDERATION_UNIT), {})
+    assert start[:4] == ["/usr/local/bin/agfs-fuse", "mount", "-f", "--systemd"]
+    assert start[4:6] == ["-c", "/etc/agfs-fuse/%i.yaml"]
+
+
+def test_example_federation_files_are_complete_and_valid() -> None:
+    env = read_env_file(FEDERATION_ENV)
+    assert set(env) == {"AGFS_MOUNTPOINT", "AGFS_OPTIONS"}
+    assert env["AGFS_MOUNTPOINT"].startswith("/")
+    federation = load_config(FEDERATION_CONFIG, [env["AGFS_OPTIONS"]])
+    assert len(federation.backends) >= 2
+    assert any(b.timeouts.attr == 0 for b in federation.backends)  # shows per-backend ones
+
+
+@pytest.mark.timeout(60)
+def test_federation_unit_execstart_runs(server: Server, mountpoint: Path, workdir: Path) -> None:
+    """The federation unit's own ExecStart, with its config file (``/etc/agfs-fuse/%i.yaml``
+    replaced by a scratch one naming the test's server as /dc1) and an env file made from
+    the example: the same notify sequence, with the config file as the mount's source."""
+    config = workdir / f"{INSTANCE}.yaml"
+    config.write_text(yaml.safe_dump({"backends": {"/dc1": {"url": server.url, "root": "/memfs"}}}))
+    env_file = with_env(
+        workdir / f"{INSTANCE}.federation.env",
+        FEDERATION_ENV,
+        AGFS_MOUNTPOINT=str(mountpoint),
+        AGFS_OPTIONS="",
+    )
+    argv = expand_command(unit_value("ExecStart", unit=FEDERATION_UNIT), read_env_file(env_file))
+    assert argv.count("/etc/agfs-fuse/%i.yaml") == 1
+    argv = [str(config) if a == "/etc/agfs-fuse/%i.yaml" else a for a in argv]
+    command = [sys.executable, "-m", "agfs_fuse", *argv[1:]]
+    _notify_run(command, server, mountpoint, workdir, source=str(config), through="dc1")

@@ -11,6 +11,7 @@ from agfs_fuse.fuse_attrs import AttrPolicy
 from agfs_fuse.fuse_entries import Entries
 from agfs_fuse.inodes import ROOT_INODE, InodeTable
 from agfs_fuse.models import FileInfo
+from agfs_fuse.path_settings import CacheTimeouts, ConstantSettings
 
 ASIDE = ".agfs-fuse-replaced-00000000-00000000"
 
@@ -44,7 +45,7 @@ def make(local_sizes: dict[int, int] | None = None):
     clocks = Clocks()
     entries = Entries(
         inodes,
-        AttrPolicy(uid=1000, gid=1000, attr_timeout=1.0),
+        AttrPolicy(uid=1000, gid=1000, settings=ConstantSettings(CacheTimeouts(attr=1.0))),
         core,
         lambda inode: None if local_sizes is None else local_sizes.get(inode),
         monotonic=lambda: clocks.monotonic,
