@@ -214,6 +214,7 @@ def test_a_spool_whose_backend_is_gone_is_reported_not_uploaded_elsewhere(
             message="the next mount to report the other backend's spool",
         )
         assert not first.http.exists("/memfs/unsaved")  # not on the backend now at /a
-        assert not second.http.read("/memfs/unsaved")  # created at open, never filled
+        # A new file is created by its first upload, which never came.
+        assert not second.http.exists("/memfs/unsaved")
     finally:
         again.unmount()
