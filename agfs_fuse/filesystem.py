@@ -324,9 +324,16 @@ class AgfsFilesystem:
     # -- namespace ------------------------------------------------------------------
 
     async def mkdir(self, path: str, mode: int) -> None:
+        """Make a directory. Inside a plugin of plain files, its attributes are then known
+        without a stat, and so is its emptiness: lookups in it and a listing of it need
+        no request until something changes (elsewhere a new directory may hold entries
+        of the plugin's own, as a queue does)."""
         with self._changing(path):
             await self.client.mkdir(path, mode)
             self.listings.created(path)
+        if self._plain_files(path):
+            self._made(path, perm=mode, is_dir=True)
+            self.listings.made_empty(path)
 
     async def create(self, path: str, mode: int, *, exclusive: bool = False) -> None:
         """Make way for a new file at ``path`` (EEXIST when it exists here, or with
@@ -349,6 +356,12 @@ class AgfsFilesystem:
         plugin whose files are plain. Not where a PUT is a message (appending, volatile
         plugins), nor outside every plugin (the server's root refuses files: the create
         says so at once)."""
+        return self._plain_files(path)
+
+    def _plain_files(self, path: str) -> bool:
+        """Whether ``path`` is inside a plugin of plain files and directories: what the
+        mount makes there is what it asked for (no control files appear in a new
+        directory, as in a queue), and a PUT replaces a file's content."""
         mount = self.caps.mount_point(path)
         return (
             mount is not None
@@ -425,6 +438,19 @@ class AgfsFilesystem:
         with self._changing(link):
             await self.client.symlink(target, link)
             self.listings.created(link)
+        # AGFS keeps links beside the plugins: a new one is the same everywhere.
+        self._made(link, perm=0o777, is_symlink=True, size=len(target.encode()))
+
+    def _made(
+        self, path: str, *, perm: int, is_dir: bool = False, is_symlink: bool = False, size: int = 0
+    ) -> None:
+        """Cache the attributes of what this mount just made at ``path`` (as stale as any
+        cached attribute): the stat that would follow (``tar`` sets a new directory's
+        mode, owner and times) needs no request."""
+        name = paths.split(path)[1]
+        kind = "symlink" if is_symlink else ""  # as the server's stat of an AGFS link says
+        info = FileInfo(name, size, perm & 0o7777, is_dir, is_symlink, time.time_ns(), "", kind)
+        self.attrs.made(path, info)
 
     async def readlink(self, path: str) -> str:
         return await self.client.readlink(path)
@@ -441,7 +467,8 @@ class AgfsFilesystem:
             return
         perm = mode & 0o7777
         cached = self.attrs.peek(path)
-        if perm == (cached.perm if cached is not None else self.modes.get(path)):
+        known = self.attrs.perm(path)
+        if perm == (known if known is not None else self.modes.get(path)):
             return
         with self._changing(path):
             await self.client.chmod(path, mode)
