@@ -335,14 +335,25 @@ class AgfsFilesystem:
             self._made(path, perm=mode, is_dir=True)
             self.listings.made_empty(path)
 
-    async def create(self, path: str, mode: int, *, exclusive: bool = False) -> None:
+    async def create(
+        self, path: str, mode: int, *, exclusive: bool = False, keeps_content: bool = False
+    ) -> None:
         """Make way for a new file at ``path`` (EEXIST when it exists here, or with
         ``exclusive`` on the server); ``open_new_file`` then opens it. A plain file is
         created on the server by its first upload (see ``new_files``); anywhere else it is
-        created here and now (see ``_created_by_upload``)."""
+        created here and now (see ``_created_by_upload``).
+
+        ``keeps_content``: the opener keeps what a file there holds (``O_CREAT`` without
+        ``O_TRUNC``: ``touch``, ``>>``). The lookup that let the create through may have
+        been answered by a listing up to ``attr_timeout`` old, and a file another client
+        made since must be opened, not replaced by an empty upload: the server is asked
+        (EEXIST when it has the name)."""
         await self.renames.settled(path)
         with self._changing(path):
             if self._created_by_upload(path):
+                keeps = keeps_content and not exclusive  # O_EXCL: best effort (new_files)
+                if keeps and await self._stat_now_or_none(path) is not None:
+                    raise AlreadyExists("file exists", path=path)
                 await self.new_files.make_way(path, exclusive=exclusive)
                 given = False
             else:

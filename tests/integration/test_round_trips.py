@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 
 from agfs_fuse.client import AgfsClient
-from agfs_fuse.errors import NotFound
+from agfs_fuse.errors import AlreadyExists, NotFound
 from agfs_fuse.file_key import FileKey
 from agfs_fuse.filesystem import AgfsFilesystem
 from agfs_fuse.spool import SpoolDir
@@ -197,3 +197,31 @@ def test_a_new_file_not_uploaded_yet_is_found_whatever_the_listing_says(
         return pending, uploaded, raw.exists(f"{ws.mem}/new")
 
     assert arun(body) == (True, True, True)
+
+
+def test_a_create_that_keeps_content_asks_the_server_past_a_young_listing(
+    arun, closer, ws: Workspace, raw: RawHttp
+):
+    """O_CREAT without O_TRUNC (``>>``, ``touch``) must open a file another client made
+    after the listing, not replace it: EEXIST, which the caller turns into an open. O_EXCL
+    and O_TRUNC creates go by the listing (one replaces the file anyway, the other is best
+    effort across clients)."""
+    clock = Clock()
+
+    async def body() -> tuple[str, Counter[str]]:
+        fs, client = counted_fs(closer, clock)
+        await fs.refresh_mounts()
+        await fs.list(ws.mem)
+        raw.write(f"{ws.mem}/theirs", b"keep me")
+        before = requests(client)
+        try:
+            await fs.create(f"{ws.mem}/theirs", 0o644, keeps_content=True)
+            outcome = "created"
+        except AlreadyExists:
+            outcome = "EEXIST"
+        await fs.create(f"{ws.mem}/truncated", 0o644)
+        return outcome, requests(client) - before
+
+    outcome, spent = arun(body)
+    assert (outcome, spent) == ("EEXIST", {"GET /stat": 1})
+    assert raw.read(f"{ws.mem}/theirs") == b"keep me"

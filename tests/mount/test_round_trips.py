@@ -126,3 +126,21 @@ def test_a_file_another_client_makes_shows_within_attr_timeout(make_server, make
         assert time.monotonic() < deadline, "another client's file was never seen"
         time.sleep(0.05)
     assert time.monotonic() - made_at < 0.5 + 0.5 + 2  # the timeouts, and slack
+
+
+def test_appending_to_a_name_a_young_listing_lacks_keeps_another_clients_file(
+    long_attrs,
+) -> None:
+    """``>>`` and ``touch`` of a file another client made after the listing: the lookup
+    says it is missing, but their create asks the server and opens the file there
+    instead of replacing it with an empty one."""
+    server, mount = long_attrs
+    server.http.mkdir("/memfs/shared")
+    target = mount.path / "memfs" / "shared"
+    assert os.listdir(target) == []
+    server.http.write("/memfs/shared/log", b"theirs\n")
+    server.http.write("/memfs/shared/touched", b"keep me")
+    run(f"echo ours >> '{target / 'log'}'")
+    run(["touch", str(target / "touched")])
+    assert server.http.read("/memfs/shared/log") == b"theirs\nours\n"
+    assert server.http.read("/memfs/shared/touched") == b"keep me"
