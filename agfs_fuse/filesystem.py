@@ -182,10 +182,12 @@ class AgfsFilesystem:
         return info
 
     async def _from_listing(self, path: str) -> FileInfo | None:
-        """Answer a lookup from the parent's listing: after a few lookups in one
-        directory, list it once instead of a stat per name; with ``dir_cache_timeout``,
-        NotFound when a fresh listing lacks the name. None when the server must be
-        asked."""
+        """Answer a lookup from the parent's listing: NotFound when a listing younger
+        than ``attr_timeout`` (or ``dir_cache_timeout``, or a creation burst's
+        ``negative_timeout``) lacks the name, or the directory was made here and is still
+        known empty; after two lookups in one directory that nothing answered (one during
+        a walk: see ``DirListings``), list it once instead of a stat per name. None when
+        the server must be asked."""
         if path == "/":
             return None
         parent, name = paths.split(path)
