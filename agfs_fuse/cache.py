@@ -1,12 +1,13 @@
 """Short-lived metadata caches keyed by remote path, with an injected clock.
 
-``AttrCache``: attributes, filled by stats and directory listings, so ``ls -l`` of N files
-costs one request instead of N+1. ``DirListings``: the names a listing held, so a name
-that is not there needs no request. Entries live ``ttl`` seconds; every mutation made
-through the mount invalidates or updates what it touched, and ``ChangeMarks`` keeps an
-answer that was on its way during a mutation from bringing back what it changed.
-Each timeout is a number of seconds, or a function of the path giving the one that holds
-there (a federated mount's backends each have their own: ``path_settings``).
+``AttrCache``: attributes, filled by stats and directory listings (and by what this mount
+itself made), so ``ls -l`` of N files costs one request instead of N+1. ``DirListings``:
+the names a listing held, so a name that is not there needs no request. Entries live
+``ttl`` seconds; every mutation made through the mount invalidates or updates what it
+touched, and ``ChangeMarks`` keeps an answer that was on its way during a mutation from
+bringing back what it changed. Each timeout is a number of seconds, or a function of the
+path giving the one that holds there (a federated mount's backends each have their own:
+``path_settings``).
 """
 
 from __future__ import annotations
@@ -79,13 +80,18 @@ class AttrCache:
     Every mutation drops a subtree (``invalidate_tree``), so the paths are also indexed by
     parent: dropping a subtree costs its size, not a scan of the whole cache (which holds
     ten thousand entries right after an ``ls -l`` of a big directory).
+
+    Attributes of what this mount just made (``made``: a directory, a link) come from the
+    request that made it, not from the server's answer: the type and size are certain, the
+    times close, but the permission bits only asked for (the server's umask may have taken
+    some away). So ``perm`` answers only for bits a server answer showed.
     """
 
     def __init__(self, ttl: Seconds, clock: Clock = time.monotonic, max_entries: int = 100_000):
         self.ttl = per_path(ttl)
         self._clock = clock
         self._max = max_entries
-        self._entries: dict[str, tuple[float, FileInfo]] = {}
+        self._entries: dict[str, tuple[float, FileInfo, bool]] = {}  # (expiry, info, made)
         self._children: dict[str, set[str]] = {}  # parent -> children with cached descendants
         self._changes = ChangeMarks()
         self.hits = 0
@@ -109,13 +115,29 @@ class AttrCache:
         item = self._entries.get(path)
         return item[1] if item is not None and item[0] > self._clock() else None
 
+    def perm(self, path: str) -> int | None:
+        """The permission bits the server showed for ``path`` (not merely asked for by
+        this mount when it made it), or None."""
+        item = self._entries.get(path)
+        if item is None or item[0] <= self._clock() or item[2]:
+            return None
+        return item[1].perm
+
     def mark(self) -> int:
         """Take before asking the server; pass to ``put`` as ``since``."""
         return self._changes.mark()
 
     def put(self, path: str, info: FileInfo, since: int | None = None) -> None:
         """Cache ``info``, unless ``path`` was invalidated after the mark ``since`` (the
-        answer may predate that change); ``since=None`` for what the mount just made."""
+        answer may predate that change); ``since=None`` for what the mount just changed."""
+        self._put(path, info, since, made=False)
+
+    def made(self, path: str, info: FileInfo) -> None:
+        """Cache what this mount just made at ``path``, as its request described it (see
+        the class: its permission bits are not known for certain)."""
+        self._put(path, info, None, made=True)
+
+    def _put(self, path: str, info: FileInfo, since: int | None, *, made: bool) -> None:
         ttl = self.ttl(path)
         if ttl <= 0:
             return
@@ -124,7 +146,7 @@ class AttrCache:
         if len(self._entries) >= self._max:  # a memory bound: nothing changed on the server
             self._entries.clear()
             self._children.clear()
-        self._entries[path] = (self._clock() + ttl, info)
+        self._entries[path] = (self._clock() + ttl, info, made)
         child = path
         while child != "/":
             parent, _ = paths.split(child)
@@ -160,23 +182,27 @@ class AttrCache:
 class DirListings:
     """What listings of directories said, for two uses.
 
-    - *Prefill*: after a few lookups in one directory within ``window`` seconds, one
-      listing (which caches every entry's attributes) is cheaper than a stat per name:
-      ``worth_listing`` says when, at most once per directory per window.
-    - *Missing names*: a listing's names answer lookups of names that are not there,
-      without a request, in two cases. For ``ttl`` seconds (``-o dir_cache_timeout``;
-      0 = never) always: off by default, since a file another client just made would
-      stay invisible for that long. And while the mount itself is creating files in the
-      directory (an untar, a ``cp -r``: ``CREATES_FOR_BURST``, each within
-      ``burst_window`` of the last), for ``burst_window`` seconds (the negative timeout):
-      the kernel caches each missing name that long anyway, and it saves a request per
-      new file.
+    - *Missing names*: a listing's names answer lookups of names that are not in it,
+      without a request, while it is younger than ``window`` (``attr_timeout``): a file
+      another client made shows within that time, as a change to a cached attribute
+      does. Longer in two cases: for ``ttl`` seconds (``-o dir_cache_timeout``; 0 = off),
+      and while the mount itself is creating files in the directory (an untar, a
+      ``cp -r``: ``CREATES_FOR_BURST``, each within ``burst_window`` of the last) for
+      ``burst_window`` seconds (``negative_timeout``: the kernel caches each missing
+      name that long anyway). A directory this mount just made is known empty
+      (``made_empty``), as if listed then.
+    - *Prefill*: after a few lookups in one directory within ``window`` seconds that
+      nothing answered, one listing (which caches every entry's attributes and answers
+      the next missing names) is cheaper than a stat per name: ``worth_listing`` says
+      when, at most once per directory per window. While the mount is walking a tree
+      (``git status``, ``tar x`` probe names in one directory after another: some
+      directory needed a listing within the window) the first such lookup says so.
 
     Mutations made through the mount keep the names current (``added``, ``removed``).
     """
 
     CREATES_FOR_BURST = 2
-    MISSES_BEFORE_LISTING = 3
+    MISSES_BEFORE_LISTING = 2
 
     def __init__(
         self,
@@ -195,6 +221,7 @@ class DirListings:
         self._misses: dict[str, tuple[float, int]] = {}
         self._listed: dict[str, float] = {}
         self._creating: dict[str, tuple[float, int]] = {}  # directory -> (last, count)
+        self._walk_until = float("-inf")  # a directory was listed for its misses until then
         self._changes = ChangeMarks()
 
     def mark(self) -> int:
@@ -225,7 +252,7 @@ class DirListings:
         if item is None:
             return None
         age = self._clock() - item[0]
-        if age < self.ttl(directory) or (
+        if age < self._answers(directory) or (
             age < self.burst_window(directory) and self._bursting(directory)
         ):
             return item[1].keys()
@@ -241,9 +268,18 @@ class DirListings:
             return None
         return item[1].keys()
 
+    def _answers(self, directory: str) -> float:
+        """How long a listing of ``directory`` answers for the names it lacks."""
+        return max(self.ttl(directory), self.window(directory))
+
     def _keep(self, directory: str) -> float:
         """How long a listing of ``directory`` can be of use."""
         return max(self.ttl(directory), self.window(directory), self.burst_window(directory))
+
+    def made_empty(self, directory: str) -> None:
+        """The mount just made ``directory``: it has no entries, as a listing taken now
+        would say (so lookups in it and a listing of it need no request)."""
+        self.put(directory, ())
 
     def created(self, path: str) -> None:
         """The mount made ``path``: a run of these in one directory is a burst."""
@@ -262,21 +298,24 @@ class DirListings:
 
     def worth_listing(self, directory: str) -> bool:
         """Count a lookup that found nothing cached in ``directory``; True once there
-        were enough of them within one window (at once during a creation burst), and the
-        directory was not listed in it."""
+        were enough of them within one window (at once during a creation burst or a
+        walk), and the directory was not listed in it."""
         window = self.window(directory)
         if window <= 0:
             return False
         now = self._clock()
         if now - self._listed.get(directory, -window - 1) < window:
             return False
-        if self._bursting(directory):
-            return True  # the mount is filling it: one listing answers the next names
+        if self._bursting(directory) or now < self._walk_until:
+            return True  # the mount is filling it, or walking: one listing answers the rest
         since, count = self._misses.get(directory, (now, 0))
         if now - since > window:
             since, count = now, 0
         self._misses[directory] = (since, count + 1)
-        return count + 1 >= self.MISSES_BEFORE_LISTING
+        if count + 1 < self.MISSES_BEFORE_LISTING:
+            return False
+        self._walk_until = now + window
+        return True
 
     def added(self, path: str) -> None:
         parent, name = paths.split(path)
@@ -308,6 +347,7 @@ class DirListings:
         self._misses.clear()
         self._listed.clear()
         self._creating.clear()
+        self._walk_until = float("-inf")
 
 
 class KnownModes:

@@ -191,10 +191,12 @@ class AgfsFilesystem:
         return info
 
     async def _from_listing(self, path: str) -> FileInfo | None:
-        """Answer a lookup from the parent's listing: after a few lookups in one
-        directory, list it once instead of a stat per name; with ``dir_cache_timeout``,
-        NotFound when a fresh listing lacks the name. None when the server must be
-        asked."""
+        """Answer a lookup from the parent's listing: NotFound when a listing younger
+        than ``attr_timeout`` (or ``dir_cache_timeout``, or a creation burst's
+        ``negative_timeout``) lacks the name, or the directory was made here and is still
+        known empty; after two lookups in one directory that nothing answered (one during
+        a walk: see ``DirListings``), list it once instead of a stat per name. None when
+        the server must be asked."""
         if path == "/":
             return None
         parent, name = paths.split(path)
@@ -338,18 +340,36 @@ class AgfsFilesystem:
     # -- namespace ------------------------------------------------------------------
 
     async def mkdir(self, path: str, mode: int) -> None:
+        """Make a directory. Inside a plugin of plain files, its attributes are then known
+        without a stat, and so is its emptiness: lookups in it and a listing of it need
+        no request until something changes (elsewhere a new directory may hold entries
+        of the plugin's own, as a queue does)."""
         with self._changing(path):
             await self.client.mkdir(path, mode)
             self.listings.created(path)
+        if self._plain_files(path):
+            self._made(path, perm=mode, is_dir=True)
+            self.listings.made_empty(path)
 
-    async def create(self, path: str, mode: int, *, exclusive: bool = False) -> None:
+    async def create(
+        self, path: str, mode: int, *, exclusive: bool = False, keeps_content: bool = False
+    ) -> None:
         """Make way for a new file at ``path`` (EEXIST when it exists here, or with
         ``exclusive`` on the server); ``open_new_file`` then opens it. A plain file is
         created on the server by its first upload (see ``new_files``); anywhere else it is
-        created here and now (see ``_created_by_upload``)."""
+        created here and now (see ``_created_by_upload``).
+
+        ``keeps_content``: the opener keeps what a file there holds (``O_CREAT`` without
+        ``O_TRUNC``: ``touch``, ``>>``). The lookup that let the create through may have
+        been answered by a listing up to ``attr_timeout`` old, and a file another client
+        made since must be opened, not replaced by an empty upload: the server is asked
+        (EEXIST when it has the name)."""
         await self.renames.settled(path)
         with self._changing(path):
             if self._created_by_upload(path):
+                keeps = keeps_content and not exclusive  # O_EXCL: best effort (new_files)
+                if keeps and await self._stat_now_or_none(path) is not None:
+                    raise AlreadyExists("file exists", path=path)
                 await self.new_files.make_way(path, exclusive=exclusive)
                 given = False
             else:
@@ -363,6 +383,12 @@ class AgfsFilesystem:
         plugin whose files are plain. Not where a PUT is a message (appending, volatile
         plugins), nor outside every plugin (the server's root refuses files: the create
         says so at once)."""
+        return self._plain_files(path)
+
+    def _plain_files(self, path: str) -> bool:
+        """Whether ``path`` is inside a plugin of plain files and directories: what the
+        mount makes there is what it asked for (no control files appear in a new
+        directory, as in a queue), and a PUT replaces a file's content."""
         mount = self.caps.mount_point(path)
         return (
             mount is not None
@@ -439,6 +465,19 @@ class AgfsFilesystem:
         with self._changing(link):
             await self.client.symlink(target, link)
             self.listings.created(link)
+        # AGFS keeps links beside the plugins: a new one is the same everywhere.
+        self._made(link, perm=0o777, is_symlink=True, size=len(target.encode()))
+
+    def _made(
+        self, path: str, *, perm: int, is_dir: bool = False, is_symlink: bool = False, size: int = 0
+    ) -> None:
+        """Cache the attributes of what this mount just made at ``path`` (as stale as any
+        cached attribute): the stat that would follow (``tar`` sets a new directory's
+        mode, owner and times) needs no request."""
+        name = paths.split(path)[1]
+        kind = "symlink" if is_symlink else ""  # as the server's stat of an AGFS link says
+        info = FileInfo(name, size, perm & 0o7777, is_dir, is_symlink, time.time_ns(), "", kind)
+        self.attrs.made(path, info)
 
     async def readlink(self, path: str) -> str:
         return await self.client.readlink(path)
@@ -455,7 +494,8 @@ class AgfsFilesystem:
             return
         perm = mode & 0o7777
         cached = self.attrs.peek(path)
-        if perm == (cached.perm if cached is not None else self.modes.get(path)):
+        known = self.attrs.perm(path)
+        if perm == (known if known is not None else self.modes.get(path)):
             return
         with self._changing(path):
             await self.client.chmod(path, mode)

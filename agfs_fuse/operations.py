@@ -301,7 +301,12 @@ class AgfsOperations(pyfuse3.Operations):
             raise control_create_refused(flags)
         path = self._child_path(parent_inode, name)
         try:
-            await self.fs.create(path, stat.S_IMODE(mode), exclusive=bool(flags & os.O_EXCL))
+            await self.fs.create(
+                path,
+                stat.S_IMODE(mode),
+                exclusive=bool(flags & os.O_EXCL),
+                keeps_content=not flags & os.O_TRUNC,
+            )
         except AgfsError as exc:
             if exc.errno != errno.EEXIST or flags & os.O_EXCL:
                 raise

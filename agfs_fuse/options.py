@@ -155,7 +155,8 @@ VALUED: dict[str, tuple[Callable[[str], Any], str]] = {
     "negative_timeout": (_seconds, "seconds a missing name is cached (default 1)"),
     "dir_cache_timeout": (
         _seconds,
-        "seconds a listing also answers lookups of missing names (default 0: off)",
+        "seconds a listing answers lookups of missing names, if longer than attr_timeout "
+        "(default 0: attr_timeout)",
     ),
     "timeout": (_positive_seconds, "per-request inactivity deadline in seconds (default 30)"),
     "uid": (_id, "owner shown for every file (default: the mounting user; max 4294967294)"),

@@ -28,7 +28,7 @@ import pytest
 
 from tests.mount.agfs_http import AgfsHttp
 from tests.support.counting import CountingRelay
-from tests.support.mount import Mount, scratch_dir
+from tests.support.mount import Mount, scratch_dir, wait_until
 from tests.support.server import ServerProcess, plugins_config, start_server
 
 _counter = itertools.count()
@@ -243,10 +243,12 @@ class Workspace:
 
 
 def _workspace(plugin: str, mount: Mount, http: AgfsHttp, request: pytest.FixtureRequest):
+    """Made on the server, as another client would: the mount sees it once a listing of
+    the plugin's root it may have taken just before is older than ``attr_timeout``."""
     name = f"t{next(_counter)}-{request.node.originalname}"[:60]
     remote = f"{PLUGIN_ROOTS[plugin]}/{name}"
     http.mkdir(remote)
-    return Workspace(plugin, mount.path / remote.lstrip("/"), remote, http, mount)
+    return Workspace(plugin, seen(mount.path / remote.lstrip("/")), remote, http, mount)
 
 
 @pytest.fixture(params=["memfs", "localfs"])
@@ -259,6 +261,13 @@ def ws(request: pytest.FixtureRequest, mounted: Mount, agfs_server: Server) -> W
 def http(agfs_server: Server) -> AgfsHttp:
     """Direct HTTP access to the session's server."""
     return agfs_server.http
+
+
+def seen(path: Path) -> Path:
+    """``path`` once the mount shows it: a name another client made (over HTTP) shows
+    within ``attr_timeout``, since a listing younger than that answers for missing names."""
+    wait_until(lambda: os.path.lexists(path), message=f"the mount never showed {path}")
+    return path
 
 
 # -- running programs -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.mount.agfs_http import AgfsHttp
-from tests.mount.conftest import run
+from tests.mount.conftest import run, seen
 from tests.support.mount import Mount
 
 
@@ -24,7 +24,7 @@ def queue(mounted: Mount, http: AgfsHttp, request) -> tuple[Path, str]:
     name = f"q{os.getpid()}-{request.node.name}".replace("[", "-").replace("]", "")[:60]
     remote = f"/queuefs/{name}"
     http.mkdir(remote)
-    return mounted.path / "queuefs" / name, remote
+    return seen(mounted.path / "queuefs" / name), remote
 
 
 def test_echo_to_enqueue_twice_gives_two_messages(queue, http: AgfsHttp) -> None:

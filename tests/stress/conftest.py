@@ -27,7 +27,7 @@ import pytest
 
 from tests.mount.agfs_http import AgfsHttp
 from tests.support.counting import CountingRelay
-from tests.support.mount import Mount, force_unmount, mounts_under, scratch_dir
+from tests.support.mount import Mount, force_unmount, mounts_under, scratch_dir, wait_until
 from tests.support.server import ServerProcess, plugins_config, start_server
 
 PLUGIN_ROOTS = {"memfs": "/memfs", "localfs": "/local"}
@@ -112,10 +112,14 @@ def new_stack(base: Path, options: list[str] | None = None) -> Stack:
 
 
 def plugin_dir(stack: Stack, plugin: str, name: str) -> Dir:
-    """A fresh empty directory named after ``name`` on ``plugin`` (made over HTTP)."""
+    """A fresh empty directory named after ``name`` on ``plugin`` (made over HTTP, as
+    another client would: the mount shows it within ``attr_timeout``, once a listing of
+    the plugin's root it may have taken just before is older than that)."""
     remote = f"{PLUGIN_ROOTS[plugin]}/{name}-{next(_counter)}"
     stack.http.mkdir(remote)
-    return Dir(plugin, stack.mount.path / remote.lstrip("/"), remote)
+    local = stack.mount.path / remote.lstrip("/")
+    wait_until(local.is_dir, message=f"the mount never showed {remote}")
+    return Dir(plugin, local, remote)
 
 
 def _check_alive(stack: Stack) -> None:

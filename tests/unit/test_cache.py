@@ -112,10 +112,28 @@ def test_a_directory_is_listed_at_most_once_per_window():
     assert verdicts[-1]
 
 
-def test_without_dir_cache_timeout_no_names_are_kept():
-    listings = DirListings(0, 1.0, FakeClock())
+def test_without_dir_cache_timeout_a_listing_answers_for_attr_timeout():
+    """A name another client makes is seen as soon as a changed attribute would be."""
+    clock = FakeClock()
+    listings = DirListings(0, 1.0, clock)
     listings.put("/d", ["a"])
-    assert listings.names("/d") is None  # so a missing name is always asked for
+    clock.now += 0.9
+    assert listings.names("/d") == {"a"}
+    clock.now += 0.1
+    assert listings.names("/d") is None  # so a missing name is asked for again
+
+
+def test_a_directory_made_here_is_known_empty_until_it_changes():
+    clock = FakeClock()
+    listings = DirListings(0, 1.0, clock)
+    listings.made_empty("/d/new")
+    recent = listings.recent("/d/new")
+    assert listings.names("/d/new") == set() and recent is not None and list(recent) == []
+    assert not listings.worth_listing("/d/new")  # as good as listed just now
+    listings.added("/d/new/f")
+    assert listings.names("/d/new") == {"f"}
+    clock.now += 1.0
+    assert listings.names("/d/new") is None and listings.recent("/d/new") is None
 
 
 def test_unknown_outcome_forgets_the_parent_and_the_subtree():
@@ -133,10 +151,27 @@ def test_zero_window_never_lists():
     assert not any(listings.worth_listing("/d") for _ in range(5))
 
 
-def test_a_creation_burst_lets_a_fresh_listing_answer_missing_names() -> None:
+def test_during_a_walk_the_first_miss_in_another_directory_lists_it() -> None:
+    """``git status`` and ``tar x`` probe names in one directory after another: once one
+    directory needed a listing for its misses, the next directory is listed at its first."""
     clock = FakeClock()
     listings = DirListings(0, 1.0, clock)
+    assert not listings.worth_listing("/a")
+    assert listings.worth_listing("/a")  # the second miss
+    clock.now += 0.5
+    assert listings.worth_listing("/b")  # walking: at once
+    clock.now += 1.0
+    assert not listings.worth_listing("/c")  # the walk is over: misses count again
+
+
+def test_a_creation_burst_lets_a_listing_answer_for_the_negative_timeout() -> None:
+    """With ``negative_timeout`` over ``attr_timeout``, a listing answers for missing
+    names that longer while the mount creates files in the directory."""
+    clock = FakeClock()
+    listings = DirListings(0, 0.5, clock, burst_window=2.0)
     listings.put("/d", ["old"])
+    clock.now += 0.6  # older than attr_timeout
+    assert listings.names("/d") is None
     listings.created("/d/one")
     assert listings.names("/d") is None  # one create is not a burst: ask the server
     listings.created("/d/two")
@@ -144,9 +179,9 @@ def test_a_creation_burst_lets_a_fresh_listing_answer_missing_names() -> None:
     assert listings.names("/elsewhere") is None
 
 
-def test_a_burst_trusts_a_listing_no_longer_than_the_window() -> None:
+def test_a_burst_trusts_a_listing_no_longer_than_the_negative_timeout() -> None:
     clock = FakeClock()
-    listings = DirListings(0, 1.0, clock)
+    listings = DirListings(0, 0.5, clock, burst_window=1.0)
     listings.put("/d", [])
     listings.created("/d/a")
     listings.created("/d/b")
@@ -160,12 +195,13 @@ def test_a_burst_trusts_a_listing_no_longer_than_the_window() -> None:
 
 def test_a_burst_ends_when_creating_stops() -> None:
     clock = FakeClock()
-    listings = DirListings(0, 1.0, clock)
+    listings = DirListings(0, 0.5, clock, burst_window=1.0)
     listings.created("/d/a")
     listings.created("/d/b")
     clock.now += 1.5
     listings.put("/d", ["a", "b"])
-    assert listings.names("/d") is None  # a listing after the burst answers nothing
+    clock.now += 0.6
+    assert listings.names("/d") is None  # past attr_timeout and no burst: nothing
     listings.created("/d/c")
     assert listings.names("/d") is None  # the count started again
     listings.created("/d/e")
@@ -254,6 +290,16 @@ def test_change_marks_forget_old_changes_but_never_accept_a_mark_from_before() -
     assert not marks.changed_since("/unrelated", now)
     marks.record("/f0")
     assert marks.changed_since("/f0/below", now) and not marks.changed_since("/f1", now)
+
+
+def test_what_the_mount_made_is_cached_without_claiming_its_permission_bits():
+    """mkdir's mode may lose bits to the server's umask: a chmod to it must still go."""
+    cache = AttrCache(10, FakeClock())
+    cache.made("/d", FileInfo("d", 0, 0o775, True, False, 0))
+    assert cache.peek("/d") is not None and cache.get("/d") is not None
+    assert cache.perm("/d") is None
+    cache.put("/d", FileInfo("d", 0, 0o755, True, False, 0))  # the server said so
+    assert cache.perm("/d") == 0o755
 
 
 def test_known_modes_expire_after_the_ttl():
