@@ -17,6 +17,7 @@ from agfs_fuse.client import AgfsClient
 from agfs_fuse.errors import AlreadyExists, NotFound
 from agfs_fuse.file_key import FileKey
 from agfs_fuse.filesystem import AgfsFilesystem
+from agfs_fuse.path_settings import CacheTimeouts, ConstantSettings
 from agfs_fuse.spool import SpoolDir
 from tests.integration.conftest import Closer, RawHttp, Workspace
 
@@ -39,7 +40,7 @@ def counted_fs(closer: Closer, clock: Clock) -> tuple[AgfsFilesystem, AgfsClient
         client,
         SpoolDir(closer.spool_root),
         client_factory=closer.client,
-        attr_ttl=ATTR_TIMEOUT,
+        settings=ConstantSettings(CacheTimeouts(attr=ATTR_TIMEOUT)),
         clock=clock,
     )
     closer.filesystems.append(fs)
