@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from . import asides, names, paths
+from .async_uploads import Failure
 from .cache import AttrCache, Clock, DirListings, KnownModes
 from .capabilities import Capabilities
 from .client import AgfsClient
@@ -83,7 +84,10 @@ class AgfsFilesystem:
         negative_ttl: float = 1.0,
         clock: Clock | None = None,
         max_kept: int = DEFAULT_MAX_KEPT,
+        async_uploads: bool = False,
     ) -> None:
+        """``async_uploads``: ``close`` returns once the content is in the local spool,
+        and the upload runs in the background (``async_uploads``)."""
         self.client = client
         self.spool_dir = spool_dir
         self._client_factory = client_factory
@@ -100,6 +104,8 @@ class AgfsFilesystem:
             max_kept=max_kept,
             clock=clock or time.monotonic,
         )
+        if async_uploads:
+            self.pending.enable_async_uploads()
         self.new_files = NewFiles(
             self.pending, self.current_client, self._stat_now_or_none, self._looked_up_or_none
         )
@@ -112,6 +118,7 @@ class AgfsFilesystem:
         self.renames = RenameGate()
         self.rename_journal = RenameJournal(spool_dir.root / "renames")
         self._kept_asides: set[str] = set()  # replaced files kept while open (see rename)
+        self.last_sync_failures: builtins.list[Failure] = []  # of the last ``sync_all``
 
     def attach(self, nursery: trio.Nursery) -> None:
         """The mount's nursery, for work that outlives one request (following streams,
@@ -168,7 +175,7 @@ class AgfsFilesystem:
         if local is not None:
             return local
         await self.renames.settled(path)
-        return await self._stat(path, fresh=fresh)
+        return self.pending.waiting_info(path, await self._stat(path, fresh=fresh))
 
     async def _stat(self, path: str, *, fresh: bool = False) -> FileInfo:
         if not fresh:
@@ -381,7 +388,8 @@ class AgfsFilesystem:
     async def unlink(self, path: str) -> None:
         with self._changing(path):
             if not await self.new_files.unlink(path):
-                await self._unlink(path)
+                async with self.pending.uploads_held(path):  # after a background upload
+                    await self._unlink(path)
             self.listings.removed(path)
 
     async def _unlink(self, path: str) -> None:
@@ -443,8 +451,10 @@ class AgfsFilesystem:
         cached = self.attrs.peek(path)
         if perm == (cached.perm if cached is not None else self.modes.get(path)):
             return
-        with self._changing(path):
-            await self.client.chmod(path, mode)
+        async with self.pending.uploads_held(path):  # after a background upload of it
+            with self._changing(path):
+                await self.client.chmod(path, mode)
+            self.pending.mode_changed(path, perm)
         self.modes.remember(path, perm)
         if cached is not None:
             self.attrs.put(path, dataclasses.replace(cached, perm=perm))
@@ -461,6 +471,10 @@ class AgfsFilesystem:
             return await self._stat(path)
         except NotFound:
             return None
+
+    async def server_info(self, path: str) -> FileInfo | None:
+        """What the server has at ``path`` now (None: nothing), never a local answer."""
+        return await self._stat_now_or_none(path)
 
     async def _stat_now_or_none(self, path: str) -> FileInfo | None:
         """The server's answer even in the middle of a rename (the rename's own checks)."""
@@ -488,6 +502,15 @@ class AgfsFilesystem:
             raise InvalidArgument("cannot move a directory into itself", path=new)
         if await self._rename_new_file(old, new, noreplace):
             return None  # nothing on the server moved: its upload goes to ``new``
+        # After the background uploads of both names (and below): one to ``old`` landing
+        # after the move would bring ``old`` back; one to ``new``, replace what moved in.
+        # Taken before the rename gate, which an upload through a temporary needs.
+        async with self.pending.uploads_held(old, new):
+            return await self._rename_on_server(old, new, noreplace, keep_replaced)
+
+    async def _rename_on_server(
+        self, old: str, new: str, noreplace: bool, keep_replaced: Callable[[], bool] | None
+    ) -> KeptAside | None:
         async with self.renames.renaming(old, new):
             with self._changing(old, new):
                 rename = self.server_rename(keep_replaced)
@@ -608,9 +631,25 @@ class AgfsFilesystem:
 
     # -- pending writes (kept in ``pending``; these are its doors) -------------------
 
-    def new_file_key(self) -> FileKey:
-        """A key for a file's pending writes, never given before (see ``file_key``)."""
-        return self.pending.new_key()
+    def new_file_key(self, path: str | None = None) -> FileKey:
+        """A key for a file's pending writes (see ``file_key``): that of a spool at
+        ``path`` waiting for its background upload, else one never given before."""
+        return self.pending.new_key(path)
+
+    async def upload_settled(self, path: str) -> None:
+        """Once no background upload of ``path`` runs (before an open for writing)."""
+        await self.pending.upload_settled(path)
+
+    async def fsync_writer(self, writer: Writer) -> None:
+        """``fsync``: upload what ``writer`` holds now, in any mode; raises its failure."""
+        self.attrs.invalidate(writer.path)
+        await writer.fsync()
+
+    async def sync_all(self) -> builtins.list[Failure]:
+        """``/.agfs-sync`` (``agfs-fuse sync``): every pending upload sent and waited for;
+        returns the failures (given up since the last sync, or failed now)."""
+        self.last_sync_failures = await self.pending.sync_all()
+        return self.last_sync_failures
 
     def open_writer(self, key: FileKey, path: str, info: FileInfo, flags: int) -> Writer:
         """The write strategy for a handle opened for writing on ``path``."""
@@ -797,11 +836,17 @@ class AgfsFilesystem:
             "open_spools": self.pending.open_count(),
             "pending_uploads": self.pending_uploads(),
             "parked_uploads": self.pending.parked_count(),
+            **self._async_snapshot(),
+            "last_sync_failures": [failure.describe() for failure in self.last_sync_failures],
             "spool_dir": str(self.spool_dir.root),
             "max_kept": self.pending.max_kept,
             "kept_spools": [spool.describe() for spool in self.kept_spools()],
             **({"backends": self.federation.snapshot()} if self.federation else {}),
         }
+
+    def _async_snapshot(self) -> dict[str, object]:
+        background = self.pending.background
+        return {"async_uploads": background.snapshot()} if background is not None else {}
 
     async def aclose(self) -> None:
         for client in [*self._retired, self.client]:

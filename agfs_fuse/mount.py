@@ -35,6 +35,7 @@ from .operations import AgfsOperations
 from .options import MountOptions
 from .rename_recovery import recover as recover_renames
 from .spool import UnsafeSpoolDir, default_cache_dir, mount_spool_dir
+from .spool_recovery import recover_closed_spool
 from .stats import RequestStats
 from .taskdump import describe_tasks
 from .wire import normalize_base_url
@@ -157,6 +158,8 @@ async def _recover_leftovers(fs: AgfsFilesystem) -> None:
                 log.info("removed %s, an upload the earlier run did not finish", meta.temporary)
             except errors.AgfsError as exc:
                 log.info("unfinished upload %s is gone: %s", meta.temporary, exc)
+        if meta.closed and meta.reason is None:
+            await recover_closed_spool(fs, data, meta)
 
 
 async def _handle_signals(fs: AgfsFilesystem, operations: AgfsOperations) -> None:
@@ -235,6 +238,7 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
         dir_ttl=opts.dir_cache_timeout,
         negative_ttl=opts.negative_timeout,
         max_kept=opts.max_kept,
+        async_uploads=opts.async_upload,
     )
     fs.mountpoint = os.path.realpath(request.mountpoint)
     if federation is not None:
