@@ -47,7 +47,9 @@ def closed_writer(client: GatedClient, spool_dir: SpoolDir, path: str, data: byt
     """A deferred spool writer holding ``data``, its one handle closed (as release does)."""
 
     async def make() -> SpoolWriter:
-        writer = SpoolWriter(lambda: client, spool_dir, path, None, "http://x/api/v1", Capabilities())
+        writer = SpoolWriter(
+            lambda: client, spool_dir, path, None, "http://x/api/v1", Capabilities()
+        )
         writer.deferred = True
         writer.handle_opened()
         writer.start_new(0o644)
