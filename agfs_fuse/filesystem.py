@@ -236,13 +236,20 @@ class AgfsFilesystem:
 
     async def list(self, path: str) -> builtins.list[FileInfo]:
         since = self.attrs.mark(), self.listings.mark()
+        waiting = self._names_not_on_server(path)
         entries = await self._trustworthy(path, await self.client.list(path))
         self.names.record(path, entries)
         for info in entries:
             if not info.is_symlink:  # listings report links with size 0
                 self.attrs.put(paths.join(path, info.name), info, since[0])
-        self.listings.put(path, (info.name for info in entries), since[1])
+        # Files made here whose upload landed while the server listed (``landed``): the
+        # answer may predate them, but they are there.
+        landed = waiting - self._names_not_on_server(path)
+        self.listings.put(path, [*(info.name for info in entries), *landed], since[1])
         return entries
+
+    def _names_not_on_server(self, directory: str) -> set[str]:
+        return {info.name for info in self.pending.new_files_in(directory)}
 
     async def _trustworthy(
         self, path: str, listed: builtins.list[FileInfo]
@@ -759,7 +766,10 @@ class AgfsFilesystem:
         """The server has a new version of ``path``: what was cached of it is stale, and a
         listing of its directory taken before (a new file's first upload) lacks it."""
         self.attrs.invalidate(path)
-        self.listings.added(path)
+        if self.pending.background is not None:
+            self.listings.landed(path)  # from the background, all through a burst
+        else:
+            self.listings.added(path)
         self.pending.uploaded(path)
         if self.on_uploaded is not None:
             self.on_uploaded(path)

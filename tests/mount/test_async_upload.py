@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.relay import DelayRelay
 from tests.mount.conftest import Server
 from tests.support.faultproxy import FaultProxy, Rule
 from tests.support.mount import Mount, wait_until
@@ -177,3 +178,29 @@ def test_unmount_waits_for_every_pending_upload(rig) -> None:
     assert mount.returncode == 0, mount.describe()
     for name in names:
         assert server.http.read(f"/memfs/{name}") == f"content of {name}".encode()
+
+
+def test_a_burst_of_new_files_costs_one_upload_each_over_a_slow_link(
+    make_server: Callable[..., Server], make_mount: Callable[..., Mount]
+) -> None:
+    """Uploads land in the background all through the burst; the listing the burst makes
+    still answers for the next names (no stat per file), and every file stays visible."""
+    server = make_server(localfs=False)
+    server.http.mkdir("/memfs/burst")
+    names = [f"f{n:03d}" for n in range(100)]
+    with FaultProxy(server.handle.url) as proxy:
+        port = int(proxy.url.split(":")[2].split("/")[0])
+        with DelayRelay(("127.0.0.1", port), rtt=0.01) as relay:
+            mount = make_mount(f"http://127.0.0.1:{relay.port}/api/v1", options=["async_upload"])
+            work = mount.path / "memfs" / "burst"
+            before = proxy.request_counts()
+            for name in names:
+                (work / name).write_bytes(name.encode())
+            assert sync(mount).returncode == 0
+            sent = {k: v - before.get(k, 0) for k, v in proxy.request_counts().items()}
+            assert sorted(os.listdir(work)) == names
+            assert all((work / name).stat().st_size == len(name) for name in names)
+            mount.unmount()
+    assert sent["PUT /files"] == len(names)
+    assert sent.get("GET /stat", 0) <= 10, sent
+    assert {entry["name"] for entry in server.http.list("/memfs/burst")} == set(names)
