@@ -9,6 +9,7 @@ pending is then seen, not guessed from timing.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -178,6 +179,34 @@ def test_unmount_waits_for_every_pending_upload(rig) -> None:
     assert mount.returncode == 0, mount.describe()
     for name in names:
         assert server.http.read(f"/memfs/{name}") == f"content of {name}".encode()
+
+
+def test_sigterm_uploads_every_pending_file_before_exiting(rig) -> None:
+    server, proxy, mount = rig
+    work = mount.path / "memfs"
+    names = [f"term{n}" for n in range(3)]
+    held = held_uploads(proxy, "/memfs/term")
+    try:
+        for name in names:
+            (work / name).write_text(f"content of {name}")
+        wait_until(lambda: held.hits == 3, message="the uploads reach the proxy")
+        mount.signal(signal.SIGTERM)
+        assert mount.proc is not None and mount.proc.poll() is None  # waits for them
+    finally:
+        held.release()
+    assert mount.wait(timeout=60) == 0, mount.describe()
+    for name in names:
+        assert server.http.read(f"/memfs/{name}") == f"content of {name}".encode()
+
+
+def test_sync_in_the_default_mode_and_on_a_directory_that_is_no_mount(
+    mounted: Mount, tmp_path: Path
+) -> None:
+    assert sync(mounted).returncode == 0  # nothing pending: returns at once
+    done = subprocess.run(
+        [AGFS_FUSE, "sync", str(tmp_path)], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 1 and "is not a mount point" in done.stderr
 
 
 def test_a_burst_of_new_files_costs_one_upload_each_over_a_slow_link(
