@@ -231,10 +231,12 @@ class AsyncUploads:
 
     # -- waiting for them -----------------------------------------------------------
 
-    async def sync(self) -> list[Failure]:
+    async def sync(self, *, report: bool = True) -> list[Failure]:
         """Send every queued upload now, backoff or not, and wait for that try of each
         (one running already counts); returns what failed in it, and what was given up
-        since the last ``sync``. Works whether ``run`` runs or not (an unmount)."""
+        since the last ``sync``. Works whether ``run`` runs or not (an unmount). Without
+        ``report`` (a server switch, an unmount) only this try's failures are returned, and
+        what was given up stays for the next ``sync`` to report."""
         started = {writer: entry.attempts for writer, entry in self._queue.items()}
 
         def waiting() -> list[SpoolWriter]:
@@ -249,27 +251,31 @@ class AsyncUploads:
                 progress = self._progress
                 self._start(nursery, [w for w in pending if w not in self._in_flight])
                 await progress.wait()
-        failures = {f.path: f for f in self._unreported}
-        self._unreported.clear()
+        failures = {f.path: f for f in self._unreported} if report else {}
+        if report:
+            self._unreported.clear()
         for writer in started:
             entry = self._queue.get(writer)
             if entry is not None and entry.last_error is not None and not writer.has_handles:
                 failures[writer.path] = Failure(writer.path, str(entry.last_error), kept=False)
-        self.last_sync_failures = list(failures.values())
-        return self.last_sync_failures
+        if report:
+            self.last_sync_failures = list(failures.values())
+        return list(failures.values())
 
     async def drain(self) -> list[Failure]:
         """Unmount or SIGTERM: upload everything, retrying on the usual delays while tries
-        remain; whatever is left (or cancelled by the caller's deadline) is kept."""
+        remain; whatever is left (or cancelled by the caller's deadline) is kept. Returns
+        what was given up meanwhile (also reported by a ``sync`` on the way out)."""
+        given_up = len(self._unreported)
         try:
-            failures = await self.sync()
+            await self.sync(report=False)
             while dues := [e.due for w, e in self._queue.items() if not w.has_handles]:
                 # (files opened again are left to their handles)
                 await trio.sleep(max(min(dues) - trio.current_time(), 0.0))
-                failures = await self.sync()
-            return failures
+                await self.sync(report=False)
         finally:
             self.keep_all("unmounted before the server took the upload")
+        return self._unreported[given_up:]
 
     def keep_all(self, reason: str) -> None:
         """Keep every spool still queued, with ``reason`` (and its last error)."""

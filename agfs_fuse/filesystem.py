@@ -696,10 +696,11 @@ class AgfsFilesystem:
     def pending_uploads(self) -> int:
         return self.pending.pending_count()
 
-    async def flush_all(self) -> builtins.list[str]:
+    async def flush_all(self, *, final: bool = False) -> builtins.list[str]:
         """Upload every dirty and parked spool (unmount, server switch); returns the paths
-        still not on the server. Never raises."""
-        return await self.pending.flush_all()
+        still not on the server. Never raises. ``final``: the mount ends (unmount,
+        SIGTERM): background uploads get their retries, then are kept."""
+        return await self.pending.flush_all(final=final)
 
     def keep_pending(self) -> None:
         """Unmounting: leave what could not be uploaded on disk for the next mount."""

@@ -178,7 +178,7 @@ async def _handle_signals(fs: AgfsFilesystem, operations: AgfsOperations) -> Non
             log.info("signal %s: uploading pending writes, then unmounting", signum)
             notify("STOPPING=1", "STATUS=uploading pending writes, then unmounting")
             with trio.move_on_after(SHUTDOWN_UPLOAD_GRACE):
-                await fs.flush_all()
+                await fs.flush_all(final=True)
             pyfuse3.terminate()
             return
 
@@ -284,7 +284,7 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
     finally:
         notify("STOPPING=1")
         with trio.move_on_after(SHUTDOWN_UPLOAD_GRACE):
-            await fs.flush_all()
+            await fs.flush_all(final=True)
         fs.keep_pending()
         if mounted:
             pyfuse3.close(unmount=True)

@@ -144,6 +144,10 @@ class PendingWrites:
         if writer is None:
             writer = self.new_spool(path, base)
             self._open[key] = writer
+        elif not writer.has_handles:
+            # Taken back from the background uploader: until its next close, a crash must
+            # not upload it (the program may be halfway through a change).
+            writer.spool.record_closed(False)
         writer.handle_opened()
         return writer
 
@@ -369,13 +373,19 @@ class PendingWrites:
             failures += await self.background.sync()
         return failures
 
-    async def flush_all(self) -> list[str]:
+    async def flush_all(self, *, final: bool = False) -> list[str]:
         """Upload every dirty and parked spool (unmount, server switch); returns the paths
         still not on the server. Never raises: at unmount it runs on the way to keeping
-        what is pending and closing the mount, which must happen whatever fails here."""
+        what is pending and closing the mount, which must happen whatever fails here.
+        ``final`` (unmount, SIGTERM): background uploads are retried on their delays and
+        then kept; otherwise (a server switch) tried once and left queued on failure."""
         failed = []
         if self.background is not None:
-            await self.background.drain()
+            if final:
+                failures = await self.background.drain()
+            else:
+                failures = await self.background.sync(report=False)
+            failed += [failure.path for failure in failures]
         for writer in list(self._open.values()):
             try:
                 await writer.flush(last=True)

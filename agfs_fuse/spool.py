@@ -288,10 +288,12 @@ class Spool:
         self.meta.extents = []
         self._record("partial content")
 
-    def record_closed(self) -> None:
-        """The content is final and the program was told so: see ``SpoolMeta.closed``."""
-        self.meta.closed = True
-        self._record("closed content")
+    def record_closed(self, closed: bool = True) -> None:
+        """The content is final and the program was told so (``closed``), or a program
+        opened it to write again (not): see ``SpoolMeta.closed``."""
+        if self.meta.closed != closed:
+            self.meta.closed = closed
+            self._record("closed content")
 
     def record_temporary(self, remote_path: str | None) -> None:
         self.meta.temporary = remote_path
