@@ -6,11 +6,13 @@ its files have reached the server. It writes to the mount's hidden control file
 once, whatever their backoff; parked ones retried; open files' writes sent as by fsync),
 and fails with EIO when any did not make it. Which ones, and why, it then reads from
 ``.agfs-stats`` (``last_sync_failures``) and prints one line per path; the exit status is
-1 on any failure. In the default mode there is little to wait for, but the same holds.
+1 on any failure. In the default mode there is little to wait for, but the same holds; a
+read-only mount (``-o ro``, the control file cannot be written) has nothing pending: 0.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -46,6 +48,8 @@ def sync_command(mountpoint: str) -> int:
     try:
         fd = os.open(os.path.join(mountpoint, SYNC_FILE), os.O_WRONLY)
     except OSError as exc:
+        if exc.errno == errno.EROFS:
+            return 0  # a read-only mount writes nothing: there is nothing to wait for
         print(
             f"{PROG}: error: cannot open {SYNC_FILE} on {mountpoint}: {exc.strerror} "
             "(is it an agfs-fuse mount?)",
