@@ -91,13 +91,17 @@ def test_a_crashed_mount_s_spools_are_uploaded_or_reported_at_the_next_mount(rig
     remote, local = make_dir(rig, mount, "crash")
     rig.http.write(f"{remote}/old", "old content")
     rig.http.write(f"{remote}/changed", "old content")
+    # "landed" reaches the server, but its answer never comes back: the spool stays.
+    landed = rig.proxy.drop("PUT", "/files", path=f"{remote}/landed", applied=True)
     stalled = rig.proxy.stall("PUT", "/files", path=f"{remote}/")
-    for name in ("new", "old", "changed"):
+    for name in ("new", "old", "changed", "landed"):
         write_file(local / name, f"closed {name}")
     wait_until(lambda: stalled.hits == 3, message="the three uploads to reach the proxy")
+    wait_until(lambda: landed.hits >= 1, message="the landed upload to reach the server")
     mount.kill()  # SIGKILL with the uploads in flight: a crash
     rig.http.write(f"{remote}/changed", "another client's content")
     rig.proxy.remove(stalled)
+    rig.proxy.remove(landed)
     again = rig.new_mount(mountpoint=mount.path)  # not even async: it recovers them all the same
     assert rig.http.read(f"{remote}/new") == b"closed new"
     assert rig.http.read(f"{remote}/old") == b"closed old"
@@ -105,4 +109,8 @@ def test_a_crashed_mount_s_spools_are_uploaded_or_reported_at_the_next_mount(rig
     kept = agfs_fuse("spools", str(again.path), "--json")
     assert f"{remote}/changed" in kept.stdout and "changed after it was closed" in kept.stdout
     assert f"{remote}/old" not in kept.stdout and f"{remote}/new" not in kept.stdout
+    # The one whose upload had landed is recognised by its content, not reported.
+    assert rig.http.read(f"{remote}/landed") == b"closed landed"
+    assert f"{remote}/landed" not in kept.stdout
+    assert f"{remote}/landed was uploaded before the earlier run stopped" in full_log(again)
     assert f"uploaded {remote}/old, closed before the earlier run stopped" in full_log(again)
