@@ -93,6 +93,7 @@ class AsyncUploads:
         self._progress = trio.Event()
         self._unreported: list[Failure] = []  # given up since the last sync
         self.failed: dict[str, Failure] = {}  # the last failure of paths not uploaded since
+        self._for_fsync: dict[str, Failure] = {}  # given up, not yet told to an fsync
         self.last_sync_failures: list[Failure] = []
         self.uploaded = 0
 
@@ -180,7 +181,7 @@ class AsyncUploads:
             return
         finally:
             entry.attempts += 1
-        self.failed.pop(writer.path, None)
+        self.landed(writer.path)
         self.uploaded += 1
         if writer.has_handles:
             del self._queue[writer]  # opened again while it went up
@@ -219,6 +220,7 @@ class AsyncUploads:
         writer.keep(reason)
         failure = Failure(writer.path, reason, kept=True)
         self.failed[writer.path] = failure
+        self._for_fsync[writer.path] = failure
         self._unreported.append(failure)
         self._forget(writer)
         log.error(
@@ -228,6 +230,17 @@ class AsyncUploads:
             reason,
             writer.spool_path(),
         )
+
+    def landed(self, path: str) -> None:
+        """A content of ``path`` reached the server (here or by a kept spool's upload):
+        its earlier failures are history."""
+        self.failed.pop(path, None)
+        self._for_fsync.pop(path, None)
+
+    def failure_for_fsync(self, path: str) -> Failure | None:
+        """The given-up upload of ``path`` an ``fsync`` of the file has not reported yet
+        (each is reported once, as the kernel reports a writeback error)."""
+        return self._for_fsync.pop(path, None)
 
     # -- waiting for them -----------------------------------------------------------
 

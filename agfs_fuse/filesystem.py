@@ -35,6 +35,7 @@ from .errors import (
     DirectoryNotEmpty,
     InvalidArgument,
     NotFound,
+    UploadsFailed,
 )
 from .file_key import FileKey
 from .models import FileInfo
@@ -647,10 +648,18 @@ class AgfsFilesystem:
         """Once no background upload of ``path`` runs (before an open for writing)."""
         await self.pending.upload_settled(path)
 
-    async def fsync_writer(self, writer: Writer) -> None:
-        """``fsync``: upload what ``writer`` holds now, in any mode; raises its failure."""
-        self.attrs.invalidate(writer.path)
-        await writer.fsync()
+    async def fsync_file(self, writer: Writer | None, path: str | None) -> None:
+        """``fsync`` of a handle: upload what ``writer`` holds (the handle's own, or the
+        spool of its file waiting for its background upload) now, in any mode, and raise
+        its failure; with nothing to upload, report a background upload of ``path`` that
+        was given up since the last fsync (EIO)."""
+        if writer is not None:
+            self.attrs.invalidate(writer.path)
+            await writer.fsync()
+            return
+        failure = self.pending.failure_for_fsync(path) if path is not None else None
+        if failure is not None:
+            raise UploadsFailed(f"the background upload failed: {failure.line()}", path=path)
 
     async def sync_all(self) -> builtins.list[Failure]:
         """``/.agfs-sync`` (``agfs-fuse sync``): every pending upload sent and waited for;

@@ -255,6 +255,12 @@ class PendingWrites:
     def uploaded(self, path: str) -> None:
         """A newer version of ``path`` reached the server: parked older ones are stale."""
         self.parked.uploaded(path)
+        if self.background is not None:
+            self.background.landed(path)
+
+    def failure_for_fsync(self, path: str) -> Failure | None:
+        """A background upload of ``path`` given up since the last fsync of it."""
+        return self.background.failure_for_fsync(path) if self.background else None
 
     def running_temporaries(self) -> set[str]:
         """The hidden names uploads through a temporary are writing right now."""

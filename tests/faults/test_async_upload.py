@@ -7,6 +7,8 @@ server's file changed since, reported) by the next mount.
 
 from __future__ import annotations
 
+import errno
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -47,16 +49,48 @@ def write_file(path: Path, data: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def fsync_errors(path: Path, times: int) -> list[int | None]:
+    """The errno of each of ``times`` fsyncs of a read-only descriptor (None: success)."""
+    script = (
+        "import json, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+        "out = []\n"
+        "for _ in range(int(sys.argv[2])):\n"
+        "    try:\n"
+        "        os.fsync(fd)\n"
+        "        out.append(None)\n"
+        "    except OSError as exc:\n"
+        "        out.append(exc.errno)\n"
+        "print(json.dumps(out))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(times)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def test_fsync_and_sync_report_a_refused_upload_and_the_spool_is_kept(rig: Rig) -> None:
     mount = async_mount(rig)
     remote, local = make_dir(rig, mount, "refused")
+    rig.http.write(f"{remote}/f", "the server's content")
     rig.proxy.fail(403, "PUT", "/files", path=f"{remote}/")
     result = probe("write", str(local / "f"), "1000", "7", "--fsync")
     assert (result["step"], result["errno"]) == ("fsync", "EACCES"), result
+    # The close returned; its background upload is refused again and given up.
+    wait_until(
+        lambda: [f["kept"] for f in mount.stats()["async_uploads"]["failed"]] == [True],
+        message="the background upload to be given up",
+    )
+    # An fsync of the file, even read-only, reports it once (as a writeback error).
+    assert fsync_errors(local / "f", times=2) == [errno.EIO, None]
     done = agfs_fuse("sync", str(mount.path))
     assert done.returncode == 1
     assert f"{remote}/f" in done.stderr and "kept" in done.stderr, done.stderr
-    assert not rig.http.exists(f"{remote}/f")
+    assert rig.http.read(f"{remote}/f") == b"the server's content"
     failed = mount.stats()["async_uploads"]["failed"]
     assert [f["path"] for f in failed] == [f"{remote}/f"]
     listed = agfs_fuse("spools", str(mount.path), "--json")
