@@ -8,8 +8,8 @@ answer; the policy lives here, where a unit test can drive it with a stub core:
   for a file unchanged since its pages were read; append mode done here unless the
   writeback cache does it itself;
 - which kind of open file (``open_file_kinds``) serves the handle's reads and writes;
-- the control files' texts and commands (``reload``, ``.agfs-stats``, ``.agfs-spools``;
-  in a federated mount ``.mounts`` and each backend's ``reload``);
+- the control files' texts and commands (``reload``, ``.agfs-stats``, ``.agfs-spools``,
+  ``.agfs-sync``; in a federated mount ``.mounts`` and each backend's ``reload``);
 - the counters ``/.agfs-stats`` reports.
 
 Errors are the project's typed errors; the FUSE boundary turns them into errnos.
