@@ -324,6 +324,16 @@ class DirListings:
         if item is not None:
             item[1][name] = None
 
+    def landed(self, path: str) -> None:
+        """The upload of ``path``, a name the mount shows already (made or written here),
+        reached the server: a kept listing gets the name, and unlike ``added`` a listing
+        in flight is not thrown away (its caller adds the names that landed meanwhile):
+        background uploads land all through a creation burst."""
+        parent, name = paths.split(path)
+        item = self._names.get(parent)
+        if item is not None:
+            item[1][name] = None
+
     def removed(self, path: str) -> None:
         parent, name = paths.split(path)
         self._changes.record(parent)

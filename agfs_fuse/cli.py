@@ -34,6 +34,8 @@ examples:
   agfs-fuse mount http://agfs:8080 /mnt/agfs -o root=/memfs,attr_timeout=5
   echo > /mnt/agfs/reload                          # reconnect
   echo http://other:8080/api/v1 > /mnt/agfs/reload # switch servers
+  agfs-fuse mount -o async_upload URL /mnt/agfs     # close returns before the upload
+  agfs-fuse sync /mnt/agfs                          # wait for pending uploads; 1 on failure
   fusermount3 -u /mnt/agfs                          # unmount
 
 federation (several servers, one top-level directory each):
@@ -139,6 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the mount's -o cache_dir, when it is not running (default: as for mount)",
     )
     spools.add_argument("--json", action="store_true", help="print the list as JSON")
+
+    sync = commands.add_parser(
+        "sync",
+        help="wait until every pending upload of a mount has reached the server",
+        description="Wait until every upload pending on MOUNTPOINT has been sent (with -o "
+        "async_upload, close returns before the upload): queued ones at once, failed ones "
+        "tried again. Prints one line per file that did not reach the server and exits 1 "
+        "if there is any.",
+    )
+    sync.add_argument("mountpoint", metavar="MOUNTPOINT")
 
     serve = commands.add_parser(
         "serve",
@@ -297,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         from .statsview import show_stats
 
         return show_stats(args.mountpoint, raw=args.json)
+    if args.command == "sync":
+        from .synccmd import sync_command
+
+        return sync_command(args.mountpoint)
     if args.command == "spools":
         from pathlib import Path
 

@@ -1,4 +1,5 @@
-"""The mount's own files: ``reload``, ``.agfs-stats`` and ``.agfs-spools`` at its root;
+"""The mount's own files: ``reload``, ``.agfs-stats``, ``.agfs-spools`` and ``.agfs-sync``
+at its root;
 in a federated mount also ``.mounts`` there, and a ``reload`` in each backend's directory.
 
 They shadow any remote entry of the same name, have fixed inode numbers below the ones
@@ -40,7 +41,8 @@ RELOAD = ControlFile("reload", 2, 0o200, listed=True)
 STATS = ControlFile(".agfs-stats", 3, 0o444, listed=False)
 SPOOLS = ControlFile(".agfs-spools", 4, 0o600, listed=False)  # "upload ID" / "discard ID"
 MOUNTS = ControlFile(".mounts", 5, 0o600, listed=False)  # "mount /dc3 URL" / "unmount /dc3"
-CONTROLS = {control.name: control for control in (RELOAD, STATS, SPOOLS)}
+SYNC = ControlFile(".agfs-sync", 6, 0o200, listed=False)  # a write waits for every upload
+CONTROLS = {control.name: control for control in (RELOAD, STATS, SPOOLS, SYNC)}
 CONTROL_INODES = {control.inode: control for control in CONTROLS.values()}
 assert all(inode < RESERVED_INODES for inode in (*CONTROL_INODES, MOUNTS.inode))
 

@@ -135,6 +135,11 @@ class NotPermitted(AgfsError):
     quiet = True
 
 
+class UploadsFailed(AgfsError):
+    """``/.agfs-sync``: some pending uploads did not reach the server (EIO); which ones,
+    and why, are in ``.agfs-stats``."""
+
+
 class AccessRefused(PermissionDenied):
     """The mount itself refuses this access (a read-only control file opened for
     writing); unlike the server's PermissionDenied, an everyday answer."""

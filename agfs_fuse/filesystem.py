@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from . import asides, names, paths
+from .async_uploads import Failure
 from .cache import AttrCache, Clock, DirListings, KnownModes
 from .capabilities import Capabilities
 from .client import AgfsClient
@@ -34,6 +35,7 @@ from .errors import (
     DirectoryNotEmpty,
     InvalidArgument,
     NotFound,
+    UploadsFailed,
 )
 from .file_key import FileKey
 from .models import FileInfo
@@ -82,7 +84,10 @@ class AgfsFilesystem:
         settings: PathSettings = DEFAULT_SETTINGS,
         clock: Clock | None = None,
         max_kept: int = DEFAULT_MAX_KEPT,
+        async_uploads: bool = False,
     ) -> None:
+        """``async_uploads``: ``close`` returns once the content is in the local spool,
+        and the upload runs in the background (``async_uploads``)."""
         self.client = client
         self.spool_dir = spool_dir
         self._client_factory = client_factory
@@ -109,6 +114,8 @@ class AgfsFilesystem:
             max_kept=max_kept,
             clock=clock or time.monotonic,
         )
+        if async_uploads:
+            self.pending.enable_async_uploads()
         self.new_files = NewFiles(
             self.pending, self.current_client, self._stat_now_or_none, self._looked_up_or_none
         )
@@ -121,6 +128,7 @@ class AgfsFilesystem:
         self.renames = RenameGate()
         self.rename_journal = RenameJournal(spool_dir.root / "renames")
         self._kept_asides: set[str] = set()  # replaced files kept while open (see rename)
+        self.last_sync_failures: builtins.list[Failure] = []  # of the last ``sync_all``
 
     def attach(self, nursery: trio.Nursery) -> None:
         """The mount's nursery, for work that outlives one request (following streams,
@@ -177,7 +185,7 @@ class AgfsFilesystem:
         if local is not None:
             return local
         await self.renames.settled(path)
-        return await self._stat(path, fresh=fresh)
+        return self.pending.waiting_info(path, await self._stat(path, fresh=fresh))
 
     async def _stat(self, path: str, *, fresh: bool = False) -> FileInfo:
         if not fresh:
@@ -245,12 +253,16 @@ class AgfsFilesystem:
 
     async def list(self, path: str) -> builtins.list[FileInfo]:
         since = self.attrs.mark(), self.listings.mark()
-        entries = await self._trustworthy(path, await self.client.list(path))
+        with self.pending.landings.watch(path) as landed:
+            entries = await self._trustworthy(path, await self.client.list(path))
+            # Files made here whose first upload landed while the server listed: the
+            # answer may predate them, but they are there (``landings``).
+            late = [info.name for info in landed.missing_from(entries)]
         self.names.record(path, entries)
         for info in entries:
             if not info.is_symlink:  # listings report links with size 0
                 self.attrs.put(paths.join(path, info.name), info, since[0])
-        self.listings.put(path, (info.name for info in entries), since[1])
+        self.listings.put(path, [*(info.name for info in entries), *late], since[1])
         return entries
 
     async def _trustworthy(
@@ -421,7 +433,8 @@ class AgfsFilesystem:
     async def unlink(self, path: str) -> None:
         with self._changing(path):
             if not await self.new_files.unlink(path):
-                await self._unlink(path)
+                async with self.pending.uploads_held(path):  # after a background upload
+                    await self._unlink(path)
             self.listings.removed(path)
 
     async def _unlink(self, path: str) -> None:
@@ -497,8 +510,10 @@ class AgfsFilesystem:
         known = self.attrs.perm(path)
         if perm == (known if known is not None else self.modes.get(path)):
             return
-        with self._changing(path):
-            await self.client.chmod(path, mode)
+        async with self.pending.uploads_held(path):  # after a background upload of it
+            with self._changing(path):
+                await self.client.chmod(path, mode)
+            self.pending.mode_changed(path, perm)
         self.modes.remember(path, perm)
         if cached is not None:
             self.attrs.put(path, dataclasses.replace(cached, perm=perm))
@@ -515,6 +530,10 @@ class AgfsFilesystem:
             return await self._stat(path)
         except NotFound:
             return None
+
+    async def server_info(self, path: str) -> FileInfo | None:
+        """What the server has at ``path`` now (None: nothing), never a local answer."""
+        return await self._stat_now_or_none(path)
 
     async def _stat_now_or_none(self, path: str) -> FileInfo | None:
         """The server's answer even in the middle of a rename (the rename's own checks)."""
@@ -542,6 +561,15 @@ class AgfsFilesystem:
             raise InvalidArgument("cannot move a directory into itself", path=new)
         if await self._rename_new_file(old, new, noreplace):
             return None  # nothing on the server moved: its upload goes to ``new``
+        # After the background uploads of both names (and below): one to ``old`` landing
+        # after the move would bring ``old`` back; one to ``new``, replace what moved in.
+        # Taken before the rename gate, which an upload through a temporary needs.
+        async with self.pending.uploads_held(old, new):
+            return await self._rename_on_server(old, new, noreplace, keep_replaced)
+
+    async def _rename_on_server(
+        self, old: str, new: str, noreplace: bool, keep_replaced: Callable[[], bool] | None
+    ) -> KeptAside | None:
         async with self.renames.renaming(old, new):
             with self._changing(old, new):
                 rename = self.server_rename(keep_replaced)
@@ -662,9 +690,33 @@ class AgfsFilesystem:
 
     # -- pending writes (kept in ``pending``; these are its doors) -------------------
 
-    def new_file_key(self) -> FileKey:
-        """A key for a file's pending writes, never given before (see ``file_key``)."""
-        return self.pending.new_key()
+    def new_file_key(self, path: str | None = None) -> FileKey:
+        """A key for a file's pending writes (see ``file_key``): that of a spool at
+        ``path`` waiting for its background upload, else one never given before."""
+        return self.pending.new_key(path)
+
+    async def upload_settled(self, path: str) -> None:
+        """Once no background upload of ``path`` runs (before an open for writing)."""
+        await self.pending.upload_settled(path)
+
+    async def fsync_file(self, writer: Writer | None, path: str | None) -> None:
+        """``fsync`` of a handle: upload what ``writer`` holds (the handle's own, or the
+        spool of its file waiting for its background upload) now, in any mode, and raise
+        its failure; with nothing to upload, report a background upload of ``path`` that
+        was given up since the last fsync (EIO)."""
+        if writer is not None:
+            self.attrs.invalidate(writer.path)
+            await writer.fsync()
+            return
+        failure = self.pending.failure_for_fsync(path) if path is not None else None
+        if failure is not None:
+            raise UploadsFailed(f"the background upload failed: {failure.line()}", path=path)
+
+    async def sync_all(self) -> builtins.list[Failure]:
+        """``/.agfs-sync`` (``agfs-fuse sync``): every pending upload sent and waited for;
+        returns the failures (given up since the last sync, or failed now)."""
+        self.last_sync_failures = await self.pending.sync_all()
+        return self.last_sync_failures
 
     def open_writer(self, key: FileKey, path: str, info: FileInfo, flags: int) -> Writer:
         """The write strategy for a handle opened for writing on ``path``."""
@@ -704,10 +756,11 @@ class AgfsFilesystem:
     def pending_uploads(self) -> int:
         return self.pending.pending_count()
 
-    async def flush_all(self) -> builtins.list[str]:
+    async def flush_all(self, *, final: bool = False) -> builtins.list[str]:
         """Upload every dirty and parked spool (unmount, server switch); returns the paths
-        still not on the server. Never raises."""
-        return await self.pending.flush_all()
+        still not on the server. Never raises. ``final``: the mount ends (unmount,
+        SIGTERM): background uploads get their retries, then are kept."""
+        return await self.pending.flush_all(final=final)
 
     def keep_pending(self) -> None:
         """Unmounting: leave what could not be uploaded on disk for the next mount."""
@@ -775,7 +828,10 @@ class AgfsFilesystem:
         """The server has a new version of ``path``: what was cached of it is stale, and a
         listing of its directory taken before (a new file's first upload) lacks it."""
         self.attrs.invalidate(path)
-        self.listings.added(path)
+        if self.pending.background is not None:
+            self.listings.landed(path)  # from the background, all through a burst
+        else:
+            self.listings.added(path)
         self.pending.uploaded(path)
         if self.on_uploaded is not None:
             self.on_uploaded(path)
@@ -852,11 +908,17 @@ class AgfsFilesystem:
             "open_spools": self.pending.open_count(),
             "pending_uploads": self.pending_uploads(),
             "parked_uploads": self.pending.parked_count(),
+            **self._async_snapshot(),
+            "last_sync_failures": [failure.describe() for failure in self.last_sync_failures],
             "spool_dir": str(self.spool_dir.root),
             "max_kept": self.pending.max_kept,
             "kept_spools": [spool.describe() for spool in self.kept_spools()],
             **({"backends": self.federation.snapshot()} if self.federation else {}),
         }
+
+    def _async_snapshot(self) -> dict[str, object]:
+        background = self.pending.background
+        return {"async_uploads": background.snapshot()} if background is not None else {}
 
     async def aclose(self) -> None:
         for client in [*self._retired, self.client]:

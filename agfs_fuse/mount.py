@@ -36,6 +36,7 @@ from .options import MountOptions
 from .path_settings import CacheTimeouts, ConstantSettings, PathSettings
 from .rename_recovery import recover as recover_renames
 from .spool import UnsafeSpoolDir, default_cache_dir, mount_spool_dir
+from .spool_recovery import recover_closed_spool
 from .stats import RequestStats
 from .taskdump import describe_tasks
 from .wire import normalize_base_url
@@ -158,6 +159,8 @@ async def _recover_leftovers(fs: AgfsFilesystem) -> None:
                 log.info("removed %s, an upload the earlier run did not finish", meta.temporary)
             except errors.AgfsError as exc:
                 log.info("unfinished upload %s is gone: %s", meta.temporary, exc)
+        if meta.closed and meta.reason is None:
+            await recover_closed_spool(fs, data, meta)
 
 
 async def _handle_signals(fs: AgfsFilesystem, operations: AgfsOperations) -> None:
@@ -176,7 +179,7 @@ async def _handle_signals(fs: AgfsFilesystem, operations: AgfsOperations) -> Non
             log.info("signal %s: uploading pending writes, then unmounting", signum)
             notify("STOPPING=1", "STATUS=uploading pending writes, then unmounting")
             with trio.move_on_after(SHUTDOWN_UPLOAD_GRACE):
-                await fs.flush_all()
+                await fs.flush_all(final=True)
             pyfuse3.terminate()
             return
 
@@ -239,6 +242,7 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
         client_factory=make_client,
         settings=settings,
         max_kept=opts.max_kept,
+        async_uploads=opts.async_upload,
     )
     fs.mountpoint = os.path.realpath(request.mountpoint)
     if federation is not None:
@@ -282,7 +286,7 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
     finally:
         notify("STOPPING=1")
         with trio.move_on_after(SHUTDOWN_UPLOAD_GRACE):
-            await fs.flush_all()
+            await fs.flush_all(final=True)
         fs.keep_pending()
         if mounted:
             pyfuse3.close(unmount=True)

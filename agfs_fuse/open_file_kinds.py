@@ -20,6 +20,7 @@ from typing import Protocol
 
 import trio
 
+from .async_uploads import Failure
 from .control_files import ControlFile
 from .errors import InvalidArgument, NotFound, NotOpenForWriting
 from .file_key import FileKey
@@ -39,7 +40,10 @@ class FileCore(RenamingCore, Protocol):
     """What open files need of the filesystem core (``AgfsFilesystem``). ``key``
     arguments name a file's pending writes (see ``OpenFiles.file_key``)."""
 
-    def new_file_key(self) -> FileKey: ...
+    def new_file_key(self, path: str | None = None) -> FileKey: ...
+    async def upload_settled(self, path: str) -> None: ...
+    async def fsync_file(self, writer: Writer | None, path: str | None) -> None: ...
+    async def sync_all(self) -> list[Failure]: ...
     def is_volatile(self, path: str, info: FileInfo) -> bool: ...
     def is_stream(self, path: str, info: FileInfo) -> bool: ...
     async def stat(self, path: str, *, fresh: bool = False) -> FileInfo: ...
@@ -95,7 +99,11 @@ class OpenFile:
         raise NotOpenForWriting("not open for writing")
 
     async def flush(self) -> None:
-        """Send what was written (flush, fsync); errors reach the program."""
+        """Send what was written (a close's flush); errors reach the program."""
+
+    async def fsync(self) -> None:
+        """Send what was written now, also in async mode; errors reach the program."""
+        await self.flush()
 
     async def release(self) -> None:
         """The last close of this handle; errors are logged, never raised."""
@@ -153,6 +161,11 @@ class OpenRemoteFile(OpenFile):
     async def flush(self) -> None:
         if self.writer is not None:
             await self.writer.flush()
+
+    async def fsync(self) -> None:
+        # Also on a read-only handle: the file's content may be waiting for its upload.
+        writer = self.writer or self._core.spool_of(self._file.key)
+        await self._core.fsync_file(writer, self._file.path_now())
 
     async def release(self) -> None:
         self._stop_reading()

@@ -8,8 +8,8 @@ answer; the policy lives here, where a unit test can drive it with a stub core:
   for a file unchanged since its pages were read; append mode done here unless the
   writeback cache does it itself;
 - which kind of open file (``open_file_kinds``) serves the handle's reads and writes;
-- the control files' texts and commands (``reload``, ``.agfs-stats``, ``.agfs-spools``;
-  in a federated mount ``.mounts`` and each backend's ``reload``);
+- the control files' texts and commands (``reload``, ``.agfs-stats``, ``.agfs-spools``,
+  ``.agfs-sync``; in a federated mount ``.mounts`` and each backend's ``reload``);
 - the counters ``/.agfs-stats`` reports.
 
 Errors are the project's typed errors; the FUSE boundary turns them into errnos.
@@ -32,9 +32,10 @@ from .control_files import (
     RELOAD_HELP,
     SPOOLS,
     STATS,
+    SYNC,
     ControlFile,
 )
-from .errors import AccessRefused, IsADirectory, NotFound, StaleFile
+from .errors import AccessRefused, IsADirectory, NotFound, StaleFile, UploadsFailed
 from .file_key import FileKey
 from .inodes import InodeTable
 from .kept_asides import KeptAsides
@@ -53,6 +54,10 @@ from .open_file_kinds import (
 )
 from .writes import DEFAULT_NEW_FILE_MODE, MessageWriter
 
+SYNC_HELP = (
+    b"agfs-fuse control file: a write returns once every pending upload has been sent"
+    b" (EIO if any failed; see .agfs-stats); use: agfs-fuse sync MOUNTPOINT\n"
+)
 BackendCommand = Callable[[str, str], Awaitable[object]]
 """Runs a text written to the ``reload`` of the backend at the first argument."""
 
@@ -103,7 +108,8 @@ class OpenFiles:
         forget of the inode."""
         entry = self._inodes.entry(inode)
         if entry.file_key is None:
-            entry.file_key = self._core.new_file_key()
+            # A spool waiting for its background upload keeps its key (``new_file_key``).
+            entry.file_key = self._core.new_file_key(entry.path)
         return entry.file_key
 
     def _file_ref(self, inode: int) -> FileRef:
@@ -139,6 +145,12 @@ class OpenFiles:
                 raise StaleFile("replaced by a rename", path=str(inode))
             if now != path:  # renamed, or replaced and kept aside, while the stat waited
                 path, info = now, await self._core.stat(now, fresh=fresh)
+            if fresh:
+                # A background upload reading the spool this open may change (O_TRUNC)
+                # ends first; once the handle is open, none starts.
+                await self._core.upload_settled(path)
+                if self._inodes.entry(inode).path != path:
+                    raise StaleFile("renamed while opening", path=str(inode))
             return self.open_existing(inode, path, info, flags)
         finally:
             await self.kept.unpin(inode)
@@ -200,6 +212,8 @@ class OpenFiles:
         elif control is SPOOLS:
             kept = [spool.describe() for spool in self._core.kept_spools()]
             content, command = _json(kept), self._core.kept_spool_command
+        elif control is SYNC:
+            content, command = SYNC_HELP, self._sync
         elif control is MOUNTS:
             if self._mounts is None:
                 raise NotFound(f"{control.name} exists in a federated mount only")
@@ -235,6 +249,20 @@ class OpenFiles:
         handle = self._files.get(fh)
         if handle is not None:
             await handle.flush()
+
+    async def fsync(self, fh: int) -> None:
+        """Upload what the handle's file holds now, in any mode; errors reach the program."""
+        handle = self._files.get(fh)
+        if handle is not None:
+            await handle.fsync()
+
+    async def _sync(self, text: str) -> None:
+        """A write to ``/.agfs-sync``: returns once every pending upload has been sent;
+        EIO when any failed (``.agfs-stats`` says which, ``agfs-fuse sync`` prints them)."""
+        failures = await self._core.sync_all()
+        if failures:
+            lines = "; ".join(failure.line() for failure in failures)
+            raise UploadsFailed(f"{len(failures)} upload(s) failed: {lines}")
 
     async def release(self, fh: int) -> None:
         handle = self._files.pop(fh, None)

@@ -335,7 +335,7 @@ class AgfsOperations(pyfuse3.Operations):
 
     @error_boundary
     async def fsync(self, fh, datasync):
-        await self.files.flush(fh)
+        await self.files.fsync(fh)
 
     @error_boundary
     async def release(self, fh):

@@ -187,6 +187,11 @@ FLAGS: dict[str, str] = {
     "nonempty": "allow mounting over a non-empty directory",
     "debug": "log every FUSE operation and HTTP request (same as --debug)",
     "insecure": "do not verify the server's TLS certificate (dangerous)",
+    "async_upload": (
+        "close returns once the data is in the local spool; uploads run in the background"
+        " (4 at once, retried), 'agfs-fuse sync' waits for them and reports failures (see"
+        " docs/SEMANTICS.md)"
+    ),
     "writeback_cache": (
         "let the kernel gather small writes into large ones (off by default: sizes changed"
         " by other clients are then not seen; see docs/SEMANTICS.md)"
@@ -219,6 +224,7 @@ class MountOptions:
     drops the other, so a mount-wide ``token_file`` never overrides it."""
     insecure: bool = False
     writeback_cache: bool = False
+    async_upload: bool = False
     header: list[tuple[str, str]] = field(default_factory=list)
     kernel: list[str] = field(default_factory=list)
 

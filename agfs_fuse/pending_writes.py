@@ -13,13 +13,18 @@ a factory for new spool writers and a way to stat a path.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import trio
+
 from . import paths
+from .async_uploads import AsyncUploads, Failure
 from .cache import Clock
 from .errors import AgfsError, InvalidArgument, NoSpace, NotFound
 from .file_key import FileKey, FileKeys
@@ -69,10 +74,69 @@ class PendingWrites:
         self.parked = ParkedUploads(stat_or_none)
         # Listings in flight, told of the new files that land in their directory.
         self.landings = Landings()
+        # ``-o async_upload``: the last close hands a spool to this background uploader,
+        # and the writer stays in ``_open`` (with no handle) until the server has it.
+        self.background: AsyncUploads | None = None
 
-    def new_key(self) -> FileKey:
-        """A key for a file that has none yet (see ``file_key``)."""
+    def enable_async_uploads(self) -> AsyncUploads:
+        """Async write-back: ``close`` returns once the content is in the spool."""
+        self.background = AsyncUploads(self._let_go)
+        return self.background
+
+    def _let_go(self, writer: SpoolWriter) -> None:
+        """The background uploader is done with ``writer`` (uploaded, dropped or kept)."""
+        for key, held in list(self._open.items()):
+            if held is writer and not writer.has_handles:
+                del self._open[key]
+
+    def _waiting(self) -> list[SpoolWriter]:
+        """Spools whose last handle is closed and whose background upload is pending."""
+        return [w for w in self._open.values() if not w.has_handles]
+
+    def new_key(self, path: str | None = None) -> FileKey:
+        """A key for a file that has none yet (see ``file_key``): the key of the spool
+        waiting for its background upload at ``path``, if there is one (the kernel may
+        have forgotten the inode that held it), else a new one."""
+        if path is not None:
+            for key, writer in self._open.items():
+                if writer.path == path and not writer.has_handles and not writer.unlinked:
+                    return key
         return self._keys.mint()
+
+    def waiting_info(self, path: str, info: FileInfo) -> FileInfo:
+        """``info`` (the server's) as the mount shows it while a spool of ``path`` waits
+        for its background upload: the spool's size, the time of its last change."""
+        for writer in self._waiting():
+            if writer.path == path and not writer.unlinked and writer.dirty:
+                size = writer.local_size()
+                if size is not None:
+                    return dataclasses.replace(info, size=size, mtime_ns=writer.changed_ns)
+        return info
+
+    @contextlib.asynccontextmanager
+    async def uploads_held(self, *held: str) -> AsyncIterator[None]:
+        """No background upload of a file at or below ``held`` runs inside: one running
+        is waited for, and none starts until the block is over (a rename, unlink or chmod
+        is applied after the upload, never in the middle of it)."""
+        writers = [
+            w for w in self._waiting() if any(paths.is_within(w.path, path) for path in held)
+        ]
+        async with contextlib.AsyncExitStack() as stack:
+            for writer in sorted(writers, key=id):  # one order for all: no deadlock
+                await stack.enter_async_context(writer.uploads_held())
+            yield
+
+    async def upload_settled(self, path: str) -> None:
+        """Return once no background upload of ``path`` runs (an open for writing must
+        not change a spool an upload is reading; once it holds a handle, none starts)."""
+        async with self.uploads_held(path):
+            pass
+
+    def mode_changed(self, path: str, perm: int) -> None:
+        """A chmod of ``path`` reached the server: its pending uploads keep those bits."""
+        for writer in self._open.values():
+            if writer.path == path:
+                writer.mode_changed(perm)
 
     # -- open files -----------------------------------------------------------------
 
@@ -83,6 +147,10 @@ class PendingWrites:
         if writer is None:
             writer = self.new_spool(path, base)
             self._open[key] = writer
+        elif not writer.has_handles:
+            # Taken back from the background uploader: until its next close, a crash must
+            # not upload it (the program may be halfway through a change).
+            writer.spool.record_closed(False)
         writer.handle_opened()
         return writer
 
@@ -139,6 +207,8 @@ class PendingWrites:
         if isinstance(writer, SpoolWriter):
             if not writer.handle_released():
                 return
+            if self._hand_over(writer):
+                return
             self._open.pop(key, None)
             self._closing.add(writer)
         try:
@@ -151,6 +221,16 @@ class PendingWrites:
         finally:
             if isinstance(writer, SpoolWriter):
                 self._closing.discard(writer)
+
+    def _hand_over(self, writer: SpoolWriter) -> bool:
+        """Async mode: give a closed spool with content to upload to the background
+        uploader (True); it stays in ``_open`` meanwhile, for reads, stats, a new open."""
+        if self.background is None or writer.broken is not None:
+            return False
+        if not writer.dirty or writer.unlinked:
+            return False
+        self.background.submit(writer)
+        return True
 
     # -- what happens to names ------------------------------------------------------
 
@@ -186,6 +266,12 @@ class PendingWrites:
     def uploaded(self, path: str) -> None:
         """A newer version of ``path`` reached the server: parked older ones are stale."""
         self.parked.uploaded(path)
+        if self.background is not None:
+            self.background.landed(path)
+
+    def failure_for_fsync(self, path: str) -> Failure | None:
+        """A background upload of ``path`` given up since the last fsync of it."""
+        return self.background.failure_for_fsync(path) if self.background else None
 
     def running_temporaries(self) -> set[str]:
         """The hidden names uploads through a temporary are writing right now."""
@@ -199,6 +285,7 @@ class PendingWrites:
         if kept is None:
             self.check_room_for(path)
         writer = self._new_writer(path, base, kept)
+        writer.deferred = self.background is not None and kept is None
         self._alive.add(writer)
         return writer
 
@@ -281,14 +368,41 @@ class PendingWrites:
         return [w.path for w in self.parked.writers] + dirty
 
     async def run(self) -> None:
-        """In the background, for the mount's life: retry the parked uploads."""
-        await self.parked.run()
+        """In the background, for the mount's life: retry the parked uploads, and run
+        the background uploader in async mode."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.parked.run)
+            if self.background is not None:
+                nursery.start_soon(self.background.run)
 
-    async def flush_all(self) -> list[str]:
+    async def sync_all(self) -> list[Failure]:
+        """``agfs-fuse sync``: upload what open files hold, retry the parked uploads and
+        send every background one now; returns what is still not on the server."""
+        failures: list[Failure] = []
+        for writer in [w for w in self._open.values() if w.has_handles and w.dirty]:
+            try:
+                await writer.fsync()
+            except (AgfsError, OSError) as exc:
+                failures.append(Failure(writer.path, str(exc), kept=False))
+        await self.parked.retry_all()
+        failures += [Failure(w.path, "waiting for the server", False) for w in self.parked.writers]
+        if self.background is not None:
+            failures += await self.background.sync()
+        return failures
+
+    async def flush_all(self, *, final: bool = False) -> list[str]:
         """Upload every dirty and parked spool (unmount, server switch); returns the paths
         still not on the server. Never raises: at unmount it runs on the way to keeping
-        what is pending and closing the mount, which must happen whatever fails here."""
+        what is pending and closing the mount, which must happen whatever fails here.
+        ``final`` (unmount, SIGTERM): background uploads are retried on their delays and
+        then kept; otherwise (a server switch) tried once and left queued on failure."""
         failed = []
+        if self.background is not None:
+            if final:
+                failures = await self.background.drain()
+            else:
+                failures = await self.background.sync(report=False)
+            failed += [failure.path for failure in failures]
         for writer in list(self._open.values()):
             try:
                 await writer.flush(last=True)
@@ -305,3 +419,5 @@ class PendingWrites:
     def keep_all(self) -> None:
         """Unmounting: leave what could not be uploaded on disk for the next mount."""
         self.parked.keep_all()
+        if self.background is not None:
+            self.background.keep_all("unmounted before the server took the upload")

@@ -46,6 +46,10 @@ class SpoolMeta:
     """A hidden server file this upload is writing: removed by the next mount after a crash."""
     reason: str | None = None
     """Why the spool was kept instead of uploaded (None: the mount crashed or is using it)."""
+    closed: bool = False
+    """Its last handle was closed and the program told the write succeeded, the upload
+    left to the background (``-o async_upload``): after a crash the next mount uploads it,
+    when the server's file is still the one it was made from."""
 
 
 class UnsafeSpoolDir(Exception):
@@ -283,6 +287,13 @@ class Spool:
         whole file (``keep`` writes which ranges)."""
         self.meta.extents = []
         self._record("partial content")
+
+    def record_closed(self, closed: bool = True) -> None:
+        """The content is final and the program was told so (``closed``), or a program
+        opened it to write again (not): see ``SpoolMeta.closed``."""
+        if self.meta.closed != closed:
+            self.meta.closed = closed
+            self._record("closed content")
 
     def record_temporary(self, remote_path: str | None) -> None:
         self.meta.temporary = remote_path

@@ -66,6 +66,9 @@ class Writer(Protocol):
     async def flush(self) -> None:
         """Send what was written; raises a typed error when the server refused it."""
 
+    async def fsync(self) -> None:
+        """Send what was written now, whatever the mode, and report its failure."""
+
     async def close(self) -> None:
         """The last handle using this writer is gone: send what is left."""
 
@@ -140,6 +143,9 @@ class SpoolWriter:
             )
         )
         self._handles = 0  # open handles sharing this writer
+        # Async write-back (``-o async_upload``): a flush (a ``close``) leaves the upload to
+        # the background uploader; only fsync, sync and the last upload send it.
+        self.deferred = False
         # The hidden name a whole-file upload through a handle goes to, while one runs.
         self.temporary: str | None = None
         # A brand-new file has nothing to fetch; a kept spool taken up holds it all.
@@ -236,6 +242,17 @@ class SpoolWriter:
         """One handle is closed; True when it was the last, so the content is final."""
         self._handles -= 1
         return self._handles <= 0
+
+    @property
+    def has_handles(self) -> bool:
+        """Whether a handle is open on it (a program may still write)."""
+        return self._handles > 0
+
+    def mode_changed(self, perm: int) -> None:
+        """A chmod on the server reached the file: an upload through a temporary gives
+        the temporary these bits, not the ones the file had when it was opened."""
+        if not self.created_here:
+            self._mode = perm
 
     def mark_unlinked(self) -> None:
         """The file's name is gone from the server (unlinked, or replaced by a rename):
@@ -344,9 +361,14 @@ class SpoolWriter:
             self.temporary = paths.rebase(self.temporary, old, new)
             self.spool.record_temporary(self.temporary)
 
-    async def flush(self, *, last: bool = False) -> None:
+    async def flush(self, *, last: bool = False, now: bool = False) -> None:
         """Upload what changed; ``last``: no handle will write any more (the last close,
-        an unmount), so a new file nothing was written to goes up too."""
+        an unmount), so a new file nothing was written to goes up too; ``now``: upload
+        even when ``deferred`` (fsync, sync)."""
+        if self.deferred and not (last or now):
+            if self.broken is not None:
+                raise self.broken
+            return  # the background uploader sends it once the last handle is closed
         async with self._lock:
             if self.broken is not None:
                 raise self.broken  # the content is torn: never uploaded
@@ -515,6 +537,11 @@ class SpoolWriter:
                     log.warning("could not close handle %s of %s: %s", handle, target, exc)
             self.spool.record_handle(None)
 
+    async def fsync(self) -> None:
+        """Upload now (also when ``deferred``); a running background upload of this
+        content is waited for first, and a failure is raised."""
+        await self.flush(now=True)
+
     async def close(self) -> None:
         """Last handle gone: upload if needed and remove the spool; raises if the content
         is not on the server (the caller parks the spool for a retry or keeps it).
@@ -595,6 +622,9 @@ class MessageWriter:
         except AgfsError:
             self._buffer[:0] = message  # keep it for the retry at release
             raise
+
+    async def fsync(self) -> None:
+        await self.flush()
 
     async def close(self) -> None:
         await self.flush()

@@ -34,6 +34,7 @@ EXPECTED_ERRNO = {
     errors.StaleFile: errno.ESTALE,
     errors.NotPermitted: errno.EPERM,
     errors.AccessRefused: errno.EACCES,
+    errors.UploadsFailed: errno.EIO,
 }
 
 

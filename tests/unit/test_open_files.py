@@ -119,8 +119,11 @@ class StubCore:
         self.stats: list[tuple[str, bool]] = []  # (path, fresh) of every stat asked
         self.the_nursery = object()
 
-    def new_file_key(self) -> FileKey:
+    def new_file_key(self, path: str | None = None) -> FileKey:
         return self.keys.mint()
+
+    async def upload_settled(self, path: str) -> None:
+        """No background uploads here."""
 
     def is_volatile(self, path: str, info: FileInfo) -> bool:
         return path in self.volatile

@@ -255,3 +255,39 @@ def test_a_key_finds_its_spool_by_value_until_the_last_close(tmp_path: Path) -> 
     assert pending.spool_of(FileKey(key.serial)) is writer  # keys compare by value
     _run(lambda: pending.release(key, writer))
     assert pending.spool_of(key) is None
+
+
+def test_async_mode_keeps_a_closed_spool_answering_until_its_background_upload(
+    tmp_path: Path,
+) -> None:
+    """``-o async_upload``: the last close hands the spool over and returns; until the
+    upload the registry answers for the file (size, key for a new inode); a reopen takes
+    it back (and a crash then must not upload it); ``sync`` sends it."""
+    server = MemoryServer({"/m/f": b"old"})
+    pending = _registry(tmp_path, server)
+    background = pending.enable_async_uploads()
+    key = pending.new_key()
+    sidecar_closed: list[bool] = []
+
+    async def body() -> None:
+        writer = pending.open_spool(key, "/m/f", _info("/m/f", 3))
+        await writer.write(3, b"+new")
+        await writer.flush()  # a close's flush: deferred
+        await pending.release(key, writer)
+        assert server.uploads == [] and background.holds(writer)
+        assert pending.waiting_info("/m/f", _info("/m/f", 3)).size == len(b"old+new")
+        assert pending.new_key("/m/f") is key  # a new inode of the path finds the spool
+        assert pending.pending_paths() == ["/m/f"]
+        sidecar_closed.append(writer.spool.meta.closed)
+        again = pending.open_spool(key, "/m/f", _info("/m/f", 3))
+        assert again is writer
+        sidecar_closed.append(writer.spool.meta.closed)
+        await writer.write(7, b"!")
+        await pending.release(key, writer)
+        assert await pending.sync_all() == []
+
+    _run(body)
+    assert sidecar_closed == [True, False]
+    assert server.files["/m/f"] == b"old+new!" and server.uploads == ["/m/f"]
+    assert pending.spool_of(key) is None and pending.pending_count() == 0
+    assert list((tmp_path / "spools").iterdir()) == []
