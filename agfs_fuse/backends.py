@@ -4,7 +4,8 @@ One ``Backend`` per top-level directory, each with its own ``AgfsClient`` (its U
 token, headers and timeout), its own request counters and its last known health. The
 table changes while the mount runs (``.mounts``, ``/dc1/reload``); a path is routed by
 its first component, so routing is a dictionary lookup, never a scan. The table is also
-the federated mount's ``PathSettings``: the caches ask it for the timeouts under a path.
+the federated mount's ``PathSettings``: the caches ask it for the timeouts under a path,
+the registry of pending writes whether a closed file's upload goes to the background.
 """
 
 from __future__ import annotations
@@ -172,3 +173,14 @@ class BackendTable:
         backend's own directory included), else the mount-wide ones."""
         backend = self.find(path)
         return self._defaults if backend is None else backend.spec.timeouts
+
+    def async_upload(self, path: str) -> bool:
+        """``PathSettings``: whether the backend serving ``path`` leaves uploads to the
+        background; never for what no backend serves (the root, its control files)."""
+        backend = self.find(path)
+        return backend is not None and backend.spec.options.async_upload
+
+    def any_async_upload(self) -> bool:
+        """Whether some backend leaves uploads to the background (the mount then needs
+        its background uploader)."""
+        return any(backend.spec.options.async_upload for backend in self._backends.values())

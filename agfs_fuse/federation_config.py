@@ -5,11 +5,12 @@ directory (its *prefix*, ``/dc1``). Everything that can be wrong with that list 
 here, before anything is mounted, and said in one line: a prefix that is not one plain
 name, one given twice, one that a control file of the mount would hide, a URL that is no
 http(s) URL, a key nobody reads (a typo would otherwise be silently ignored), a file
-that cannot be read. The connection settings (TLS, token, headers, timeout, ``root``)
-and the cache timeouts (``attr_timeout``, ``entry_timeout``, ``negative_timeout``,
-``dir_cache_timeout``) are per backend; mount-wide ``-o`` options are the defaults each
-backend starts from. Kernel-level options (allow_other, ro, uid/gid/umask, writeback_cache)
-stay mount-wide: the kernel knows one mount, not its backends.
+that cannot be read. The connection settings (TLS, token, headers, timeout, ``root``),
+the cache timeouts (``attr_timeout``, ``entry_timeout``, ``negative_timeout``,
+``dir_cache_timeout``) and ``async_upload`` are per backend; mount-wide ``-o`` options
+are the defaults each backend starts from. Kernel-level options (allow_other, ro,
+uid/gid/umask, writeback_cache) stay mount-wide: the kernel knows one mount, not its
+backends.
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ BACKEND_KEYS = (
     *CACHE_TIMEOUT_KEYS,
 )
 """Per-backend settings with a value (``headers`` and the flags are handled apart)."""
-BACKEND_FLAGS = ("insecure",)
-"""Per-backend on/off settings (``name: true`` in a file, a bare ``name`` in ``.mounts``).
-A per-backend ``async_upload`` would be added here, and read by the core through
+BACKEND_FLAGS = ("insecure", "async_upload")
+"""Per-backend on/off settings (``name: true`` in a file, a bare ``name`` or
+``name=false`` in ``.mounts``); the core reads ``async_upload`` through
 ``path_settings.PathSettings``."""
 ALL_BACKEND_KEYS = frozenset({*BACKEND_KEYS, "headers", "header", "token", *BACKEND_FLAGS})
 TOP_LEVEL_KEYS = frozenset({"backends", "options"})
@@ -232,7 +233,7 @@ def from_maps(maps: Iterable[str], options: MountOptions) -> Federation:
 def load_config(path: Path, cli_options: Iterable[str]) -> Federation:
     """A federation file: ``backends: {/dc1: {url:, root:, cafile:, token_file:, headers:,
     timeout:, insecure:, token:, attr_timeout:, entry_timeout:, negative_timeout:,
-    dir_cache_timeout:}}`` and ``options: {...}`` (mount-wide, as ``-o``; the command
+    dir_cache_timeout:, async_upload:}}`` and ``options: {...}`` (mount-wide, as ``-o``; the command
     line's ``-o`` comes after, so it wins)."""
     document = _read_yaml(path)
     unknown = sorted(set(document) - TOP_LEVEL_KEYS)

@@ -6,10 +6,10 @@ time, a long one for an archive). The caches and the kernel's attribute builder 
 ``PathSettings`` for the values that hold under a path and never look at backends or
 options themselves, so the single-server and the federated mount share one code path.
 
-This is also where any other per-backend behaviour of the core plugs in: a per-backend
-``async_upload`` flag (once ``-o async_upload`` exists) would be one more method here,
-answered by ``ConstantSettings`` from the mount's options and by ``BackendTable`` from
-the backend's ``BackendSpec.options``.
+This is also where any other per-backend behaviour of the core plugs in: whether a closed
+file's upload is left to the background (``async_upload``) is answered by
+``ConstantSettings`` from the mount's ``-o async_upload`` and by ``BackendTable`` from the
+backend's ``BackendSpec.options`` (its own ``async_upload``, else the mount's).
 """
 
 from __future__ import annotations
@@ -52,15 +52,25 @@ class PathSettings(Protocol):
 
     def timeouts(self, path: str) -> CacheTimeouts: ...
 
+    def async_upload(self, path: str) -> bool:
+        """Whether the last ``close`` of the file ``path`` leaves its upload to the
+        background uploader (else it uploads before returning)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ConstantSettings:
     """One server, or none known for the path: the same settings everywhere."""
 
     values: CacheTimeouts = DEFAULT_TIMEOUTS
+    async_everywhere: bool = False
+    """``-o async_upload``: every file's upload is left to the background."""
 
     def timeouts(self, path: str) -> CacheTimeouts:
         return self.values
+
+    def async_upload(self, path: str) -> bool:
+        return self.async_everywhere
 
 
 DEFAULT_SETTINGS = ConstantSettings()
