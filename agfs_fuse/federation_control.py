@@ -101,6 +101,11 @@ async def check_root(backend: Backend) -> None:
         raise InvalidArgument(f"backend {backend.prefix}: root {root} is not a directory")
 
 
+def _uploads(backend: Backend) -> str:
+    """How ``.mounts`` shows when a backend's closed files are uploaded."""
+    return "async" if backend.spec.options.async_upload else "at-close"
+
+
 class FederationControl:
     """The run-time side of a federated mount; the core calls it for every change."""
 
@@ -245,6 +250,8 @@ class FederationControl:
                 await backend.aclose()
                 raise
             self.table.add(backend)
+            if spec.options.async_upload:
+                self.fs.pending.enable_async_uploads()  # if no backend needed it so far
             control_files.add_backend_reload(spec.prefix)
             await self.fs.server_changed()
         log.info("mounted backend %s: %s", spec.prefix, spec.url)
@@ -287,11 +294,12 @@ class FederationControl:
 
     def listing(self) -> bytes:
         """``cat /.mounts``: one line per backend (path, URL, state, pending uploads)."""
-        lines = ["# path\turl\tstate\tpending_uploads"]
+        lines = ["# path\turl\tstate\tpending_uploads\tuploads"]
         for backend in self.table.all():
             state = "up" if backend.up else "down"
             lines.append(
                 f"{backend.prefix}\t{backend.url}\t{state}\t{self.pending(backend.prefix)}"
+                f"\t{_uploads(backend)}"
             )
         return ("\n".join(lines) + "\n").encode()
 
@@ -304,6 +312,7 @@ class FederationControl:
                 "state": "up" if backend.up else "down",
                 "pending_uploads": self.pending(backend.prefix),
                 "cache_timeouts": dataclasses.asdict(backend.spec.timeouts),
+                "async_upload": backend.spec.options.async_upload,
                 **backend.stats.snapshot(),
             }
             for backend in self.table.all()

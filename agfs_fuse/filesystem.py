@@ -86,8 +86,9 @@ class AgfsFilesystem:
         max_kept: int = DEFAULT_MAX_KEPT,
         async_uploads: bool = False,
     ) -> None:
-        """``async_uploads``: ``close`` returns once the content is in the local spool,
-        and the upload runs in the background (``async_uploads``)."""
+        """``async_uploads``: start the background uploader (``async_uploads``), to which
+        the last ``close`` of a file hands its spool where ``settings.async_upload`` says
+        so: ``close`` then returns once the content is in the local spool."""
         self.client = client
         self.spool_dir = spool_dir
         self._client_factory = client_factory
@@ -113,6 +114,7 @@ class AgfsFilesystem:
             self._stat_or_none,
             max_kept=max_kept,
             clock=clock or time.monotonic,
+            async_for=settings.async_upload,
         )
         if async_uploads:
             self.pending.enable_async_uploads()

@@ -39,6 +39,15 @@ log = logging.getLogger(__name__)
 CAP_LOG_INTERVAL = 60.0
 """Seconds between two logs of the same refusal: every open would repeat it."""
 
+AsyncFor = Callable[[str], bool]
+"""Whether the upload of the file at a path is left to the background uploader
+(``PathSettings.async_upload``: per backend in a federated mount)."""
+
+
+def _everywhere(path: str) -> bool:
+    return True
+
+
 NewSpoolWriter = Callable[[str, FileInfo | None, Spool | None], SpoolWriter]
 """Make a spool writer for ``path`` over ``base`` (what the server holds now), or over a
 kept spool taken up again."""
@@ -55,14 +64,17 @@ class PendingWrites:
         *,
         max_kept: int,
         clock: Clock = time.monotonic,
+        async_for: AsyncFor = _everywhere,
     ) -> None:
-        """``clock``: monotonic seconds, for how often a refusal is logged."""
+        """``clock``: monotonic seconds, for how often a refusal is logged; ``async_for``:
+        which paths' uploads go to the background uploader once it is enabled."""
         self.spool_dir = spool_dir
         self.max_kept = max_kept
         self.mountpoint: str | None = None  # for the messages that name a command
         self._new_writer = new_writer
         self._stat_or_none = stat_or_none
         self._clock = clock
+        self._async_for = async_for
         self._cap_logged_at: float | None = None
         self._keys = FileKeys()
         self._open: dict[FileKey, SpoolWriter] = {}
@@ -74,13 +86,19 @@ class PendingWrites:
         self.parked = ParkedUploads(stat_or_none)
         # Listings in flight, told of the new files that land in their directory.
         self.landings = Landings()
-        # ``-o async_upload``: the last close hands a spool to this background uploader,
-        # and the writer stays in ``_open`` (with no handle) until the server has it.
+        # ``-o async_upload``: the last close hands a spool to this background uploader
+        # (for the paths ``async_for`` names), and the writer stays in ``_open`` (with no
+        # handle) until the server has it.
         self.background: AsyncUploads | None = None
+        self._nursery: trio.Nursery | None = None  # ``run``'s, once it runs
 
     def enable_async_uploads(self) -> AsyncUploads:
-        """Async write-back: ``close`` returns once the content is in the spool."""
-        self.background = AsyncUploads(self._let_go)
+        """Async write-back: ``close`` returns once the content is in the spool. Also
+        while the mount runs (a backend mounted with ``async_upload``); once is enough."""
+        if self.background is None:
+            self.background = AsyncUploads(self._let_go)
+            if self._nursery is not None:
+                self._nursery.start_soon(self.background.run)
         return self.background
 
     def _let_go(self, writer: SpoolWriter) -> None:
@@ -223,11 +241,12 @@ class PendingWrites:
                 self._closing.discard(writer)
 
     def _hand_over(self, writer: SpoolWriter) -> bool:
-        """Async mode: give a closed spool with content to upload to the background
-        uploader (True); it stays in ``_open`` meanwhile, for reads, stats, a new open."""
+        """Async mode (for its path): give a closed spool with content to upload to the
+        background uploader (True); it stays in ``_open`` meanwhile, for reads, stats, a
+        new open."""
         if self.background is None or writer.broken is not None:
             return False
-        if not writer.dirty or writer.unlinked:
+        if not writer.dirty or writer.unlinked or not self._async_for(writer.path):
             return False
         self.background.submit(writer)
         return True
@@ -285,7 +304,7 @@ class PendingWrites:
         if kept is None:
             self.check_room_for(path)
         writer = self._new_writer(path, base, kept)
-        writer.deferred = self.background is not None and kept is None
+        writer.deferred = kept is None and self.background is not None and self._async_for(path)
         self._alive.add(writer)
         return writer
 
@@ -371,6 +390,7 @@ class PendingWrites:
         """In the background, for the mount's life: retry the parked uploads, and run
         the background uploader in async mode."""
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(self.parked.run)
             if self.background is not None:
                 nursery.start_soon(self.background.run)

@@ -70,6 +70,7 @@ def _registry(
     *,
     max_kept: int = 1 << 30,
     clock: ManualClock | None = None,
+    async_for: Callable[[str], bool] = lambda path: True,
 ) -> PendingWrites:
     spool_dir = SpoolDir(tmp_path / "spools")
 
@@ -78,7 +79,12 @@ def _registry(
         return SpoolWriter(lambda: client, spool_dir, path, base, URL, Capabilities(), spool=kept)
 
     return PendingWrites(
-        spool_dir, new_writer, _no_file, max_kept=max_kept, clock=clock or ManualClock()
+        spool_dir,
+        new_writer,
+        _no_file,
+        max_kept=max_kept,
+        clock=clock or ManualClock(),
+        async_for=async_for,
     )
 
 
@@ -291,3 +297,36 @@ def test_async_mode_keeps_a_closed_spool_answering_until_its_background_upload(
     assert server.files["/m/f"] == b"old+new!" and server.uploads == ["/m/f"]
     assert pending.spool_of(key) is None and pending.pending_count() == 0
     assert list((tmp_path / "spools").iterdir()) == []
+
+
+def test_only_the_paths_the_settings_name_go_to_the_background_uploader(tmp_path: Path) -> None:
+    """Per backend: a close under an async path returns before the upload, one elsewhere
+    uploads at close; an uploader enabled while the registry runs (a backend mounted
+    with ``async_upload``) sends what it is given."""
+    server = MemoryServer()
+    pending = _registry(tmp_path, server, async_for=lambda path: path.startswith("/lazy/"))
+
+    async def write_and_close(path: str) -> None:
+        key = pending.new_key()
+        writer = pending.open_new_spool(key, path, 0o644)
+        await writer.write(0, path.encode())
+        await writer.flush()  # a close's flush
+        await pending.release(key, writer)
+
+    async def body() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pending.run)
+            await write_and_close("/lazy/before")  # no uploader yet: uploaded at close
+            assert server.uploads == ["/lazy/before"]
+            background = pending.enable_async_uploads()
+            assert pending.enable_async_uploads() is background  # once is enough
+            await write_and_close("/lazy/f")
+            await write_and_close("/eager/f")
+            assert server.uploads == ["/lazy/before", "/eager/f"]
+            assert pending.pending_paths() == ["/lazy/f"]
+            while pending.pending_count():  # the running uploader sends it by itself
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+
+    _run(body)
+    assert server.files == {p: p.encode() for p in ("/lazy/before", "/eager/f", "/lazy/f")}
