@@ -44,12 +44,13 @@ federation (several servers, one top-level directory each):
       # fed.yaml: backends: {{/dc1: {{url: ..., root: /memfs, cafile: ..., token_file: ...,
       #                      headers: {{X-Team: a}}, timeout: 10, insecure: false,
       #                      attr_timeout: 0, entry_timeout: 0, negative_timeout: 0,
-      #                      dir_cache_timeout: 0}}}}   # token: ... (then chmod 600)
+      #                      dir_cache_timeout: 0, async_upload: true}}}}
+      #                      # token: ... (then chmod 600)
       #           options: {{attr_timeout: 1}}      # mount-wide defaults, as -o
   echo > /mnt/agfs/dc1/reload                       # reconnect one backend
   echo http://dc1b:8080/api/v1 > /mnt/agfs/dc1/reload  # switch one backend
   cat /mnt/agfs/.mounts                             # backends: path, URL, up/down, uploads
-  echo 'mount /dc3 http://dc3:8080 root=/memfs attr_timeout=0' > /mnt/agfs/.mounts
+  echo 'mount /dc3 http://dc3:8080 root=/memfs attr_timeout=0 async_upload' > /mnt/agfs/.mounts
   echo 'unmount /dc3' > /mnt/agfs/.mounts           # EBUSY while its uploads are pending
 """
 
