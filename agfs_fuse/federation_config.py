@@ -30,7 +30,7 @@ from .options import VALUED, MountOptions, OptionError, parse_options
 from .path_settings import CacheTimeouts
 from .wire import normalize_base_url, shown_url
 
-RESERVED_NAMES = frozenset({"reload", ".agfs-stats", ".agfs-spools", ".mounts"})
+RESERVED_NAMES = frozenset({"reload", ".agfs-stats", ".agfs-spools", ".agfs-sync", ".mounts"})
 """Names at the mount root that are the mount's own control files, never a backend."""
 
 CACHE_TIMEOUT_KEYS = ("attr_timeout", "entry_timeout", "negative_timeout", "dir_cache_timeout")

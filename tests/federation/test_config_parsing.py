@@ -37,6 +37,7 @@ def test_maps_give_each_prefix_its_url_and_the_mount_wide_options() -> None:
         ("/..", "not a directory name"),
         ("/reload", "control file"),
         ("/.mounts", "control file"),
+        ("/.agfs-sync", "control file"),
     ],
 )
 def test_bad_prefixes_are_refused_with_the_reason(prefix: str, says: str) -> None:
