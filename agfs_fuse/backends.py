@@ -181,6 +181,6 @@ class BackendTable:
         return backend is not None and backend.spec.options.async_upload
 
     def any_async_upload(self) -> bool:
-        """Whether some backend leaves uploads to the background (the mount then needs
-        its background uploader)."""
+        """``PathSettings``: whether some backend leaves uploads to the background (one
+        mounted later through ``.mounts`` starts the uploader itself)."""
         return any(backend.spec.options.async_upload for backend in self._backends.values())

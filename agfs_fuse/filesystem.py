@@ -84,11 +84,10 @@ class AgfsFilesystem:
         settings: PathSettings = DEFAULT_SETTINGS,
         clock: Clock | None = None,
         max_kept: int = DEFAULT_MAX_KEPT,
-        async_uploads: bool = False,
     ) -> None:
-        """``async_uploads``: start the background uploader (``async_uploads``), to which
-        the last ``close`` of a file hands its spool where ``settings.async_upload`` says
-        so: ``close`` then returns once the content is in the local spool."""
+        """Where ``settings.async_upload`` says so, the last ``close`` of a file hands its
+        spool to the background uploader (``async_uploads``) and returns once the content
+        is in the local spool."""
         self.client = client
         self.spool_dir = spool_dir
         self._client_factory = client_factory
@@ -116,7 +115,7 @@ class AgfsFilesystem:
             clock=clock or time.monotonic,
             async_for=settings.async_upload,
         )
-        if async_uploads:
+        if settings.any_async_upload():
             self.pending.enable_async_uploads()
         self.new_files = NewFiles(
             self.pending, self.current_client, self._stat_now_or_none, self._looked_up_or_none
@@ -830,7 +829,7 @@ class AgfsFilesystem:
         """The server has a new version of ``path``: what was cached of it is stale, and a
         listing of its directory taken before (a new file's first upload) lacks it."""
         self.attrs.invalidate(path)
-        if self.pending.background is not None:
+        if self.pending.background is not None and self.settings.async_upload(path):
             self.listings.landed(path)  # from the background, all through a burst
         else:
             self.listings.added(path)

@@ -220,14 +220,12 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
             raise MountError(str(exc)) from None
         client = make_client(url)
         settings = ConstantSettings(CacheTimeouts.of(opts), async_everywhere=opts.async_upload)
-        async_uploads = opts.async_upload
     else:
         url = federation.source
         for warning in federation.warnings:
             log.warning("%s", warning)
         federated = _federated_client(federation)
         client, settings = federated, federated.table
-        async_uploads = federated.table.any_async_upload()  # per backend
         make_client = _no_switch
     status(f"checking {request.mountpoint}")
     check_mountpoint(request.mountpoint, opts.nonempty)
@@ -244,7 +242,6 @@ async def _serve(request: MountRequest, ready: Ready) -> None:
         client_factory=make_client,
         settings=settings,
         max_kept=opts.max_kept,
-        async_uploads=async_uploads,
     )
     fs.mountpoint = os.path.realpath(request.mountpoint)
     if federation is not None:

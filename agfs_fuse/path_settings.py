@@ -57,6 +57,10 @@ class PathSettings(Protocol):
         background uploader (else it uploads before returning)."""
         ...
 
+    def any_async_upload(self) -> bool:
+        """Whether ``async_upload`` holds anywhere (the mount needs a background uploader)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ConstantSettings:
@@ -70,6 +74,9 @@ class ConstantSettings:
         return self.values
 
     def async_upload(self, path: str) -> bool:
+        return self.async_everywhere
+
+    def any_async_upload(self) -> bool:
         return self.async_everywhere
 
 

@@ -99,5 +99,5 @@ def test_a_backend_mounted_at_run_time_brings_its_async_upload(tmp_path: Path) -
 
 def test_a_single_server_mount_answers_its_option_everywhere() -> None:
     on = ConstantSettings(CacheTimeouts(), async_everywhere=True)
-    assert on.async_upload("/") and on.async_upload("/a/b")
-    assert not DEFAULT_SETTINGS.async_upload("/a/b")
+    assert on.async_upload("/") and on.async_upload("/a/b") and on.any_async_upload()
+    assert not DEFAULT_SETTINGS.async_upload("/a/b") and not DEFAULT_SETTINGS.any_async_upload()
