@@ -695,6 +695,11 @@ class AgfsFilesystem:
         ``path`` waiting for its background upload, else one never given before."""
         return self.pending.new_key(path)
 
+    async def take_up_parked(self, path: str) -> None:
+        """Before an open for writing: a parked new file at ``path`` is retried now (see
+        ``PendingWrites.take_up_parked``); its failure fails the open."""
+        await self.pending.take_up_parked(path)
+
     async def upload_settled(self, path: str) -> None:
         """Once no background upload of ``path`` runs (before an open for writing)."""
         await self.pending.upload_settled(path)

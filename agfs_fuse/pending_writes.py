@@ -72,6 +72,9 @@ class PendingWrites:
         # Every spool writer still alive (open, closing, parked): their running uploads.
         self._alive: weakref.WeakSet[SpoolWriter] = weakref.WeakSet()
         self.parked = ParkedUploads(stat_or_none)
+        # The file keys of parked new files: a handle of the file (or an inode the kernel
+        # looks up again) reads their content from the spool until the retry lands.
+        self._parked_keys: dict[FileKey, SpoolWriter] = {}
         # Listings in flight, told of the new files that land in their directory.
         self.landings = Landings()
         # ``-o async_upload``: the last close hands a spool to this background uploader,
@@ -100,6 +103,9 @@ class PendingWrites:
         if path is not None:
             for key, writer in self._open.items():
                 if writer.path == path and not writer.has_handles and not writer.unlinked:
+                    return key
+            for key, writer in self._parked_new_files().items():
+                if writer.path == path:
                     return key
         return self._keys.mint()
 
@@ -176,8 +182,28 @@ class PendingWrites:
         return None
 
     def _live(self) -> list[SpoolWriter]:
-        """Open spools and those whose last close is uploading them."""
-        return [*self._open.values(), *self._closing]
+        """Open spools, those whose last close is uploading them, and parked ones: a new
+        file whose upload waits for a retry stays this mount's (and visible) until the
+        retry lands or is given up (kept spools are reported, not shown: see
+        docs/SEMANTICS.md)."""
+        return [*self._open.values(), *self._closing, *self.parked.writers]
+
+    def _parked_new_files(self) -> dict[FileKey, SpoolWriter]:
+        """The parked new files by key, once those that landed, were dropped or were
+        given up are forgotten."""
+        for key, writer in list(self._parked_keys.items()):
+            if writer not in self.parked.writers or not writer.not_on_server_yet:
+                del self._parked_keys[key]
+        return self._parked_keys
+
+    async def take_up_parked(self, path: str) -> None:
+        """Before an open for writing of a parked new file at ``path``: retry its upload
+        now, so that the open meets the file on the server (a spool has one owner: the
+        open, or the retries, never both). While the server still fails, the open fails
+        with that error, and the upload stays parked."""
+        writer = self.new_file(path)
+        if writer is not None and writer in self.parked.writers:
+            await self.parked.retry_now(writer)
 
     def new_file_info(self, path: str) -> FileInfo | None:
         """What the mount shows for ``path`` when it is a file not on the server yet."""
@@ -198,7 +224,9 @@ class PendingWrites:
         return any(w.not_on_server_yet and paths.is_within(w.path, path) for w in self._live())
 
     def spool_of(self, key: FileKey) -> SpoolWriter | None:
-        return self._open.get(key)
+        """The spool that holds the content of the file ``key`` until the server has it:
+        open (or waiting for its background upload), or a parked new file's."""
+        return self._open.get(key) or self._parked_new_files().get(key)
 
     async def release(self, key: FileKey, writer: Writer) -> None:
         """A handle is closed. The last handle of a spool uploads and removes it; a spool
@@ -216,6 +244,8 @@ class PendingWrites:
         except AgfsError as exc:
             if isinstance(writer, SpoolWriter):
                 self.parked.park(writer, exc)
+                if writer in self.parked.writers and writer.not_on_server_yet:
+                    self._parked_keys[key] = writer
             else:
                 log.error("%s: what was written last was not delivered: %s", writer.path, exc)
         finally:
