@@ -17,7 +17,8 @@ permission, read-only, anything else
 *Kept* means the spool and its sidecar stay under the cache dir with the reason, for
 ``agfs-fuse spools`` to list, re-upload or discard; nothing is retried behind the user's
 back after that. A newer upload of the same file, or its removal, makes a parked one stale:
-it is dropped, never written over newer data.
+it is dropped, never written over newer data (a removal drops it at once). A parked file
+created here stays visible on the mount meanwhile (``pending_writes``).
 """
 
 from __future__ import annotations
