@@ -119,3 +119,21 @@ def test_mv_of_a_parked_new_file_sends_its_retry_to_the_new_name(
     )
     assert not rig.http.exists(f"{remote}/draft")
     metrics.verified(len(data))
+
+
+def test_appending_to_a_parked_new_file_retries_its_upload_first(
+    rig: Rig, metrics: Metrics
+) -> None:
+    """An open for writing takes the upload back from the retries: refused (EIO at open)
+    while the server still refuses, and on the server's file once it takes it."""
+    remote, local = new_dir(rig)
+    data, block = _parked_new_file(rig, local / "log", f"{remote}/log", 94, 30_000, metrics)
+    refused = probe("append", str(local / "log"), "more\n", timeout=60)
+    assert (refused["ok"], refused["errno"]) == (False, "EIO"), refused
+    assert (local / "log").stat().st_size == len(data)  # still parked, still shown
+    rig.proxy.remove(block)
+    with open(local / "log", "ab") as f:
+        f.write(b"more\n")
+    assert rig.http.read(f"{remote}/log") == data + b"more\n"
+    wait_until(lambda: rig.mount.stats()["parked_uploads"] == 0, timeout=15)
+    metrics.verified(len(data) + 5)
