@@ -695,11 +695,6 @@ class AgfsFilesystem:
         ``path`` waiting for its background upload, else one never given before."""
         return self.pending.new_key(path)
 
-    async def take_up_parked(self, path: str) -> None:
-        """Before an open for writing: a parked new file at ``path`` is retried now (see
-        ``PendingWrites.take_up_parked``); its failure fails the open."""
-        await self.pending.take_up_parked(path)
-
     async def upload_settled(self, path: str) -> None:
         """Once no background upload of ``path`` runs (before an open for writing)."""
         await self.pending.upload_settled(path)
@@ -727,7 +722,7 @@ class AgfsFilesystem:
         """The write strategy for a handle opened for writing on ``path``."""
         if self.wants_messages(path, info):
             return MessageWriter(self.current_client, path)
-        writer = self.pending.open_spool(key, path, info)
+        writer = self.pending.open_spool(key, path, info, truncating=bool(flags & os.O_TRUNC))
         if flags & os.O_TRUNC:
             writer.start_empty()
         return writer

@@ -10,7 +10,8 @@ at its path before the upload.
 
 A first upload that fails at ``close`` and is parked for a retry leaves the file this
 mount's as before (visible, readable, renamed or unlinked locally: the retry follows the
-name, or is dropped) until the retry lands; one given up is kept and no longer shown (see
+name, or is dropped; an open for writing takes the spool back from the retries) until the
+retry lands; one given up is kept and no longer shown (see
 docs/SEMANTICS.md, "Failure behaviour").
 
 AGFS has no exclusive create: ``O_EXCL`` is exclusive within the mount (a file not uploaded

@@ -139,10 +139,6 @@ class OpenFiles:
             # now would. A writer asks the server: its spool's base is what the server
             # holds now. The stat waits for a rename of the file, if one runs.
             fresh = _writes(flags)
-            if fresh:
-                # A new file whose upload is parked has its retry first: the writer
-                # then opens the server's file (or gets the failure, still parked).
-                await self._core.take_up_parked(path)
             info = await self._core.stat(path, fresh=fresh)
             now = self._inodes.entry(inode).path
             if now is None:

@@ -134,9 +134,13 @@ class PendingWrites:
 
     async def upload_settled(self, path: str) -> None:
         """Return once no background upload of ``path`` runs (an open for writing must
-        not change a spool an upload is reading; once it holds a handle, none starts)."""
+        not change a spool an upload is reading; once it holds a handle, none starts),
+        nor a retry of a parked new file there (the open takes it back: ``open_spool``).
+        The caller opens at once, with no checkpoint in between."""
         async with self.uploads_held(path):
             pass
+        if self._parked_new_file_at(path) is not None:
+            await self.parked.settled()
 
     def mode_changed(self, path: str, perm: int) -> None:
         """A chmod of ``path`` reached the server: its pending uploads keep those bits."""
@@ -146,18 +150,36 @@ class PendingWrites:
 
     # -- open files -----------------------------------------------------------------
 
-    def open_spool(self, key: FileKey, path: str, base: FileInfo) -> SpoolWriter:
+    def open_spool(
+        self, key: FileKey, path: str, base: FileInfo, *, truncating: bool = False
+    ) -> SpoolWriter:
         """The spool of the file ``key`` for one more handle: the one its other handles
-        share, or a new one over ``base``."""
+        share, a parked new file's (taken back from the retries: its next close uploads
+        it), or a new one over ``base``. ``truncating``: the open empties it (O_TRUNC)."""
         writer = self._open.get(key)
+        if writer is None:
+            writer = self._take_back_parked(path, truncating)
         if writer is None:
             writer = self.new_spool(path, base)
             self._open[key] = writer
         elif not writer.has_handles:
-            # Taken back from the background uploader: until its next close, a crash must
-            # not upload it (the program may be halfway through a change).
+            self._open[key] = writer
+            # Taken back from the background uploader (or the retries): until its next
+            # close, a crash must not upload it (the program may be halfway through a change).
             writer.spool.record_closed(False)
         writer.handle_opened()
+        return writer
+
+    def _take_back_parked(self, path: str, truncating: bool) -> SpoolWriter | None:
+        """The parked new file at ``path``, out of the retries, for an open for writing:
+        a spool has one owner. ``upload_settled`` made sure no retry of it is running."""
+        writer = self._parked_new_file_at(path)
+        if writer is None or not self.parked.take_back(writer):
+            return None
+        if truncating:
+            log.info("dropped the parked upload of %s: an open with O_TRUNC replaces it", path)
+        else:
+            log.info("took the parked upload of %s back: it goes up at its next close", path)
         return writer
 
     def open_new_spool(self, key: FileKey, path: str, mode: int | None) -> SpoolWriter:
@@ -196,14 +218,11 @@ class PendingWrites:
                 del self._parked_keys[key]
         return self._parked_keys
 
-    async def take_up_parked(self, path: str) -> None:
-        """Before an open for writing of a parked new file at ``path``: retry its upload
-        now, so that the open meets the file on the server (a spool has one owner: the
-        open, or the retries, never both). While the server still fails, the open fails
-        with that error, and the upload stays parked."""
-        writer = self.new_file(path)
-        if writer is not None and writer in self.parked.writers:
-            await self.parked.retry_now(writer)
+    def _parked_new_file_at(self, path: str) -> SpoolWriter | None:
+        for writer in self._parked_new_files().values():
+            if writer.path == path:
+                return writer
+        return None
 
     def new_file_info(self, path: str) -> FileInfo | None:
         """What the mount shows for ``path`` when it is a file not on the server yet."""

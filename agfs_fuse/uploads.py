@@ -117,16 +117,18 @@ class ParkedUploads:
         async with self._retrying:
             return await self._retry_each()
 
-    async def retry_now(self, writer: SpoolWriter) -> None:
-        """Try ``writer``'s upload once now, outside the background passes (an open for
-        writing of a parked new file); raises its failure, and the upload stays parked
-        while a later try may succeed (given up like any other try otherwise)."""
+    async def settled(self) -> None:
+        """Return once no retry runs (one running is waited for)."""
         async with self._retrying:
-            if writer in self.writers and not await self._retry_one(writer):
-                failure = writer.last_failure()
-                if failure is not None:
-                    raise failure
-                raise ServerUnreachable("the earlier upload still waits for the server")
+            pass
+
+    def take_back(self, writer: SpoolWriter) -> bool:
+        """An open for writing takes ``writer`` out of the retries (True); not while a try
+        of it runs (False: it may be landing, and then the server has the file)."""
+        if writer not in self.writers or writer is self._in_flight:
+            return False
+        self._forget(writer)
+        return True
 
     async def _retry_each(self) -> bool:
         for writer in list(self.writers):

@@ -568,10 +568,6 @@ class SpoolWriter:
                 return
         self.spool.discard()
 
-    def last_failure(self) -> AgfsError | None:
-        """Why the last upload of this content failed, while it is not on the server."""
-        return self._failed[1] if self._failed is not None else None
-
     async def retry(self) -> None:
         """Upload a parked spool again (the server is back); removes it on success."""
         self._failed = None

@@ -121,19 +121,23 @@ def test_mv_of_a_parked_new_file_sends_its_retry_to_the_new_name(
     metrics.verified(len(data))
 
 
-def test_appending_to_a_parked_new_file_retries_its_upload_first(
+def test_appending_to_a_parked_new_file_adds_to_what_the_retry_uploads(
     rig: Rig, metrics: Metrics
 ) -> None:
-    """An open for writing takes the upload back from the retries: refused (EIO at open)
-    while the server still refuses, and on the server's file once it takes it."""
+    """An open for writing takes the upload back from the retries: the append goes to the
+    spool, its close fails again while the server refuses (EIO, parked again), and once
+    the server takes it the parked content and the append land together."""
     remote, local = new_dir(rig)
     data, block = _parked_new_file(rig, local / "log", f"{remote}/log", 94, 30_000, metrics)
     refused = probe("append", str(local / "log"), "more\n", timeout=60)
     assert (refused["ok"], refused["errno"]) == (False, "EIO"), refused
-    assert (local / "log").stat().st_size == len(data)  # still parked, still shown
+    assert (local / "log").stat().st_size == len(data) + 5  # parked again, still shown
     rig.proxy.remove(block)
-    with open(local / "log", "ab") as f:
-        f.write(b"more\n")
-    assert rig.http.read(f"{remote}/log") == data + b"more\n"
+    wait_until(
+        lambda: rig.http.exists(f"{remote}/log")
+        and rig.http.sha256(f"{remote}/log") == _sha(data + b"more\n"),
+        timeout=60,
+        message="the parked content and the append to reach the server",
+    )
     wait_until(lambda: rig.mount.stats()["parked_uploads"] == 0, timeout=15)
     metrics.verified(len(data) + 5)

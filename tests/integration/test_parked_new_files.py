@@ -11,6 +11,7 @@ file's ``PUT`` with a 500 (an unclassified server error: parked) while told to.
 from __future__ import annotations
 
 import json
+import os
 
 import httpx
 import pytest
@@ -157,27 +158,33 @@ def test_rename_of_a_parked_new_file_moves_its_retry(
     assert t.puts_of(old) == 1 and t.puts_of(new) == 1
 
 
-def test_an_open_for_writing_retries_a_parked_new_file_first(
+def test_an_open_for_writing_takes_a_parked_new_file_back(
     arun, make_fs, ws: Workspace, raw: RawHttp
 ) -> None:
+    """Appending while the server still refuses: the append goes to the spool, the close
+    fails again and parks the longer content; once the server takes it, all of it lands."""
     t = RefusingPuts()
     path = f"{ws.mem}/log.txt"
 
-    async def body() -> tuple[bool, int, int]:
+    async def body() -> tuple[int, int, int]:
         fs = make_fs(transport=t)
         await _parked_new_file(fs, t, path, b"first line\n")
-        refused = False
-        try:
-            await fs.take_up_parked(path)  # the server still refuses: the open fails
-        except AgfsError:
-            refused = True
-        still = fs.pending.parked_count()
+        await fs.upload_settled(path)
+        info = await fs.stat(path, fresh=True)
+        writer = fs.open_writer(KEY, path, info, os.O_WRONLY | os.O_APPEND)
+        taken = fs.pending.parked_count()
+        await writer.write(0, b"second line\n", append=True)
+        with pytest.raises(AgfsError):
+            await writer.flush()
+        await fs.release_writer(KEY, writer)
+        size = (await fs.stat(path)).size
+        parked = fs.pending.parked_count()
         t.status = None
-        await fs.take_up_parked(path)
-        return refused, still, fs.pending.parked_count()
+        await fs.pending.parked.retry_all()
+        return taken, size, parked
 
-    assert arun(body) == (True, 1, 0)
-    assert raw.read(path) == b"first line\n"
+    assert arun(body) == (0, len(b"first line\nsecond line\n"), 1)
+    assert raw.read(path) == b"first line\nsecond line\n"
 
 
 def test_a_given_up_new_file_is_no_longer_shown_and_its_kept_spool_names_it(

@@ -122,9 +122,6 @@ class StubCore:
     def new_file_key(self, path: str | None = None) -> FileKey:
         return self.keys.mint()
 
-    async def take_up_parked(self, path: str) -> None:
-        """No parked uploads here."""
-
     async def upload_settled(self, path: str) -> None:
         """No background uploads here."""
 

@@ -170,20 +170,18 @@ def test_an_unlinked_parked_upload_is_dropped_at_once_and_never_sent(tmp_path: P
     assert list(spool_dir.root.iterdir()) == []
 
 
-def test_retry_now_raises_while_the_server_fails_and_uploads_once_it_is_back(
-    tmp_path: Path,
-) -> None:
+def test_a_parked_upload_taken_back_is_no_longer_retried(tmp_path: Path) -> None:
+    """An open for writing takes a parked spool back: the retries leave it alone (its
+    next close uploads it), and a try in flight is never taken."""
     client = RecoveringClient()
 
-    async def main() -> tuple[int, int]:
+    async def main() -> tuple[bool, int, bool]:
         parked = ParkedUploads(_no_file)
         writer = await _parked_writer(client, SpoolDir(tmp_path), parked)
-        with pytest.raises(ServerUnreachable):
-            await parked.retry_now(writer)
-        still = len(parked)
+        taken = parked.take_back(writer)
         client.failing = False
-        await parked.retry_now(writer)
-        return still, len(parked)
+        await parked.retry_all()
+        return taken, len(parked), writer.spool_path().exists()
 
-    assert trio.run(main) == (1, 0)
-    assert client.received == [(PATH, b"content")]
+    assert trio.run(main) == (True, 0, True)
+    assert client.received == []
