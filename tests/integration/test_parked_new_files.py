@@ -80,6 +80,7 @@ def test_a_parked_new_file_stays_visible_and_readable_until_its_retry_lands(
     async def body() -> dict[str, object]:
         fs = make_fs(transport=t)
         await _parked_new_file(fs, t, path, data)
+        before = len(t.seen)
         seen: dict[str, object] = {
             "size": (await fs.stat(path)).size,
             "listed": await _names(fs, ws.mem),
@@ -88,6 +89,8 @@ def test_a_parked_new_file_stays_visible_and_readable_until_its_retry_lands(
         spool = fs.spool_of(fs.new_file_key(path))  # an inode the kernel looks up again
         assert spool is not None
         seen["read"] = await spool.read(0, len(data) + 10)
+        # The stat and the read are answered from the spool: the listing alone asks.
+        seen["requests"] = [call.split(" ")[1] for call in t.seen[before:]]
         await fs.pending.parked.retry_all()  # still refused: still parked, still shown
         seen["still_parked"] = (fs.pending.parked_count(), (await fs.stat(path)).size)
         t.status = None
@@ -102,6 +105,7 @@ def test_a_parked_new_file_stays_visible_and_readable_until_its_retry_lands(
         "listed": ["report.txt"],
         "server_has_it": False,
         "read": data,
+        "requests": ["/directories"],
         "still_parked": (1, len(data)),
         "after": (0, None),
         "server_size": len(data),
