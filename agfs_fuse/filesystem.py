@@ -669,6 +669,9 @@ class AgfsFilesystem:
             await self._truncate(key, path, size)
 
     async def _truncate(self, key: FileKey, path: str, size: int) -> None:
+        # A parked new file's retry may be landing (then its spool goes): wait for it, and
+        # the truncate holds the spool before the next one can start.
+        await self.pending.upload_settled(path)
         writer = self.pending.spool_of(key)
         if writer is not None:
             await writer.truncate(size)

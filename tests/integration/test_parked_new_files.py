@@ -191,6 +191,25 @@ def test_an_open_for_writing_takes_a_parked_new_file_back(
     assert raw.read(path) == b"first line\nsecond line\n"
 
 
+def test_a_truncate_of_a_parked_new_file_is_what_its_retry_uploads(
+    arun, make_fs, ws: Workspace, raw: RawHttp
+) -> None:
+    t = RefusingPuts()
+    path = f"{ws.mem}/cut.txt"
+
+    async def body() -> tuple[int, int]:
+        fs = make_fs(transport=t)
+        await _parked_new_file(fs, t, path, b"0123456789")
+        await fs.truncate(KEY, path, 4)
+        size = (await fs.stat(path)).size
+        t.status = None
+        await fs.pending.parked.retry_all()
+        return size, fs.pending.parked_count()
+
+    assert arun(body) == (4, 0)
+    assert raw.read(path) == b"0123"
+
+
 def test_a_given_up_new_file_is_no_longer_shown_and_its_kept_spool_names_it(
     arun, make_fs, ws: Workspace, raw: RawHttp
 ) -> None:
