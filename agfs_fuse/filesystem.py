@@ -670,6 +670,9 @@ class AgfsFilesystem:
             await self._truncate(key, path, size)
 
     async def _truncate(self, key: FileKey, path: str, size: int) -> None:
+        # A parked new file's retry may be landing (then its spool goes): wait for it, and
+        # the truncate holds the spool before the next one can start.
+        await self.pending.upload_settled(path)
         writer = self.pending.spool_of(key)
         if writer is not None:
             await writer.truncate(size)
@@ -723,7 +726,7 @@ class AgfsFilesystem:
         """The write strategy for a handle opened for writing on ``path``."""
         if self.wants_messages(path, info):
             return MessageWriter(self.current_client, path)
-        writer = self.pending.open_spool(key, path, info)
+        writer = self.pending.open_spool(key, path, info, truncating=bool(flags & os.O_TRUNC))
         if flags & os.O_TRUNC:
             writer.start_empty()
         return writer

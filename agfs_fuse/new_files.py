@@ -8,6 +8,12 @@ was made with, a listing of its directory shows it, a second open shares its spo
 rename, unlink, chmod and truncate change the local state only. Other clients see nothing
 at its path before the upload.
 
+A first upload that fails at ``close`` and is parked for a retry leaves the file this
+mount's as before (visible, readable, renamed or unlinked locally: the retry follows the
+name, or is dropped; an open for writing takes the spool back from the retries) until the
+retry lands; one given up is kept and no longer shown (see
+docs/SEMANTICS.md, "Failure behaviour").
+
 AGFS has no exclusive create: ``O_EXCL`` is exclusive within the mount (a file not uploaded
 yet counts) and, across clients, only as good as a lookup just before.
 """

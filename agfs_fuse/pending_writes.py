@@ -84,6 +84,9 @@ class PendingWrites:
         # Every spool writer still alive (open, closing, parked): their running uploads.
         self._alive: weakref.WeakSet[SpoolWriter] = weakref.WeakSet()
         self.parked = ParkedUploads(stat_or_none)
+        # The file keys of parked new files: a handle of the file (or an inode the kernel
+        # looks up again) reads their content from the spool until the retry lands.
+        self._parked_keys: dict[FileKey, SpoolWriter] = {}
         # Listings in flight, told of the new files that land in their directory.
         self.landings = Landings()
         # ``-o async_upload``: the last close hands a spool to this background uploader
@@ -119,6 +122,9 @@ class PendingWrites:
             for key, writer in self._open.items():
                 if writer.path == path and not writer.has_handles and not writer.unlinked:
                     return key
+            for key, writer in self._parked_new_files().items():
+                if writer.path == path:
+                    return key
         return self._keys.mint()
 
     def waiting_info(self, path: str, info: FileInfo) -> FileInfo:
@@ -146,9 +152,13 @@ class PendingWrites:
 
     async def upload_settled(self, path: str) -> None:
         """Return once no background upload of ``path`` runs (an open for writing must
-        not change a spool an upload is reading; once it holds a handle, none starts)."""
+        not change a spool an upload is reading; once it holds a handle, none starts),
+        nor a retry of a parked new file there (the open takes it back: ``open_spool``).
+        The caller opens at once, with no checkpoint in between."""
         async with self.uploads_held(path):
             pass
+        if self._parked_new_file_at(path) is not None:
+            await self.parked.settled()
 
     def mode_changed(self, path: str, perm: int) -> None:
         """A chmod of ``path`` reached the server: its pending uploads keep those bits."""
@@ -158,18 +168,36 @@ class PendingWrites:
 
     # -- open files -----------------------------------------------------------------
 
-    def open_spool(self, key: FileKey, path: str, base: FileInfo) -> SpoolWriter:
+    def open_spool(
+        self, key: FileKey, path: str, base: FileInfo, *, truncating: bool = False
+    ) -> SpoolWriter:
         """The spool of the file ``key`` for one more handle: the one its other handles
-        share, or a new one over ``base``."""
+        share, a parked new file's (taken back from the retries: its next close uploads
+        it), or a new one over ``base``. ``truncating``: the open empties it (O_TRUNC)."""
         writer = self._open.get(key)
+        if writer is None:
+            writer = self._take_back_parked(path, truncating)
         if writer is None:
             writer = self.new_spool(path, base)
             self._open[key] = writer
         elif not writer.has_handles:
-            # Taken back from the background uploader: until its next close, a crash must
-            # not upload it (the program may be halfway through a change).
+            self._open[key] = writer
+            # Taken back from the background uploader (or the retries): until its next
+            # close, a crash must not upload it (the program may be halfway through a change).
             writer.spool.record_closed(False)
         writer.handle_opened()
+        return writer
+
+    def _take_back_parked(self, path: str, truncating: bool) -> SpoolWriter | None:
+        """The parked new file at ``path``, out of the retries, for an open for writing:
+        a spool has one owner. ``upload_settled`` made sure no retry of it is running."""
+        writer = self._parked_new_file_at(path)
+        if writer is None or not self.parked.take_back(writer):
+            return None
+        if truncating:
+            log.info("dropped the parked upload of %s: an open with O_TRUNC replaces it", path)
+        else:
+            log.info("took the parked upload of %s back: it goes up at its next close", path)
         return writer
 
     def open_new_spool(self, key: FileKey, path: str, mode: int | None) -> SpoolWriter:
@@ -194,8 +222,25 @@ class PendingWrites:
         return None
 
     def _live(self) -> list[SpoolWriter]:
-        """Open spools and those whose last close is uploading them."""
-        return [*self._open.values(), *self._closing]
+        """Open spools, those whose last close is uploading them, and parked ones: a new
+        file whose upload waits for a retry stays this mount's (and visible) until the
+        retry lands or is given up (kept spools are reported, not shown: see
+        docs/SEMANTICS.md)."""
+        return [*self._open.values(), *self._closing, *self.parked.writers]
+
+    def _parked_new_files(self) -> dict[FileKey, SpoolWriter]:
+        """The parked new files by key, once those that landed, were dropped or were
+        given up are forgotten."""
+        for key, writer in list(self._parked_keys.items()):
+            if writer not in self.parked.writers or not writer.not_on_server_yet:
+                del self._parked_keys[key]
+        return self._parked_keys
+
+    def _parked_new_file_at(self, path: str) -> SpoolWriter | None:
+        for writer in self._parked_new_files().values():
+            if writer.path == path:
+                return writer
+        return None
 
     def new_file_info(self, path: str) -> FileInfo | None:
         """What the mount shows for ``path`` when it is a file not on the server yet."""
@@ -216,7 +261,9 @@ class PendingWrites:
         return any(w.not_on_server_yet and paths.is_within(w.path, path) for w in self._live())
 
     def spool_of(self, key: FileKey) -> SpoolWriter | None:
-        return self._open.get(key)
+        """The spool that holds the content of the file ``key`` until the server has it:
+        open (or waiting for its background upload), or a parked new file's."""
+        return self._open.get(key) or self._parked_new_files().get(key)
 
     async def release(self, key: FileKey, writer: Writer) -> None:
         """A handle is closed. The last handle of a spool uploads and removes it; a spool
@@ -234,6 +281,8 @@ class PendingWrites:
         except AgfsError as exc:
             if isinstance(writer, SpoolWriter):
                 self.parked.park(writer, exc)
+                if writer in self.parked.writers and writer.not_on_server_yet:
+                    self._parked_keys[key] = writer
             else:
                 log.error("%s: what was written last was not delivered: %s", writer.path, exc)
         finally:

@@ -17,7 +17,8 @@ permission, read-only, anything else
 *Kept* means the spool and its sidecar stay under the cache dir with the reason, for
 ``agfs-fuse spools`` to list, re-upload or discard; nothing is retried behind the user's
 back after that. A newer upload of the same file, or its removal, makes a parked one stale:
-it is dropped, never written over newer data.
+it is dropped, never written over newer data (a removal drops it at once). A parked file
+created here stays visible on the mount meanwhile (``pending_writes``).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class ParkedUploads:
         # The background retries and an unmount's final flush must not both upload (or
         # drop) the same spool: one pass at a time.
         self._retrying = trio.Lock()
+        self._in_flight: SpoolWriter | None = None  # the one being retried now
 
     def __len__(self) -> int:
         return len(self.writers)
@@ -95,9 +97,14 @@ class ParkedUploads:
         self._uploaded_at[path] = trio.current_time()
 
     def unlinked(self, path: str) -> None:
-        for writer in self.writers:
+        """``path`` is gone (unlinked, or replaced by a rename): its parked upload is
+        dropped now, never sent; one being retried right now is dropped when that try
+        ends (its upload is skipped: ``close`` uploads nothing of an unlinked file)."""
+        for writer in list(self.writers):
             if writer.path == path:
                 writer.mark_unlinked()
+                if writer is not self._in_flight:
+                    self._drop(writer, "its file was removed")
 
     def renamed(self, old: str, new: str) -> None:
         for writer in self.writers:
@@ -110,28 +117,58 @@ class ParkedUploads:
         async with self._retrying:
             return await self._retry_each()
 
+    async def settled(self) -> None:
+        """Return once no retry runs (one running is waited for)."""
+        async with self._retrying:
+            pass
+
+    def take_back(self, writer: SpoolWriter) -> bool:
+        """An open for writing takes ``writer`` out of the retries (True); not while a try
+        of it runs (False: it may be landing, and then the server has the file)."""
+        if writer not in self.writers or writer is self._in_flight:
+            return False
+        self._forget(writer)
+        return True
+
     async def _retry_each(self) -> bool:
         for writer in list(self.writers):
-            stale = writer.failed_before(self._uploaded_at.get(writer.path, -1.0))
-            if writer.unlinked or stale:
-                self._forget(writer)
-                writer.discard()
-                log.info("dropped the parked upload of %s: the file changed since", writer.path)
-                continue
-            try:
-                self._tries[writer] += 1
-                await self._warn_if_changed(writer)
-                await writer.retry()
-            except AgfsError as exc:
-                if should_retry(exc) and not self._exhausted(writer):
-                    return False  # the server is still away: the others will fail too
-                tries = self._tries[writer]
-                self._forget(writer)
-                _give_up(writer, exc, tries)
-                continue
+            if writer not in self.writers:
+                continue  # dropped while an earlier one was retried
+            if not await self._retry_one(writer):
+                return False  # the server is still away: the others will fail too
+        return True
+
+    async def _retry_one(self, writer: SpoolWriter) -> bool:
+        """One try of ``writer``; False when it failed and stays parked."""
+        stale = writer.failed_before(self._uploaded_at.get(writer.path, -1.0))
+        if writer.unlinked or stale:
+            self._drop(writer, "the file changed since")
+            return True
+        self._in_flight = writer
+        try:
+            self._tries[writer] += 1
+            await self._warn_if_changed(writer)
+            await writer.retry()
+        except AgfsError as exc:
+            if should_retry(exc) and not self._exhausted(writer):
+                return False
+            tries = self._tries[writer]
             self._forget(writer)
+            _give_up(writer, exc, tries)
+            return True
+        finally:
+            self._in_flight = None
+        self._forget(writer)
+        if writer.unlinked:  # removed while its try waited: nothing was sent
+            log.info("dropped the parked upload of %s: its file was removed", writer.path)
+        else:
             log.warning("uploaded %s, which had failed before", writer.path)
         return True
+
+    def _drop(self, writer: SpoolWriter, why: str) -> None:
+        self._forget(writer)
+        writer.discard()
+        log.info("dropped the parked upload of %s: %s", writer.path, why)
 
     def _exhausted(self, writer: SpoolWriter) -> bool:
         age = trio.current_time() - self._parked_at[writer]

@@ -14,6 +14,7 @@ import stat
 import pytest
 
 from tests.mount.conftest import Workspace, run
+from tests.support.faultproxy import FaultProxy
 from tests.support.mount import wait_until
 
 NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL
@@ -198,6 +199,43 @@ def test_close_of_a_new_file_reports_a_failed_upload(make_server, make_mount) ->
         os.close(fd)
     assert info.value.errno == errno.EIO
     assert mount.alive()
+
+
+def test_a_new_file_whose_upload_failed_stays_listed_until_the_retry_lands(
+    make_server, make_mount
+) -> None:
+    """close() reports EIO and the upload is parked: the file must not vanish. ``ls``,
+    ``stat`` and ``cat`` show it from the spool while the server refuses it (a proxy
+    answers its PUT with 503); once the server takes it, the background retry lands."""
+    server = make_server(localfs=False)
+    with FaultProxy(server.url, lifetime=120.0) as proxy:
+        mount = make_mount(proxy.url, options=["timeout=3"])
+        target = mount.path / "memfs" / "waiting.txt"
+        data = b"written while the server refused it\n" * 50
+        refusal = proxy.fail(503, "PUT", "/files", path="/memfs/waiting.txt")
+        fd = os.open(target, NEW, 0o644)
+        os.write(fd, data)
+        with pytest.raises(OSError) as info:
+            os.close(fd)
+        assert info.value.errno == errno.EIO
+        wait_until(lambda: mount.stats()["parked_uploads"] == 1, timeout=15)
+
+        listing = run(["ls", "-l", str(mount.path / "memfs")]).stdout.decode()
+        assert "waiting.txt" in listing and f" {len(data)} " in listing, listing
+        assert target.stat().st_size == len(data)
+        assert run(["cat", str(target)]).stdout == data
+        assert not server.http.exists("/memfs/waiting.txt")
+
+        proxy.remove(refusal)
+        wait_until(
+            lambda: server.http.exists("/memfs/waiting.txt"),
+            timeout=45,
+            message="the parked upload to land once the server takes it",
+        )
+        assert server.http.read("/memfs/waiting.txt") == data
+        wait_until(lambda: mount.stats()["parked_uploads"] == 0, timeout=15)
+        assert target.read_bytes() == data
+        mount.unmount()
 
 
 def test_a_new_file_renamed_to_another_agfs_mount_before_close_is_exdev(ws: Workspace) -> None:

@@ -125,3 +125,63 @@ def test_refusals_a_retry_cannot_change_are_kept_at_once_with_their_errno(
     assert client.uploads == 1  # the close() itself, nothing behind the user's back
     [meta] = _kept(spool_dir)
     assert message in meta["reason"]
+
+
+class RecoveringClient(FailingClient):
+    """Fails every upload while ``failing``, then takes them (recording what it got)."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda: ServerUnreachable("connection refused"))
+        self.failing = True
+        self.received: list[tuple[str, bytes]] = []
+
+    async def write_from(self, path: str, source, size: int) -> None:
+        if self.failing:
+            await super().write_from(path, source, size)
+        self.uploads += 1
+        self.received.append((path, source.pread(0, size)))
+
+
+async def _parked_writer(client: FailingClient, spool_dir: SpoolDir, parked: ParkedUploads):
+    writer = _writer(client, spool_dir)
+    await writer.write(0, b"content")
+    with pytest.raises(AgfsError) as failed:
+        await writer.flush()
+    parked.park(writer, failed.value)
+    assert len(parked) == 1
+    return writer
+
+
+def test_an_unlinked_parked_upload_is_dropped_at_once_and_never_sent(tmp_path: Path) -> None:
+    client = RecoveringClient()
+    spool_dir = SpoolDir(tmp_path)
+
+    async def main() -> tuple[int, bool, bool]:
+        parked = ParkedUploads(_no_file)
+        writer = await _parked_writer(client, spool_dir, parked)
+        parked.unlinked(PATH)
+        left = len(parked)
+        client.failing = False
+        await parked.retry_all()
+        return left, writer.spool_path().exists(), await parked.retry_all()
+
+    assert trio.run(main) == (0, False, True)
+    assert client.received == []
+    assert list(spool_dir.root.iterdir()) == []
+
+
+def test_a_parked_upload_taken_back_is_no_longer_retried(tmp_path: Path) -> None:
+    """An open for writing takes a parked spool back: the retries leave it alone (its
+    next close uploads it), and a try in flight is never taken."""
+    client = RecoveringClient()
+
+    async def main() -> tuple[bool, int, bool]:
+        parked = ParkedUploads(_no_file)
+        writer = await _parked_writer(client, SpoolDir(tmp_path), parked)
+        taken = parked.take_back(writer)
+        client.failing = False
+        await parked.retry_all()
+        return taken, len(parked), writer.spool_path().exists()
+
+    assert trio.run(main) == (True, 0, True)
+    assert client.received == []
