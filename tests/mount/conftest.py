@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,12 +243,26 @@ class Workspace:
         return self.local.joinpath(*parts)
 
 
+WORKSPACES_PER_BATCH = 32
+# server -> plugin -> workspaces made and not handed out yet (gone with the server)
+_spare_workspaces: weakref.WeakKeyDictionary[AgfsHttp, dict[str, list[str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _workspace(plugin: str, mount: Mount, http: AgfsHttp, request: pytest.FixtureRequest):
-    """Made on the server, as another client would: the mount sees it once a listing of
-    the plugin's root it may have taken just before is older than ``attr_timeout``."""
-    name = f"t{next(_counter)}-{request.node.originalname}"[:60]
-    remote = f"{PLUGIN_ROOTS[plugin]}/{name}"
-    http.mkdir(remote)
+    """Made on the server, as another client would. The mount sees a name another client
+    made once a listing of the parent it may hold is older than ``attr_timeout``, so
+    workspaces are made in batches: the first of a batch may wait that long for the mount
+    to show it, the rest are in the listing that showed it."""
+    spare = _spare_workspaces.setdefault(http, {}).setdefault(plugin, [])
+    if not spare:
+        batch = next(_counter)
+        spare.extend(f"{PLUGIN_ROOTS[plugin]}/ws{batch}-{i}" for i in range(WORKSPACES_PER_BATCH))
+        for remote in spare:
+            http.mkdir(remote)
+    remote = spare.pop(0)
+    print(f"workspace of {request.node.nodeid}: {remote}")  # shown when the test fails
     return Workspace(plugin, seen(mount.path / remote.lstrip("/")), remote, http, mount)
 
 

@@ -14,7 +14,7 @@ import stat
 import pytest
 
 from tests.mount.agfs_http import AgfsHttp
-from tests.mount.conftest import Workspace, run
+from tests.mount.conftest import Workspace, run, seen
 from tests.support.mount import Mount
 
 # -- mkdir / rmdir ----------------------------------------------------------------------
@@ -287,6 +287,7 @@ def test_exdev_across_agfs_mounts(mounted: Mount, http: AgfsHttp, request) -> No
     http.write(f"/local/{tag}/b", b"from localfs")
     mp = mounted.path
     memdir, localdir = mp / "memfs" / tag, mp / "local" / tag
+    seen(memdir / "a"), seen(localdir / "b")  # made by another client: within attr_timeout
     assert _errno_of(os.rename, memdir / "a", localdir / "a") == errno.EXDEV
     assert _errno_of(os.rename, localdir / "b", memdir / "b") == errno.EXDEV
     assert _errno_of(os.rename, memdir / "a", mp / "queuefs" / "a") == errno.EXDEV
