@@ -511,7 +511,9 @@ class AgfsFilesystem:
         known = self.attrs.perm(path)
         if perm == (known if known is not None else self.modes.get(path)):
             return
-        async with self.pending.uploads_held(path):  # after a background upload of it
+        # After a background upload of the file; of files under a directory only when
+        # the new bits take the owner's write away (the server may then refuse them).
+        async with self.pending.uploads_held(path, below=not perm & 0o200):
             with self._changing(path):
                 await self.client.chmod(path, mode)
             self.pending.mode_changed(path, perm)

@@ -138,13 +138,15 @@ class PendingWrites:
         return info
 
     @contextlib.asynccontextmanager
-    async def uploads_held(self, *held: str) -> AsyncIterator[None]:
-        """No background upload of a file at or below ``held`` runs inside: one running
-        is waited for, and none starts until the block is over (a rename, unlink or chmod
-        is applied after the upload, never in the middle of it)."""
-        writers = [
-            w for w in self._waiting() if any(paths.is_within(w.path, path) for path in held)
-        ]
+    async def uploads_held(self, *held: str, below: bool = True) -> AsyncIterator[None]:
+        """No background upload of a file at ``held`` (and, with ``below``, under it) runs
+        inside: one running is waited for, and none starts until the block is over (a
+        rename, unlink or chmod is applied after the upload, never in the middle of it)."""
+
+        def holds(path: str) -> bool:
+            return any(paths.is_within(path, h) if below else path == h for h in held)
+
+        writers = [w for w in self._waiting() if holds(w.path)]
         async with contextlib.AsyncExitStack() as stack:
             for writer in sorted(writers, key=id):  # one order for all: no deadlock
                 await stack.enter_async_context(writer.uploads_held())
