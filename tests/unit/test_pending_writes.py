@@ -331,3 +331,56 @@ def test_only_the_paths_the_settings_name_go_to_the_background_uploader(tmp_path
 
     _run(body)
     assert server.files == {p: p.encode() for p in ("/lazy/before", "/eager/f", "/lazy/f")}
+
+
+class GatedServer(MemoryServer):
+    """Uploads wait for ``gate``; ``started`` is set once one is in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = trio.Event()
+        self.started = trio.Event()
+
+    async def write_from(self, path: str, source: Spool, size: int) -> None:
+        self.started.set()
+        await self.gate.wait()
+        await super().write_from(path, source, size)
+
+
+def test_a_directory_chmod_waits_for_uploads_under_it_only_when_it_takes_owner_write_away(
+    tmp_path: Path,
+) -> None:
+    """tar sets each directory's mode after queueing its files' uploads: a mode that keeps
+    the owner's write bit goes at once; one without it (the server might refuse the
+    uploads then) waits for the upload in flight under the directory."""
+    server = GatedServer()
+    pending = _registry(tmp_path, server)
+    pending.enable_async_uploads()
+    order: list[str] = []
+
+    async def strict_chmod() -> None:
+        async with pending.uploads_held("/d"):
+            order.append("chmod 0555 /d")
+
+    async def body() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pending.run)
+            key = pending.new_key()
+            writer = pending.open_new_spool(key, "/d/f", 0o644)
+            await writer.write(0, b"x")
+            await writer.flush()
+            await pending.release(key, writer)
+            await server.started.wait()  # its background upload is in flight
+            async with pending.uploads_held("/d", below=False):
+                order.append("chmod 0755 /d")
+            nursery.start_soon(strict_chmod)
+            await trio.sleep(1)  # trio's mock clock: the strict chmod had every chance
+            order.append("upload lands")
+            server.gate.set()
+            while pending.pending_count():
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+
+    _run(body)
+    assert order == ["chmod 0755 /d", "upload lands", "chmod 0555 /d"]
+    assert server.files == {"/d/f": b"x"}
