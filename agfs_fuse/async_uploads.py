@@ -120,6 +120,10 @@ class AsyncUploads:
     def in_flight_count(self) -> int:
         return len(self._in_flight)
 
+    def uploading_paths(self) -> list[str]:
+        """Where the uploads in flight go (their spools count as pending already)."""
+        return list(self._in_flight.values())
+
     # -- running --------------------------------------------------------------------
 
     async def run(self) -> None:

@@ -287,8 +287,14 @@ class FederationControl:
             backend = self.table.get(prefix)
         except NotFound:
             return 0
-        spooled = self.fs.pending.pending_paths()
-        return backend.uploads + sum(1 for path in spooled if paths.is_within(path, prefix))
+
+        def under(found: list[str]) -> int:
+            return sum(1 for path in found if paths.is_within(path, prefix))
+
+        background = self.fs.pending.background
+        # A background upload in flight is a pending spool and a request: count it once.
+        twice = under(background.uploading_paths()) if background is not None else 0
+        return under(self.fs.pending.pending_paths()) + max(0, backend.uploads - twice)
 
     # -- what it shows ----------------------------------------------------------------
 
