@@ -20,7 +20,6 @@ import os
 import re
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections import Counter
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.relay import DelayRelay
-from bench.wan_workloads import GIT_ENV, pick_source_files
+from bench.wan_workloads import GIT_ENV, write_source_tree
 from tests.support.mount import Mount
 from tests.support.server import plugins_config, start_server, use_real_server
 
@@ -47,17 +46,8 @@ class Tree:
 def make_tree(local: Path, files: int) -> Tree:
     """A source tree of real files (about ten per directory) as a tarball and a git repo."""
     tree = local / "tree"
-    for src, rel in pick_source_files(files):
-        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tree / rel).write_bytes(src.read_bytes())
-    n_files = n_dirs = 0
-    for _, dnames, fnames in os.walk(tree):
-        n_files += len(fnames)
-        n_dirs += len(dnames)
     tarball = local / "src.tar"
-    with tarfile.open(tarball, "w") as tar:
-        for entry in sorted(tree.iterdir()):
-            tar.add(entry, arcname=entry.name)
+    n_files, n_dirs = write_source_tree(tree, tarball, files)
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "t"]):
         subprocess.run(cmd, cwd=tree, env=GIT_ENV, check=True, capture_output=True)
     return Tree(tarball, tree, n_files, n_dirs)

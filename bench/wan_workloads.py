@@ -66,6 +66,22 @@ def pick_source_files(count: int, per_dir: int = 10) -> list[tuple[Path, Path]]:
     return out
 
 
+def write_source_tree(tree: Path, tarball: Path, count: int) -> tuple[int, int]:
+    """``count`` real source files under ``tree``, and ``tarball`` of it (with directory
+    entries, as a release tarball has); returns how many files and directories it holds."""
+    for src, rel in pick_source_files(count):
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, tree / rel)
+    files = dirs = 0
+    for _, dnames, fnames in os.walk(tree):
+        files += len(fnames)
+        dirs += len(dnames)
+    with tarfile.open(tarball, "w") as tar:
+        for entry in sorted(tree.iterdir()):
+            tar.add(entry, arcname=entry.name)
+    return files, dirs
+
+
 def build_fixtures(data: Path, local: Path, *, tar_files: int, big_mib: int, ls_small: int,
                    ls_big: int, small_files: int, small_size: int,
                    scratch_dirs: list[str]) -> WanFixtures:
@@ -73,17 +89,8 @@ def build_fixtures(data: Path, local: Path, *, tar_files: int, big_mib: int, ls_
     listings for minutes, so a directory made or removed behind its back later would stay
     unseen, or seen, by rclone mount. Each RTT round writes to its own and removes it."""
     tree = local / "tree"
-    for src, rel in pick_source_files(tar_files):
-        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, tree / rel)
-    files = dirs = 0
-    for _, dnames, fnames in os.walk(tree):
-        files += len(fnames)
-        dirs += len(dnames)
     tarball = local / "src.tar"
-    with tarfile.open(tarball, "w") as tar:
-        for entry in sorted(tree.iterdir()):
-            tar.add(entry, arcname=entry.name)
+    files, dirs = write_source_tree(tree, tarball, tar_files)
     shutil.copytree(tree, data / "src")
     repo = local / "repo"
     shutil.copytree(tree, repo)
