@@ -111,7 +111,10 @@ class PendingWrites:
                 del self._open[key]
 
     def _waiting(self) -> list[SpoolWriter]:
-        """Spools whose last handle is closed and whose background upload is pending."""
+        """Spools whose last handle is closed and whose background upload is pending
+        (none without the background uploader: then every stat skips the scan)."""
+        if self.background is None:
+            return []
         return [w for w in self._open.values() if not w.has_handles]
 
     def new_key(self, path: str | None = None) -> FileKey:
